@@ -1,0 +1,5 @@
+"""``python -m gigmcp`` runs the command-line tool."""
+
+from gigmcp.cli.main import main
+
+main()

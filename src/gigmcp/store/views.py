@@ -1,0 +1,105 @@
+"""Read model of the store as the gateway's hot path sees it: immutable snapshots.
+
+The router and the endpoint depend only on these types and on :class:`Catalog`; they
+never touch SQLAlchemy sessions. A snapshot never holds a secret value: tokens appear
+only as their hashes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ServerDef:
+    """How to start one MCP server (stdio). ``env`` holds literal, non-secret values;
+    ``env_names`` are declared variables whose values a credential provider supplies."""
+
+    id: int
+    name: str
+    owner_id: int
+    command: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+    env_names: tuple[str, ...] = ()
+    cwd: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """A server assigned to a profile, with its tool selection.
+
+    A tool is enabled when ``tool_overrides`` says so, else when ``default_enabled``.
+    """
+
+    server: ServerDef
+    default_enabled: bool = True
+    tool_overrides: tuple[tuple[str, bool], ...] = ()
+
+    def tool_enabled(self, tool: str) -> bool:
+        for name, enabled in self.tool_overrides:
+            if name == tool:
+                return enabled
+        return self.default_enabled
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileView:
+    id: int
+    slug: str
+    owner_id: int
+    assignments: tuple[Assignment, ...] = field(default=())
+
+    def assignment(self, server_name: str) -> Assignment | None:
+        for a in self.assignments:
+            if a.server.name == server_name:
+                return a
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    """What a valid profile token opens: exactly one profile."""
+
+    token_id: int
+    profile_id: int
+    profile_slug: str
+    user_id: int
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One audit row. Never carries argument values or secrets, only sizes and names."""
+
+    action: str
+    outcome: str
+    user_id: int | None = None
+    profile_id: int | None = None
+    server: str | None = None
+    tool: str | None = None
+    duration_ms: float | None = None
+    arg_bytes: int | None = None
+    detail: str | None = None
+
+
+class Catalog(Protocol):
+    """The gateway's view of the store. Implementations must make ``revision`` cheap
+    (called per request) and every lookup non-blocking in practice (served from memory,
+    reloaded when ``revision`` moves)."""
+
+    def revision(self) -> int: ...
+
+    def authenticate(self, token: str) -> TokenGrant | None:
+        """Return the grant for a presented token, or None when unknown, revoked or expired.
+        Compares hashes in constant time."""
+        ...
+
+    def profile(self, profile_id: int) -> ProfileView | None: ...
+
+    def profile_by_slug(self, slug: str) -> ProfileView | None: ...
+
+    def record(self, event: AuditEvent) -> None:
+        """Queue an audit row; must not block the event loop."""
+        ...

@@ -1,0 +1,98 @@
+"""The launcher seam: how a server process comes to exist.
+
+The supervisor asks a :class:`Launcher` for a process and talks to it over stdio; it
+never knows whether the process is jailed. The sandbox (issue 3) is a Launcher; the
+:class:`PlainLauncher` here runs the command directly and exists only for development
+(``--insecure-no-sandbox``) and for tests of the gateway core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gigmcp.upstream.types import InstanceKey
+
+# Results of 1 MB and more arrive as one line; the default 64 KiB StreamReader limit
+# would cut them off.
+STREAM_LIMIT = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchSpec:
+    key: InstanceKey
+    command: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+
+
+class LaunchedProcess(Protocol):
+    pid: int
+    stdin: asyncio.StreamWriter
+    stdout: asyncio.StreamReader
+    stderr: asyncio.StreamReader
+
+    async def wait(self) -> int: ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+    async def cleanup(self) -> None:
+        """Release whatever the launch created besides the process (namespaces, veths,
+        cgroups). Idempotent; called after the process has exited."""
+        ...
+
+
+class Launcher(Protocol):
+    async def launch(self, spec: LaunchSpec) -> LaunchedProcess: ...
+
+
+class _PlainProcess:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdin and proc.stdout and proc.stderr
+        self._proc = proc
+        self.pid = proc.pid
+        self.stdin = proc.stdin
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+
+    async def wait(self) -> int:
+        return await self._proc.wait()
+
+    def terminate(self) -> None:
+        if self._proc.returncode is None:
+            self._proc.terminate()
+
+    def kill(self) -> None:
+        if self._proc.returncode is None:
+            self._proc.kill()
+
+    async def cleanup(self) -> None:
+        return None
+
+
+class PlainLauncher:
+    """Runs the server unjailed with a cleared environment: only PATH-like basics plus
+    what the spec declares. Never the gateway's own environment."""
+
+    BASE_ENV_KEYS = ("PATH", "LANG", "TZ")
+
+    async def launch(self, spec: LaunchSpec) -> LaunchedProcess:
+        env = {k: os.environ[k] for k in self.BASE_ENV_KEYS if k in os.environ}
+        env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+        env["HOME"] = spec.cwd or "/tmp"  # noqa: S108 - servers that want a HOME get a harmless one
+        env.update(spec.env)
+        proc = await asyncio.create_subprocess_exec(
+            *spec.command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            cwd=spec.cwd,
+            limit=STREAM_LIMIT,
+            start_new_session=True,
+        )
+        return _PlainProcess(proc)
