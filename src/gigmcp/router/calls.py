@@ -1,0 +1,138 @@
+"""One forwarded request in flight to one upstream, and the questions it raises.
+
+A server may ask its client something (sampling, elicitation, roots) while it handles a
+request. Legacy stdio servers say nothing about which request a question belongs to, so
+a question is attributed to an in-flight call on the same instance whose client declared
+the capability, preferring calls with no open question and then the oldest (see
+``docs/architecture.md``, "Attributing server requests"). A legacy client answers on its
+SSE channel; a modern client gets an ``InputRequiredResult`` and the call is *parked*
+until the client retries with ``inputResponses`` and the gateway's ``requestState``.
+
+This module must never let a parked call outlive its deadline nor accept a request state
+minted for another token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from gigmcp.mcp.jsonrpc import INVALID_PARAMS, RpcError
+from gigmcp.router.context import RequestContext
+from gigmcp.upstream.types import InstanceKey, PendingRequest
+
+JSON = dict[str, Any]
+
+# Which client capability a server→client request needs.
+CAPABILITY_FOR = {
+    "sampling/createMessage": "sampling",
+    "elicitation/create": "elicitation",
+    "roots/list": "roots",
+}
+
+
+@dataclass(eq=False, slots=True)
+class Question:
+    method: str
+    params: JSON | None
+    answer: asyncio.Future[JSON]
+
+
+@dataclass(eq=False, slots=True)
+class Call:
+    key: InstanceKey
+    ctx: RequestContext
+    method: str
+    name: str | None
+    pending: PendingRequest
+    response: asyncio.Future[JSON]
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    inbox: deque[Question] = field(default_factory=deque)
+    open_questions: int = 0
+    progress_token: str | None = None
+    gateway_token: str | None = None
+    parked: bool = False
+
+    def wants(self, capability: str) -> bool:
+        return self.ctx.supports(capability)
+
+
+def attribute(calls: list[Call], method: str) -> Call | None:
+    """Pick the in-flight call a server→client request belongs to."""
+    capability = CAPABILITY_FOR.get(method)
+    able = [c for c in calls if capability is None or c.wants(capability)]
+    if not able:
+        return None
+    for call in able:
+        if call.open_questions == 0:
+            return call
+    return able[0]
+
+
+@dataclass(slots=True)
+class Parked:
+    call: Call
+    questions: dict[str, Question]
+    token_id: int
+    method: str
+    name: str | None
+    deadline: float
+
+
+class ParkingLot:
+    """Calls waiting for a modern client's retry, keyed by an authenticated request state."""
+
+    PREFIX = "gw."
+
+    def __init__(self, key: bytes, ttl: float) -> None:
+        self._key = key
+        self._ttl = ttl
+        self._parked: dict[str, Parked] = {}
+
+    def _sign(self, ident: str, token_id: int) -> str:
+        mac = hmac.new(self._key, f"{ident}:{token_id}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac[:18]).decode()
+
+    def park(self, call: Call, questions: dict[str, Question]) -> str:
+        ident = secrets.token_urlsafe(18)
+        self._parked[ident] = Parked(
+            call,
+            questions,
+            call.ctx.token_id,
+            call.method,
+            call.name,
+            time.monotonic() + self._ttl,
+        )
+        return f"{self.PREFIX}{ident}.{self._sign(ident, call.ctx.token_id)}"
+
+    def take(self, state: str, ctx: RequestContext, method: str, name: str | None) -> Parked:
+        """Return the parked call a retry resumes; anything off is invalid params."""
+        ident, _, mac = state[len(self.PREFIX) :].partition(".")
+        if not hmac.compare_digest(mac.encode(), self._sign(ident, ctx.token_id).encode()):
+            raise RpcError(INVALID_PARAMS, "Invalid params: requestState was not issued to you")
+        parked = self._parked.get(ident)
+        if parked is None or parked.deadline < time.monotonic():
+            raise RpcError(INVALID_PARAMS, "Invalid params: requestState expired or already used")
+        if parked.method != method or parked.name != name or parked.token_id != ctx.token_id:
+            raise RpcError(
+                INVALID_PARAMS, "Invalid params: requestState belongs to another request"
+            )
+        del self._parked[ident]
+        return parked
+
+    def expire(self) -> list[Parked]:
+        now = time.monotonic()
+        gone = [ident for ident, p in self._parked.items() if p.deadline < now]
+        return [self._parked.pop(ident) for ident in gone]
+
+    def drain(self) -> list[Parked]:
+        gone = list(self._parked.values())
+        self._parked.clear()
+        return gone

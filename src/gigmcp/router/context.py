@@ -1,0 +1,48 @@
+"""Who is asking: the caller of one client request, as the router needs to see it.
+
+The endpoint builds a :class:`RequestContext` per client request and hands the router a
+:class:`RequestSink` through which request-scoped traffic (progress, log messages and,
+for legacy clients, server→client requests) flows back on that request's own channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+JSON = dict[str, Any]
+
+
+class RequestSink(Protocol):
+    @property
+    def can_ask(self) -> bool:
+        """True when the client can receive a server→client request on this channel
+        (legacy revisions with an SSE answer). Modern clients get MRTR instead."""
+        ...
+
+    def notify(self, message: JSON) -> None:
+        """Queue a request-scoped notification; never blocks, keeps order."""
+        ...
+
+    async def ask(self, method: str, params: JSON | None) -> JSON:
+        """Send a server→client request and return its ``result``; raises RpcError."""
+        ...
+
+
+@dataclass(slots=True)
+class RequestContext:
+    era: Literal["modern", "legacy"]
+    protocol_version: str
+    client_capabilities: JSON
+    client_info: JSON | None
+    # Who holds the token: MRTR request states and sessions are bound to it.
+    token_id: int
+    user_id: int
+    profile_id: int
+    sink: RequestSink
+    log_level: str | None = None
+    session_id: str | None = None
+    extra: JSON = field(default_factory=dict)
+
+    def supports(self, capability: str) -> bool:
+        return capability in self.client_capabilities
