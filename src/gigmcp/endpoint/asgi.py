@@ -328,7 +328,7 @@ class McpEndpoint:
         ctx.sink = channel
         response = await self._run_cancellable(receive, hub.handle(ctx, msg))
         if response is None:
-            channel.abandon()
+            await channel.close_without_answer()
             return
         status = 200
         err = response.get("error")
@@ -514,7 +514,7 @@ class McpEndpoint:
         except asyncio.CancelledError:
             if task.cancelled():
                 # notifications/cancelled: the client no longer wants an answer.
-                channel.abandon()
+                await channel.close_without_answer()
                 return
             raise
         await channel.finish(response)

@@ -150,6 +150,16 @@ class ResponseChannel:
         assert self._writer is not None
         await self._writer
 
-    def abandon(self) -> None:
-        """The client went away: stop writing; buffered events stay for replay."""
-        self._send = None
+    async def close_without_answer(self) -> None:
+        """End the HTTP exchange of a request that will get no JSON-RPC answer (it was
+        cancelled): an SSE stream that simply ends, or an empty 202 if none started."""
+        if self._queue is not None:
+            self._queue.put_nowait(_CLOSE)
+            assert self._writer is not None
+            await self._writer
+            return
+        send, self._send = self._send, None
+        if send is not None:
+            with contextlib.suppress(OSError):
+                await send({"type": "http.response.start", "status": 202, "headers": self._headers})
+                await send({"type": "http.response.body", "body": b""})

@@ -84,6 +84,10 @@ class ProfileHub:
         """Adopt a new profile view; tell clients when their tool list changed."""
         old = self.view
         self.view = view
+        for a in old.assignments:
+            b = view.assignment(a.server.name)
+            if b is None or b.server != a.server:
+                self._tools.pop(a.server.name, None)
         if _tool_selection(old) != _tool_selection(view):
             self.broadcast({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
         old_servers = {a.server.name for a in old.assignments}
@@ -142,12 +146,12 @@ class ProfileHub:
         method: str = msg["method"]
         params: JSON = msg.get("params") or {}
         try:
-            result = await self._dispatch(ctx, method, params)
+            outcome = await self._dispatch(ctx, method, params)
         except RpcError as err:
             return err.response(rid)
-        if "error" in result and "result" not in result and len(result) <= 2:
-            return {"jsonrpc": "2.0", "id": rid, "error": result["error"]}
-        return {"jsonrpc": "2.0", "id": rid, "result": result.get("result", result)}
+        if "error" in outcome:
+            return {"jsonrpc": "2.0", "id": rid, "error": outcome["error"]}
+        return {"jsonrpc": "2.0", "id": rid, "result": outcome["result"]}
 
     async def _dispatch(self, ctx: RequestContext, method: str, params: JSON) -> JSON:
         if method == "tools/call":
@@ -578,9 +582,13 @@ class ProfileHub:
                 if call.response.done():
                     return self._response_of(call)
                 if call.inbox:
-                    if not call.ctx.sink.can_ask:
+                    if call.ctx.sink.can_ask:
+                        await self._answer_legacy(call, call.inbox.popleft())
+                    elif call.ctx.era == "modern":
                         return self._park(call)
-                    await self._answer_legacy(call, call.inbox.popleft())
+                    else:
+                        # A legacy client that takes only JSON answers cannot be asked.
+                        _refuse(call.inbox.popleft(), "Client cannot answer on this channel")
                     continue
                 await call.wake.wait()
                 call.wake.clear()
@@ -788,6 +796,11 @@ class ProfileHub:
         for listener in list(self.listeners):
             if listener.wants(method, uri if uri is not None else level):
                 listener.deliver(message)
+
+
+def _refuse(q: Question, message: str) -> None:
+    if not q.answer.done():
+        q.answer.set_result({"error": {"code": rpc.METHOD_NOT_FOUND, "message": message}})
 
 
 def _tool_selection(view: ProfileView) -> tuple[Any, ...]:

@@ -1,0 +1,81 @@
+"""Assembles one gateway process: store catalog, router, supervisor, MCP endpoint.
+
+Owns start-up and shutdown order (children are terminated before the store closes, so
+their last audit rows are written). It must never start serving before the store is
+migrated, and never leave a child process behind on shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from gigmcp.config import Settings
+from gigmcp.endpoint.asgi import McpEndpoint
+from gigmcp.router.gateway import Router
+from gigmcp.router.hub import GATEWAY_INFO
+from gigmcp.store.catalog import StoreCatalog
+from gigmcp.supervisor.launcher import Launcher, PlainLauncher
+from gigmcp.supervisor.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class Gateway:
+    """The ASGI application of a running gateway, with its lifespan."""
+
+    def __init__(self, settings: Settings, launcher: Launcher | None = None) -> None:
+        self.settings = settings
+        self.catalog = StoreCatalog(settings.database_url)
+        self.router = Router(self.catalog, request_timeout=settings.request_timeout)
+        self.supervisor = Supervisor(
+            launcher or PlainLauncher(),
+            self.router,
+            logs_dir=settings.data_dir / "logs",
+            idle_timeout=settings.idle_timeout,
+            client_info=GATEWAY_INFO,
+        )
+        self.router.attach(self.supervisor)
+        self.endpoint = McpEndpoint(
+            self.router,
+            allowed_origins=frozenset(settings.allowed_origins),
+            max_body_bytes=settings.max_body_bytes,
+            request_timeout=settings.request_timeout,
+            public_url=settings.public_url,
+        )
+
+    async def start(self) -> None:
+        await self.catalog.start()
+        self.router.start()
+
+    async def stop(self) -> None:
+        await self.endpoint.aclose()
+        await self.router.aclose()
+        await self.supervisor.shutdown()
+        await self.catalog.aclose()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        await self.endpoint(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.start()
+                except Exception as exc:
+                    log.exception("gateway failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return

@@ -1,0 +1,67 @@
+"""``gigmcp serve``: run the gateway in the foreground on its embedded defaults.
+
+Owns turning settings into a listening server. It must never print a secret, and it
+refuses to run untrusted servers unjailed unless the operator asks for it loudly.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from gigmcp.config import ConfigError, ensure_master_key, load_settings
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def serve(
+    listen: str = typer.Option(None, "--listen", help="HOST:PORT to listen on (default GIG_LISTEN)."),
+    insecure_no_sandbox: bool = typer.Option(
+        False,
+        "--insecure-no-sandbox",
+        help="Run MCP servers without the jail. For development only; never with untrusted servers.",
+    ),
+) -> None:
+    """Start the gateway: MCP endpoints at /mcp/p/<profile>."""
+    import uvicorn
+
+    from gigmcp.app import Gateway
+
+    try:
+        settings = load_settings()
+        notice = ensure_master_key(settings)
+        if listen:
+            settings = settings.with_listen(listen)
+    except ConfigError as err:
+        typer.echo(f"gigmcp: {err}", err=True)
+        raise typer.Exit(2) from err
+    if notice:
+        typer.echo(notice, err=True)
+    # Issue 3 brings the sandbox launcher; until then every server runs unjailed, and we
+    # say so on every start rather than pretend otherwise.
+    typer.echo(
+        "gigmcp: WARNING: MCP servers run WITHOUT a sandbox in this build "
+        "(--insecure-no-sandbox is implied). Only add servers you trust.",
+        err=True,
+    )
+    del insecure_no_sandbox
+    host, port = _split_listen(settings.listen)
+    gateway = Gateway(settings)
+    config = uvicorn.Config(
+        gateway,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
+    typer.echo(f"gigmcp: listening on http://{settings.listen}/mcp/p/<profile>", err=True)
+    uvicorn.Server(config).run()
+    sys.exit(0)

@@ -1,0 +1,146 @@
+"""Start a real gateway process for tests: temp data dir, CLI-made profiles, tokens.
+
+Everything goes through the real command line (``gigmcp``) and a real ``gigmcp serve``
+listening on a free loopback port; nothing is mocked. Processes are always stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+GIGMCP = str(VENV_BIN / "gigmcp")
+PEERS = ROOT / "tests" / "peers" / "node_modules"
+NODE = shutil.which("node") or "/usr/bin/node"
+NODE22 = str(PEERS / ".bin" / "node")
+SERVERS = ROOT / "tests" / "servers"
+
+EVERYTHING = (NODE, str(PEERS / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"), "stdio")
+MEMORY = (NODE, str(PEERS / "@modelcontextprotocol" / "server-memory" / "dist" / "index.js"))
+TIME = (str(VENV_BIN / "mcp-server-time"),)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class GatewayProc:
+    data_dir: Path
+    env: dict[str, str]
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, profile: str) -> str:
+        return f"{self.base}/mcp/p/{profile}"
+
+    def cli(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [GIGMCP, *args], env=self.env, capture_output=True, text=True, input=stdin, timeout=60
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"gigmcp {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def add_server(self, name: str, command: tuple[str, ...], *extra: str) -> None:
+        self.cli("server", "add", name, *extra, "--", *command)
+
+    def profile(self, slug: str, *servers: str) -> str:
+        self.cli("profile", "create", slug)
+        for server in servers:
+            self.cli("profile", "assign", slug, server)
+        token = self.cli("token", "mint", slug).stdout.strip()
+        self.tokens[slug] = token
+        return token
+
+    def start(self, **env: str) -> None:
+        self.port = free_port()
+        run_env = dict(self.env, GIG_LISTEN=f"127.0.0.1:{self.port}", **env)
+        self.proc = subprocess.Popen(
+            [GIGMCP, "serve"], env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                out = self.proc.stdout.read().decode() if self.proc.stdout else ""
+                raise AssertionError(f"gateway exited at start: {out}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+                return
+            time.sleep(0.05)
+        raise AssertionError("gateway did not start listening within 30 s")
+
+    def descendants(self) -> list[int]:
+        """Pids of every process below the gateway (its MCP servers and theirs)."""
+        if self.proc is None:
+            return []
+        parents: dict[int, int] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                except OSError:
+                    continue
+                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+        found: list[int] = []
+        frontier = [self.proc.pid]
+        while frontier:
+            pid = frontier.pop()
+            kids = [child for child, parent in parents.items() if parent == pid]
+            found.extend(kids)
+            frontier.extend(kids)
+        return found
+
+    def stop(self) -> str:
+        out = ""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        if self.proc is not None and self.proc.stdout is not None:
+            out = self.proc.stdout.read().decode(errors="replace")
+            self.proc.stdout.close()
+        # Anything the gateway left behind in its session is a bug; kill it so tests
+        # after this one start clean, and let the caller assert on it.
+        with contextlib.suppress(ProcessLookupError):
+            if self.proc is not None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        return out
+
+
+@contextlib.contextmanager
+def gateway(tmp_path: Path, **env: str) -> Iterator[GatewayProc]:
+    data_dir = tmp_path / "data"
+    base_env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "GIG_DATA_DIR": str(data_dir),
+        "GIG_MASTER_KEY": "ab" * 32,
+        **env,
+    }
+    gw = GatewayProc(data_dir, base_env)
+    try:
+        yield gw
+    finally:
+        gw.stop()

@@ -1,0 +1,3 @@
+from tests.endpoint.conftest import gw
+
+__all__ = ["gw"]
