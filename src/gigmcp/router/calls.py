@@ -3,7 +3,7 @@
 A server may ask its client something (sampling, elicitation, roots) while it handles a
 request. Legacy stdio servers say nothing about which request a question belongs to, so
 a question is attributed to an in-flight call on the same instance whose client declared
-the capability, preferring calls with no open question and then the oldest (see
+the capability, preferring calls that have not asked yet of tools seen asking before (see
 ``docs/architecture.md``, "Attributing server requests"). A legacy client answers on its
 SSE channel; a modern client gets an ``InputRequiredResult`` and the call is *parked*
 until the client retries with ``inputResponses`` and the gateway's ``requestState``.
@@ -56,6 +56,7 @@ class Call:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     inbox: deque[Question] = field(default_factory=deque)
     open_questions: int = 0
+    asked: int = 0
     progress_token: str | None = None
     gateway_token: str | None = None
     parked: bool = False
@@ -64,13 +65,27 @@ class Call:
         return self.ctx.supports(capability)
 
 
-def attribute(calls: list[Call], method: str) -> Call | None:
-    """Pick the in-flight call a server→client request belongs to."""
+def attribute(
+    calls: list[Call], method: str, history: dict[tuple[str, str | None], bool]
+) -> Call | None:
+    """Pick the in-flight call a server→client request belongs to.
+
+    ``history`` says, per (method, name), whether calls of that tool were seen asking
+    (True) or finishing without asking (False). Most tools ask once: a call that has not
+    asked yet, of a tool known to ask (or not known not to), is the likeliest source,
+    oldest first since servers take requests in arrival order. After that, a call with
+    nothing open, newest first: an older call that was answered is about to finish.
+    """
     capability = CAPABILITY_FOR.get(method)
     able = [c for c in calls if capability is None or c.wants(capability)]
     if not able:
         return None
-    for call in able:
+    fresh = [c for c in able if c.asked == 0]
+    for wanted in (True, None, False):
+        for call in fresh:
+            if history.get((call.method, call.name)) is wanted:
+                return call
+    for call in reversed(able):
         if call.open_questions == 0:
             return call
     return able[0]

@@ -77,6 +77,8 @@ class ProfileHub:
         self._resource_subs: dict[str, int] = {}
         self._log_level: str | None = None
         self._seen: dict[str, Upstream] = {}
+        # Per server: which (method, name) were seen asking their client something.
+        self._asks: dict[str, dict[tuple[str, str | None], bool]] = {}
 
     # ------------------------------------------------------------------ profile view
 
@@ -151,7 +153,11 @@ class ProfileHub:
             return err.response(rid)
         if "error" in outcome:
             return {"jsonrpc": "2.0", "id": rid, "error": outcome["error"]}
-        return {"jsonrpc": "2.0", "id": rid, "result": outcome["result"]}
+        result = outcome["result"]
+        if ctx.era == "modern" and isinstance(result, dict):
+            # 2026-07-28: every result says whether it is final.
+            result.setdefault("resultType", "complete")
+        return {"jsonrpc": "2.0", "id": rid, "result": result}
 
     async def _dispatch(self, ctx: RequestContext, method: str, params: JSON) -> JSON:
         if method == "tools/call":
@@ -516,6 +522,8 @@ class ProfileHub:
                 call.progress_token, call.gateway_token = client_token, gw_token
                 self._progress[gw_token] = call
             response = await self._drive(call)
+            if call.parked:
+                return response  # the gateway's own InputRequiredResult for a modern client
             result = response.get("result")
             if not (isinstance(result, dict) and result.get("resultType") == "input_required"):
                 return self._finish(ctx, response)
@@ -571,8 +579,6 @@ class ProfileHub:
         result = response.get("result")
         if not isinstance(result, dict):
             result = {}
-        if ctx.era == "modern":
-            result.setdefault("resultType", "complete")
         return {"result": result}
 
     async def _drive(self, call: Call) -> JSON:
@@ -611,7 +617,6 @@ class ProfileHub:
             ) from exc
 
     async def _answer_legacy(self, call: Call, q: Question) -> None:
-        call.open_questions += 1
         try:
             result = await call.ctx.sink.ask(q.method, q.params)
             if not q.answer.done():
@@ -619,8 +624,6 @@ class ProfileHub:
         except RpcError as err:
             if not q.answer.done():
                 q.answer.set_result({"error": err.to_error()})
-        finally:
-            call.open_questions -= 1
 
     def _park(self, call: Call) -> JSON:
         questions: dict[str, Question] = {}
@@ -628,7 +631,6 @@ class ProfileHub:
             questions[f"q{len(questions) + 1}"] = call.inbox.popleft()
         call.parked = True
         state = self.parking.park(call, questions)
-        call.open_questions += len(questions)
         return {
             "result": {
                 "resultType": "input_required",
@@ -647,7 +649,6 @@ class ProfileHub:
         answers = params.get("inputResponses")
         answers = answers if isinstance(answers, dict) else {}
         for key, q in questions.items():
-            call.open_questions -= 1
             if q.answer.done():
                 continue
             if key in answers and isinstance(answers[key], dict):
@@ -663,6 +664,9 @@ class ProfileHub:
         return self._finish(ctx, response)
 
     def _forget(self, call: Call) -> None:
+        history = self._asks.setdefault(call.key.server_name, {})
+        if call.asked == 0 and call.response.done():
+            history.setdefault((call.method, call.name), False)
         if call.gateway_token is not None:
             self._progress.pop(call.gateway_token, None)
         calls = self.calls.get(call.key.server_name)
@@ -699,7 +703,8 @@ class ProfileHub:
         if method == "ping":
             return {"result": {}}
         calls = self.calls.get(key.server_name, [])
-        call = attribute(calls, method) if isinstance(method, str) else None
+        history = self._asks.setdefault(key.server_name, {})
+        call = attribute(calls, method, history) if isinstance(method, str) else None
         if call is None:
             if method == "roots/list":
                 return {"result": {"roots": []}}
@@ -710,6 +715,16 @@ class ProfileHub:
                 }
             }
         answer: asyncio.Future[JSON] = asyncio.get_running_loop().create_future()
+        # Count the question as open from the moment it is attributed, so the next
+        # question that arrives before this one is served goes to another call.
+        call.open_questions += 1
+        call.asked += 1
+        history[(call.method, call.name)] = True
+
+        def answered(_f: asyncio.Future[JSON]) -> None:
+            call.open_questions -= 1
+
+        answer.add_done_callback(answered)
         call.inbox.append(Question(str(method), message.get("params"), answer))
         call.wake.set()
         try:
