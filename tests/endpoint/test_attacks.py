@@ -44,7 +44,7 @@ def test_no_token_is_401_with_bearer_challenge(gw: GatewayProc) -> None:
     assert r.headers["www-authenticate"].startswith("Bearer ")
 
 
-@pytest.mark.parametrize("token", ["gig_pt_wrong", "Basic abc", "", "x" * 600])
+@pytest.mark.parametrize("token", ["gig_pt_wrong", "gig_pt_", "Basic abc", "x" * 600])
 def test_bad_tokens_are_401(gw: GatewayProc, token: str) -> None:
     r = post(gw, "beta", modern_body("tools/list"), modern_headers(token, "tools/list"))
     assert r.status_code == 401
@@ -140,7 +140,7 @@ def test_missing_client_capabilities_is_invalid_params(gw: GatewayProc) -> None:
 
 @pytest.mark.parametrize(
     ("header", "value"),
-    [("Mcp-Method", "tools/call"), ("MCP-Protocol-Version", "2025-11-25"), ("Mcp-Name", "memory_other")],
+    [("Mcp-Method", "tools/list"), ("MCP-Protocol-Version", "2025-11-25"), ("Mcp-Name", "memory_other")],
 )
 def test_headers_that_disagree_with_the_body_are_header_mismatch(gw: GatewayProc, header: str, value: str) -> None:
     h = modern_headers(gw.tokens["beta"], "tools/call", "memory_read_graph")
