@@ -271,6 +271,13 @@ class McpEndpoint:
             sink=_NULL_SINK,
             log_level=level if isinstance(level, str) else None,
         )
+        mirrored = {
+            k[len(b"mcp-param-") :].decode("latin-1").lower(): val
+            for k, val in headers.items()
+            if k.startswith(b"mcp-param-")
+        }
+        if mirrored:
+            ctx.extra["param_headers"] = mirrored
         return ctx, version
 
     def _check_headers(self, headers: dict[bytes, bytes], msg: JSON, version: str) -> None:

@@ -6,10 +6,10 @@ and never start a server: nothing here knows servers exist.
 
 from __future__ import annotations
 
-import base64
-import binascii
-
+from gigmcp.mcp.headers import decode_header_value
 from gigmcp.mcp.jsonrpc import dumps, error_response
+
+__all__ = ["bearer", "decode_header_value", "json_error_body", "origin_allowed"]
 
 Headers = dict[bytes, bytes]
 
@@ -32,22 +32,6 @@ def origin_allowed(headers: Headers, allowed: frozenset[str]) -> bool:
     if origin is None:
         return True
     return origin.decode("latin-1") in allowed
-
-
-def decode_header_value(raw: bytes) -> str | None:
-    """Decode an ``Mcp-Name``/``Mcp-Param-*`` value, honouring the base64 sentinel form."""
-    try:
-        text = raw.decode("ascii")
-    except UnicodeDecodeError:
-        return None
-    if text.startswith("=?base64?") and text.endswith("?="):
-        try:
-            return base64.b64decode(text[9:-2], validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-    if any(ord(c) < 0x20 and c != "\t" for c in text):
-        return None
-    return text
 
 
 def json_error_body(code: int, message: str, request_id: object = None) -> bytes:

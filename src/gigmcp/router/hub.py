@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from gigmcp.mcp import jsonrpc as rpc
 from gigmcp.mcp import versions as v
+from gigmcp.mcp.headers import decode_header_value
 from gigmcp.mcp.jsonrpc import RpcError
 from gigmcp.router import naming
 from gigmcp.router.calls import CAPABILITY_FOR, Call, ParkingLot, Question, attribute
@@ -313,6 +314,8 @@ class ProfileHub:
 
     async def _call_tool(self, ctx: RequestContext, params: JSON) -> JSON:
         assignment, tool = self._route_tool(params.get("name"))
+        if ctx.era == "modern":
+            self._check_param_headers(ctx, assignment, tool, params.get("arguments"))
         started = time.perf_counter()
         outcome = "error"
         try:
@@ -343,6 +346,36 @@ class ProfileHub:
                     arg_bytes=len(rpc.dumps(args)) if args is not None else 0,
                 )
             )
+
+    def _check_param_headers(
+        self, ctx: RequestContext, assignment: Assignment, tool: str, arguments: Any
+    ) -> None:
+        """2026-07-28: a server that reads the body must check ``Mcp-Param-*`` headers
+        against the arguments of properties marked ``x-mcp-header`` (-32020 if not)."""
+        headers: dict[str, bytes] = ctx.extra.get("param_headers", {})
+        cached = self._tools.get(assignment.server.name) or []
+        schema = next((t.get("inputSchema") for t in cached if t.get("name") == tool), None)
+        props = schema.get("properties") if isinstance(schema, dict) else None
+        if not isinstance(props, dict):
+            return
+        args = arguments if isinstance(arguments, dict) else {}
+        for prop, spec in props.items():
+            mark = spec.get("x-mcp-header") if isinstance(spec, dict) else None
+            if not isinstance(mark, str):
+                continue
+            value = args.get(prop)
+            raw = headers.get(mark.lower())
+            if value is None:
+                continue
+            if raw is None:
+                raise RpcError(
+                    rpc.HEADER_MISMATCH, f"Header mismatch: Mcp-Param-{mark} is required"
+                )
+            if not _header_matches(decode_header_value(raw), value):
+                raise RpcError(
+                    rpc.HEADER_MISMATCH,
+                    f"Header mismatch: Mcp-Param-{mark} does not match the body",
+                )
 
     async def _named(self, ctx: RequestContext, method: str, params: JSON, audit: bool) -> JSON:
         name = params.get("name")
@@ -811,6 +844,19 @@ class ProfileHub:
         for listener in list(self.listeners):
             if listener.wants(method, uri if uri is not None else level):
                 listener.deliver(message)
+
+
+def _header_matches(header: str | None, value: Any) -> bool:
+    if header is None:
+        return False
+    if isinstance(value, bool):
+        return header == ("true" if value else "false")
+    if isinstance(value, (int, float)):
+        try:
+            return float(header) == float(value)
+        except ValueError:
+            return False
+    return isinstance(value, str) and header == value
 
 
 def _refuse(q: Question, message: str) -> None:
