@@ -106,7 +106,13 @@ class Connection:
         if body:
             out += conn.send(h11.Data(data=body))
         out += conn.send(h11.EndOfMessage())
-        self._writer.write(out)
+        try:
+            self._writer.write(out)
+        except OSError:
+            await self.close()
+            if reused:
+                raise _StaleConnection from None
+            raise
         status = 0
         resp_headers: dict[bytes, bytes] = {}
         chunks: list[bytes] = []
@@ -115,7 +121,7 @@ class Connection:
             if event is h11.NEED_DATA:
                 try:
                     data = await self._reader.read(1 << 18)
-                except ConnectionResetError:
+                except OSError:  # reset, or a broken pipe from our own write
                     data = b""
                 if not data:
                     await self.close()
