@@ -46,6 +46,7 @@ class Tally:
     first_error: str | None = None
     wall_ns: int = 0
     cpu_ns: int = 0
+    loadgen_cpu_ns: int = 0
     rss_max: int = 0
     batches: int = 0
 
@@ -72,9 +73,11 @@ async def run_batch(
             latencies.append(time.perf_counter_ns() - start)
 
     cpu_before = arm.cpu_ns(workload.kind)
+    own_before = time.process_time_ns()
     started = time.perf_counter_ns()
     await asyncio.gather(*(worker(i) for i in range(workload.concurrency)))
     wall = time.perf_counter_ns() - started
+    own = time.process_time_ns() - own_before
     cpu_after = arm.cpu_ns(workload.kind)
 
     tally.latencies_ns.extend(latencies)
@@ -83,5 +86,6 @@ async def run_batch(
         tally.first_error = errors[0]
     tally.wall_ns += wall
     tally.cpu_ns += max(0, cpu_after - cpu_before)
+    tally.loadgen_cpu_ns += own
     tally.rss_max = max(tally.rss_max, arm.rss_bytes(workload.kind))
     tally.batches += 1
