@@ -19,7 +19,9 @@ def _split_listen(listen: str) -> tuple[str, int]:
 
 
 def serve(
-    listen: str = typer.Option(None, "--listen", help="HOST:PORT to listen on (default GIG_LISTEN)."),
+    listen: str = typer.Option(
+        None, "--listen", help="HOST:PORT to listen on (default GIG_LISTEN)."
+    ),
     insecure_no_sandbox: bool = typer.Option(
         False,
         "--insecure-no-sandbox",
