@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import arms as A
-from bench import procs, report, wire
+from bench import netns, procs, report, wire
 from bench.runner import Tally, Workload, run_batch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -209,6 +209,8 @@ class Bench:
                 f"unknown arms: {', '.join(sorted(unknown))} (known: {', '.join(ALL_ARMS)})"
             )
         procs.pin_self(self.loadgen_cpus)
+        for stale in netns.sweep_stale():
+            print(f"bench: removed the namespace {stale} left by a killed run", file=sys.stderr)
         started = time.monotonic()
         await asyncio.to_thread(self.build, wanted)
         await self.open_arms()

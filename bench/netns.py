@@ -86,6 +86,23 @@ class NetNamespace:
         self.delete()
 
 
+def sweep_stale(prefix: str = "gigbench-") -> list[str]:
+    """Delete namespaces named ``<prefix><pid>-…`` whose benchmark process is gone.
+
+    A run killed outright (SIGKILL) cannot delete its namespace; the next run does. Only
+    names this module makes, and only for pids that no longer exist, are touched.
+    """
+    removed = []
+    for entry in sorted(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else []:
+        if not entry.startswith(prefix):
+            continue
+        owner = entry[len(prefix) :].split("-", 1)[0]
+        if owner.isdigit() and not os.path.exists(f"/proc/{owner}"):
+            subprocess.run(["ip", "netns", "delete", entry], check=False, capture_output=True)
+            removed.append(entry)
+    return removed
+
+
 @contextlib.contextmanager
 def namespace(name: str) -> Iterator[NetNamespace]:
     ns = NetNamespace(name)

@@ -9,6 +9,8 @@ process it did not start.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import signal
 import socket
@@ -35,9 +37,17 @@ def pin_self(cpus: set[int]) -> None:
     os.sched_setaffinity(0, cpus)
 
 
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
 def preexec(cpus: set[int]) -> Callable[[], None]:
+    """Runs in the child before exec: pin it, and have the kernel TERM it if the benchmark
+    itself dies (even by SIGKILL), so no server outlives a crashed run."""
+
     def run() -> None:
         os.sched_setaffinity(0, cpus)
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
     return run
 
