@@ -25,7 +25,7 @@ def serve(
     insecure_no_sandbox: bool = typer.Option(
         False,
         "--insecure-no-sandbox",
-        help="Run MCP servers without the jail. For development only; never with untrusted servers.",
+        help="Run MCP servers without the jail (development only; never untrusted servers).",
     ),
 ) -> None:
     """Start the gateway: MCP endpoints at /mcp/p/<profile>."""

@@ -52,7 +52,9 @@ class Launcher(Protocol):
 
 class _PlainProcess:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        assert proc.stdin and proc.stdout and proc.stderr
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
         self._proc = proc
         self.pid = proc.pid
         self.stdin = proc.stdin
