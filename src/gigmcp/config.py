@@ -1,0 +1,238 @@
+"""Settings from the environment (DESIGN §4); every secret may also come from ``*_FILE``.
+
+Owns parsing and validation only. A bad value raises :class:`ConfigError` with one line
+naming the variable and the fix; it never echoes a secret value, and the master key's
+repr is redacted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import secrets
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or wrong; the message is one line for the operator."""
+
+
+class Secret(bytes):
+    """Bytes that never show themselves in a repr or a log line."""
+
+    def __repr__(self) -> str:
+        return "Secret(<redacted>)"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    listen: str = "127.0.0.1:8080"
+    master_key: Secret | None = field(default=None, repr=False)
+    public_url: str | None = None
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_redirect_url: str | None = None
+    oidc_client_secret: Secret | None = field(default=None, repr=False)
+    admin_emails: tuple[str, ...] = ()
+    registry_index_url: str | None = None
+    registry_pubkey: str | None = None
+    sandbox_subnet: str = "10.213.0.0/16"
+    allowed_origins: tuple[str, ...] = ()
+    max_body_bytes: int = 4 * 1024 * 1024
+    request_timeout: float = 120.0
+    idle_timeout: float = 600.0
+    log_level: str = "info"
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return self.oidc_issuer is not None
+
+    def with_listen(self, listen: str) -> Settings:
+        return dataclasses.replace(self, listen=_listen("--listen", listen))
+
+
+def _read(env: Mapping[str, str], name: str, secret: bool = False) -> str | None:
+    direct = env.get(name)
+    path = env.get(f"{name}_FILE")
+    if direct is not None and path is not None:
+        raise ConfigError(f"{name} and {name}_FILE are both set; set only one")
+    if path is not None:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from exc
+    if direct is not None and secret:
+        return direct.strip()
+    return direct
+
+
+def _listen(name: str, value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"{name}: expected HOST:PORT (IPv6 in brackets), got {value!r}")
+    try:
+        port_n = int(port)
+    except ValueError:
+        port_n = -1
+    if not 0 < port_n < 65536:
+        raise ConfigError(f"{name}: port must be 1-65535, got {port!r}")
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if bare != "localhost":
+        try:
+            ipaddress.ip_address(bare)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {host!r} is not an IP address or localhost") from exc
+    return value
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: expected a number, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{name}: must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def _url(name: str, value: str | None, schemes: tuple[str, ...]) -> str | None:
+    if value is None:
+        return None
+    parsed = urlparse(value)
+    if parsed.scheme not in schemes or (parsed.scheme != "file" and not parsed.netloc):
+        raise ConfigError(f"{name}: expected a {'/'.join(schemes)} URL, got {value!r}")
+    return value
+
+
+def _master_key(raw: str | None) -> Secret | None:
+    if raw is None:
+        return None
+    if len(raw) != 64 or any(c not in "0123456789abcdefABCDEF" for c in raw):
+        raise ConfigError(
+            "GIG_MASTER_KEY: must be 64 hex characters (32 bytes); "
+            'generate one with: python3 -c "import secrets; print(secrets.token_hex(32))"'
+        )
+    return Secret(bytes.fromhex(raw))
+
+
+def default_data_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/gigmcp")
+    return Path.home() / ".local" / "share" / "gigmcp"
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    data_dir = Path(env.get("GIG_DATA_DIR") or default_data_dir()).expanduser()
+    database_url = (
+        _read(env, "GIG_DATABASE_URL", secret=True) or f"sqlite:///{data_dir / 'gigmcp.db'}"
+    )
+    if not database_url.startswith(("sqlite:", "postgresql:", "postgresql+")):
+        raise ConfigError("GIG_DATABASE_URL: expected sqlite:///PATH or postgresql://...")
+    oidc = {
+        k: env.get(k) for k in ("GIG_OIDC_ISSUER", "GIG_OIDC_CLIENT_ID", "GIG_OIDC_REDIRECT_URL")
+    }
+    present = [k for k, val in oidc.items() if val]
+    if present and len(present) != len(oidc):
+        missing = ", ".join(k for k, val in oidc.items() if not val)
+        raise ConfigError(f"OIDC is all-or-none: {missing} missing (set all three or none)")
+    secret = _read(env, "GIG_OIDC_CLIENT_SECRET", secret=True)
+    if secret and not present:
+        raise ConfigError(
+            "GIG_OIDC_CLIENT_SECRET: set without GIG_OIDC_ISSUER; configure OIDC fully"
+        )
+    subnet = env.get("GIG_SANDBOX_SUBNET", "10.213.0.0/16")
+    try:
+        net = ipaddress.ip_network(subnet, strict=True)
+    except ValueError as exc:
+        raise ConfigError(f"GIG_SANDBOX_SUBNET: not a CIDR network: {subnet!r}") from exc
+    if net.version != 4 or net.prefixlen > 28:
+        raise ConfigError("GIG_SANDBOX_SUBNET: needs an IPv4 network of /28 or larger")
+    origins = tuple(o.strip() for o in env.get("GIG_ALLOWED_ORIGINS", "").split(",") if o.strip())
+    for origin in origins:
+        parsed = urlparse(origin)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path:
+            raise ConfigError(
+                f"GIG_ALLOWED_ORIGINS: {origin!r} is not an origin like https://host:port"
+            )
+    level = env.get("GIG_LOG_LEVEL", "info").lower()
+    if level not in ("debug", "info", "warning", "error"):
+        raise ConfigError("GIG_LOG_LEVEL: expected debug, info, warning or error")
+    emails = tuple(
+        e.strip().lower() for e in env.get("GIG_ADMIN_EMAILS", "").split(",") if e.strip()
+    )
+    for email in emails:
+        if "@" not in email:
+            raise ConfigError(f"GIG_ADMIN_EMAILS: {email!r} is not an e-mail address")
+    pubkey = _read(env, "GIG_REGISTRY_PUBKEY")
+    if pubkey is not None and (
+        len(pubkey) != 64 or any(c not in "0123456789abcdef" for c in pubkey.lower())
+    ):
+        raise ConfigError("GIG_REGISTRY_PUBKEY: expected 64 hex characters (an ed25519 public key)")
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        listen=_listen("GIG_LISTEN", env.get("GIG_LISTEN", "127.0.0.1:8080")),
+        master_key=_master_key(_read(env, "GIG_MASTER_KEY", secret=True)),
+        public_url=_url("GIG_PUBLIC_URL", env.get("GIG_PUBLIC_URL"), ("http", "https")),
+        oidc_issuer=_url("GIG_OIDC_ISSUER", oidc["GIG_OIDC_ISSUER"] or None, ("http", "https")),
+        oidc_client_id=oidc["GIG_OIDC_CLIENT_ID"] or None,
+        oidc_redirect_url=_url(
+            "GIG_OIDC_REDIRECT_URL", oidc["GIG_OIDC_REDIRECT_URL"] or None, ("http", "https")
+        ),
+        oidc_client_secret=Secret(secret.encode()) if secret else None,
+        admin_emails=emails,
+        registry_index_url=_url(
+            "GIG_REGISTRY_INDEX_URL", env.get("GIG_REGISTRY_INDEX_URL"), ("https", "file")
+        ),
+        registry_pubkey=pubkey,
+        sandbox_subnet=str(net),
+        allowed_origins=origins,
+        max_body_bytes=int(_number(env, "GIG_MAX_BODY_BYTES", 4 * 1024 * 1024, 1024)),
+        request_timeout=_number(env, "GIG_REQUEST_TIMEOUT", 120.0, 0.1),
+        idle_timeout=_number(env, "GIG_IDLE_TIMEOUT", 600.0, 0.1),
+        log_level=level,
+    )
+
+
+def ensure_data_dir(settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def ensure_master_key(settings: Settings) -> str | None:
+    """Make sure a master key exists; return a loud notice when one was generated.
+
+    With neither ``GIG_MASTER_KEY`` nor ``GIG_MASTER_KEY_FILE``, the key lives in
+    ``<data_dir>/master.key`` (0600); a key file readable by others is refused.
+    """
+    if settings.master_key is not None:
+        return None
+    ensure_data_dir(settings)
+    path = settings.data_dir / "master.key"
+    if path.exists():
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise ConfigError(
+                f"GIG_MASTER_KEY_FILE: {path} is readable by others (mode {mode:o}); chmod 600 it"
+            )
+        _master_key(path.read_text().strip())
+        return None
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32) + "\n")
+    return (
+        "*" * 72 + f"\n* gigmcp: no GIG_MASTER_KEY given: generated a new master key in {path}\n"
+        "* (mode 0600). Back it up: without it the vault cannot be decrypted.\n" + "*" * 72
+    )

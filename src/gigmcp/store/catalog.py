@@ -1,0 +1,194 @@
+"""The gateway's in-memory snapshot of the store, kept in step by ``config_revision``.
+
+``revision()`` runs on every MCP request, so for SQLite it reads the one-row table through
+a dedicated raw ``sqlite3`` connection (microseconds, no ORM). A moved revision reloads
+the whole snapshot (profiles, assignments, tool selections, token hashes) in one read.
+Audit rows and last-used times are queued and written in batches from a thread, so the
+event loop never waits on the database. It must never hold a token in clear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import sqlite3
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, select, text, update
+from sqlalchemy.orm import Session
+
+from gigmcp.auth import tokens
+from gigmcp.store.db import make_engine, migrate
+from gigmcp.store.models import AuditRow, Profile, ProfileServer, ProfileToken, ProfileTool, Server
+from gigmcp.store.views import Assignment, AuditEvent, ProfileView, ServerDef, TokenGrant
+
+log = logging.getLogger(__name__)
+FLUSH_INTERVAL = 1.0
+
+
+class StoreCatalog:
+    def __init__(self, database_url: str) -> None:
+        self.engine: Engine = make_engine(database_url)
+        migrate(self.engine)
+        self._raw: sqlite3.Connection | None = None
+        if database_url.startswith("sqlite:///"):
+            self._raw = sqlite3.connect(database_url[len("sqlite:///") :], check_same_thread=False)
+        self._rev = -1
+        self._profiles: dict[int, ProfileView] = {}
+        self._slugs: dict[str, ProfileView] = {}
+        self._tokens: dict[str, tuple[str, TokenGrant, datetime | None]] = {}
+        self._audit: list[AuditEvent] = []
+        self._used: dict[int, datetime] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._reload()
+
+    # ------------------------------------------------------------ change detection
+
+    def revision(self) -> int:
+        if self._raw is not None:
+            row = self._raw.execute("SELECT rev FROM config_revision WHERE id = 1").fetchone()
+        else:
+            with self.engine.connect() as conn:
+                row = conn.execute(text("SELECT rev FROM config_revision WHERE id = 1")).fetchone()
+        return int(row[0]) if row else 0
+
+    def _refresh(self) -> None:
+        if self.revision() != self._rev:
+            self._reload()
+
+    def _reload(self) -> None:
+        with Session(self.engine) as s:
+            rev = s.scalar(text("SELECT rev FROM config_revision WHERE id = 1")) or 0
+            servers = {srv.id: srv for srv in s.scalars(select(Server))}
+            overrides: dict[int, list[tuple[str, bool]]] = {}
+            for pt in s.scalars(select(ProfileTool).order_by(ProfileTool.tool)):
+                overrides.setdefault(pt.assignment_id, []).append((pt.tool, pt.enabled))
+            assigned: dict[int, list[Assignment]] = {}
+            for a in s.scalars(select(ProfileServer).order_by(ProfileServer.id)):
+                srv = servers[a.server_id]
+                sdef = ServerDef(
+                    id=srv.id,
+                    name=srv.name,
+                    owner_id=srv.owner_id,
+                    command=tuple(srv.command),
+                    env=tuple(sorted(srv.env.items())),
+                    env_names=tuple(srv.env_names),
+                    cwd=srv.cwd,
+                )
+                assigned.setdefault(a.profile_id, []).append(
+                    Assignment(sdef, a.default_enabled, tuple(overrides.get(a.id, ())))
+                )
+            profiles = {
+                p.id: ProfileView(p.id, p.slug, p.owner_id, tuple(assigned.get(p.id, ())))
+                for p in s.scalars(select(Profile))
+            }
+            # Keep unchanged views identical so hubs can tell "nothing moved" by identity.
+            for pid, view in profiles.items():
+                old = self._profiles.get(pid)
+                if old == view:
+                    profiles[pid] = old
+            token_map: dict[str, tuple[str, TokenGrant, datetime | None]] = {}
+            for t in s.scalars(select(ProfileToken).where(ProfileToken.revoked_at.is_(None))):
+                prof = profiles.get(t.profile_id)
+                if prof is None:
+                    continue
+                expires = _aware(t.expires_at)
+                grant = TokenGrant(t.id, t.profile_id, prof.slug, t.owner_id, expires)
+                token_map[t.token_hash] = (t.token_hash, grant, expires)
+        self._profiles = profiles
+        self._slugs = {p.slug: p for p in profiles.values()}
+        self._tokens = token_map
+        self._rev = rev
+
+    # ------------------------------------------------------------ Catalog
+
+    def authenticate(self, token: str) -> TokenGrant | None:
+        if not tokens.well_formed(token):
+            return None
+        self._refresh()
+        computed = tokens.digest(token)
+        entry = self._tokens.get(computed)
+        if entry is None:
+            return None
+        stored, grant, expires = entry
+        if not hmac.compare_digest(computed.encode(), stored.encode()):
+            return None
+        now = datetime.now(UTC)
+        if expires is not None and expires <= now:
+            return None
+        self._used[grant.token_id] = now
+        return grant
+
+    def profile(self, profile_id: int) -> ProfileView | None:
+        return self._profiles.get(profile_id)
+
+    def profile_by_slug(self, slug: str) -> ProfileView | None:
+        return self._slugs.get(slug)
+
+    def record(self, event: AuditEvent) -> None:
+        self._audit.append(event)
+
+    # ------------------------------------------------------------ background writes
+
+    async def start(self) -> None:
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            await self.flush()
+
+    async def flush(self) -> None:
+        audit, self._audit = self._audit, []
+        used, self._used = self._used, {}
+        if audit or used:
+            try:
+                await asyncio.to_thread(self._write, audit, used)
+            except Exception:
+                log.exception("audit flush failed; %d rows kept for the next try", len(audit))
+                self._audit[:0] = audit
+
+    def _write(self, audit: list[AuditEvent], used: dict[int, datetime]) -> None:
+        with Session(self.engine) as s, s.begin():
+            s.add_all(
+                AuditRow(
+                    action=e.action,
+                    outcome=e.outcome,
+                    user_id=e.user_id,
+                    profile_id=e.profile_id,
+                    server=e.server,
+                    tool=e.tool,
+                    duration_ms=e.duration_ms,
+                    arg_bytes=e.arg_bytes,
+                    detail=e.detail,
+                )
+                for e in audit
+            )
+            for token_id, at in used.items():
+                # Last-used is bookkeeping: it does not bump the revision.
+                s.execute(
+                    update(ProfileToken).where(ProfileToken.id == token_id).values(last_used_at=at)
+                )
+
+    async def aclose(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        await self.flush()
+        if self._raw is not None:
+            self._raw.close()
+        self.engine.dispose()
+
+
+def _aware(at: datetime | None) -> datetime | None:
+    if at is None or at.tzinfo is not None:
+        return at
+    return at.replace(tzinfo=UTC)  # SQLite drops the zone; we only ever store UTC
+
+
+__all__ = ["StoreCatalog"]
