@@ -118,7 +118,7 @@ class GatewayProc:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
-        if self.proc is not None and self.proc.stdout is not None:
+        if self.proc is not None and self.proc.stdout is not None and not self.proc.stdout.closed:
             out = self.proc.stdout.read().decode(errors="replace")
             self.proc.stdout.close()
         # Anything the gateway left behind in its session is a bug; kill it so tests

@@ -1,0 +1,157 @@
+"""Server instances through a real gateway: crashes fail fast and recover, idle instances
+are reaped and come back, slow servers stall nobody, selections apply at once, every
+call is audited, and shutdown leaves no process behind."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import mcp_types as types
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from tests.gateway_harness import GatewayProc, gateway
+from tests.router.test_aggregation import connect, text_of
+
+CRASHY = (sys.executable, str(Path(__file__).resolve().parent.parent / "servers" / "crashy.py"))
+
+
+@pytest.fixture(scope="module")
+def lgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProc]:
+    tmp = tmp_path_factory.mktemp("life")
+    with gateway(tmp, GIG_IDLE_TIMEOUT="2", GIG_REQUEST_TIMEOUT="20") as g:
+        g.add_server("crashy", CRASHY)
+        g.add_server("steady", CRASHY)
+        g.profile("life", "crashy", "steady")
+        g.start()
+        yield g
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_crash_mid_call_fails_at_once_then_the_server_comes_back(lgw: GatewayProc, mode: str) -> None:
+    async with connect(lgw, "life", mode) as c:
+        before = text_of(await c.call_tool("crashy_pid", {}))
+        started = time.monotonic()
+        outcome = None
+        try:
+            result = await c.call_tool("crashy_crash", {})
+            outcome = result.is_error
+        except MCPError as err:
+            outcome = str(err)
+        assert outcome, "a crash must surface as an error"
+        assert time.monotonic() - started < 10
+        for _ in range(50):  # restarted in the background with backoff
+            try:
+                after = text_of(await c.call_tool("crashy_pid", {}))
+                break
+            except MCPError:
+                await asyncio.sleep(0.2)
+        assert after != before
+    logs = lgw.cli("server", "logs", "crashy", "--profile", "life").stdout
+    assert "crashing on purpose" in logs
+    assert "exited with code 3" in logs
+
+
+async def test_a_slow_server_does_not_stall_another(lgw: GatewayProc) -> None:
+    async with connect(lgw, "life", "auto") as c:
+        slow = asyncio.ensure_future(c.call_tool("crashy_slow", {"seconds": 3}))
+        await asyncio.sleep(0.3)
+        started = time.monotonic()
+        echo = await c.call_tool("steady_echo", {"text": "unblocked"})
+        assert text_of(echo) == "unblocked"
+        assert time.monotonic() - started < 1.5
+        assert not slow.done()
+        assert "slept" in text_of(await slow)
+
+
+async def test_idle_instance_is_reaped_and_restarts_transparently(lgw: GatewayProc) -> None:
+    async with connect(lgw, "life", "auto") as c:
+        first = int(text_of(await c.call_tool("steady_pid", {})))
+        assert alive(first)
+        deadline = time.monotonic() + 15
+        while alive(first) and time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+        assert not alive(first), "idle instance was not reaped"
+        second = int(text_of(await c.call_tool("steady_pid", {})))
+        assert second != first and alive(second)
+
+
+async def test_disabling_a_tool_applies_at_once_and_notifies_listeners(lgw: GatewayProc) -> None:
+    changed = asyncio.Event()
+
+    async def on_message(message: object) -> None:
+        if isinstance(message, types.ServerNotification) and isinstance(
+            message, types.ToolListChangedNotification
+        ) or "tools/list_changed" in repr(message):
+            changed.set()
+
+    async with connect(lgw, "life", "legacy", message_handler=on_message) as c:
+        names = {t.name for t in (await c.list_tools()).tools}
+        assert "steady_echo" in names
+        lgw.cli("tool", "disable", "life", "steady", "echo")
+        with pytest.raises(MCPError, match="Unknown tool"):
+            await c.call_tool("steady_echo", {"text": "must not run"})
+        assert "steady_echo" not in {t.name for t in (await c.list_tools()).tools}
+        await asyncio.wait_for(changed.wait(), 10)
+        lgw.cli("tool", "enable", "life", "steady", "echo")
+        assert text_of(await c.call_tool("steady_echo", {"text": "back"})) == "back"
+
+
+async def test_every_call_is_audited_without_argument_values(lgw: GatewayProc) -> None:
+    secretish = "argument-value-that-must-not-be-stored"
+    async with connect(lgw, "life", "auto") as c:
+        await c.call_tool("steady_echo", {"text": secretish})
+    db = lgw.data_dir / "gigmcp.db"
+    deadline = time.monotonic() + 10
+    rows: list[tuple[object, ...]] = []
+    while time.monotonic() < deadline and not rows:
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute(
+                "SELECT action, outcome, server, tool, arg_bytes, duration_ms, user_id, profile_id "
+                "FROM audit_events WHERE action='tools/call' AND tool='echo' AND arg_bytes > 40"
+            ).fetchall()
+        await asyncio.sleep(0.2)
+    assert rows, "no audit row for the call"
+    action, outcome, server, tool, arg_bytes, duration, user, profile = rows[-1]
+    assert (action, outcome, server, tool) == ("tools/call", "ok", "steady", "echo")
+    assert isinstance(arg_bytes, int) and arg_bytes >= len(secretish)
+    assert isinstance(duration, float) and user is not None and profile is not None
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(FULL)")
+    blob = b"".join(p.read_bytes() for p in lgw.data_dir.glob("gigmcp.db*"))
+    assert secretish.encode() not in blob
+    assert lgw.tokens["life"].encode() not in blob
+
+
+def test_shutdown_leaves_no_process_behind(tmp_path: Path) -> None:
+    with gateway(tmp_path) as g:
+        g.add_server("crashy", CRASHY)
+        g.profile("p1", "crashy")
+        g.start()
+
+        async def use() -> None:
+            async with connect(g, "p1", "auto") as c:
+                await c.call_tool("crashy_echo", {"text": "x"})
+
+        asyncio.run(use())
+        children = g.descendants()
+        assert children
+        g.stop()
+    deadline = time.monotonic() + 5
+    while any(alive(p) for p in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in children if alive(p)]

@@ -1,0 +1,42 @@
+"""A small real MCP server (Python SDK 2.x, dual-era) for lifecycle tests.
+
+Tools: ``echo`` answers at once, ``slow`` sleeps, ``crash`` kills the process mid-call,
+``pid`` tells which process answered. It writes a line to stderr at start.
+"""
+
+import asyncio
+import os
+import sys
+
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("crashy")
+
+
+@server.tool()
+def echo(text: str) -> str:
+    return text
+
+
+@server.tool()
+async def slow(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "slept"
+
+
+@server.tool()
+def crash() -> str:
+    sys.stderr.write("crashy: crashing on purpose\n")
+    sys.stderr.flush()
+    os._exit(3)
+
+
+@server.tool()
+def pid() -> str:
+    return str(os.getpid())
+
+
+if __name__ == "__main__":
+    sys.stderr.write(f"crashy: started pid {os.getpid()}\n")
+    sys.stderr.flush()
+    server.run()
