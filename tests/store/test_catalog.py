@@ -1,0 +1,135 @@
+"""The gateway's snapshot of the store follows every change the CLI makes, at once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from gigmcp.store import admin
+from gigmcp.store.admin import AdminError
+from gigmcp.store.catalog import StoreCatalog
+from gigmcp.store.views import AuditEvent
+
+
+@pytest.fixture
+def cat(tmp_path: Path) -> StoreCatalog:
+    return StoreCatalog(f"sqlite:///{tmp_path / 'g.db'}")
+
+
+def setup(cat: StoreCatalog) -> tuple[int, str]:
+    uid = admin.local_admin(cat.engine)
+    admin.create_profile(cat.engine, uid, "p1")
+    admin.add_server(cat.engine, uid, "srv", ["true"], {"A": "1"}, ["KEY"], None)
+    admin.assign(cat.engine, uid, "p1", "srv", True)
+    return uid, admin.mint_token(cat.engine, uid, "p1", "t", None)
+
+
+def test_migrations_build_the_schema_from_nothing(cat: StoreCatalog) -> None:
+    with cat.engine.connect() as conn:
+        names = {
+            r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+    assert {
+        "users",
+        "profiles",
+        "servers",
+        "profile_servers",
+        "profile_tools",
+        "profile_tokens",
+        "audit_events",
+        "config_revision",
+        "alembic_version",
+    } <= names
+
+
+def test_snapshot_holds_profiles_and_grants(cat: StoreCatalog) -> None:
+    _, token = setup(cat)
+    grant = cat.authenticate(token)
+    assert grant is not None and grant.profile_slug == "p1"
+    view = cat.profile(grant.profile_id)
+    assert view is not None and view.assignments[0].server.name == "srv"
+    assert view.assignments[0].server.env == (("A", "1"),)
+    assert cat.authenticate(token[:-1] + ("A" if token[-1] != "A" else "B")) is None
+    assert cat.authenticate("not-a-token") is None
+
+
+def test_tool_selection_and_identity_of_unchanged_views(cat: StoreCatalog) -> None:
+    uid, token = setup(cat)
+    grant = cat.authenticate(token)
+    assert grant is not None
+    before = cat.profile(grant.profile_id)
+    admin.create_profile(cat.engine, uid, "other")
+    cat.authenticate(token)
+    assert cat.profile(grant.profile_id) is before  # unchanged profile, same object
+    admin.set_tool(cat.engine, uid, "p1", "srv", "danger", False)
+    cat.authenticate(token)
+    view = cat.profile(grant.profile_id)
+    assert view is not before and view is not None
+    assert not view.assignments[0].tool_enabled("danger") and view.assignments[0].tool_enabled(
+        "safe"
+    )
+
+
+def test_revocation_by_another_process_applies_on_the_next_request(
+    cat: StoreCatalog, tmp_path: Path
+) -> None:
+    _, token = setup(cat)
+    grant = cat.authenticate(token)
+    assert grant is not None
+    code = (
+        "from gigmcp.store import admin; from gigmcp.store.db import make_engine;"
+        f"e = make_engine('sqlite:///{tmp_path / 'g.db'}');"
+        f"admin.revoke_token(e, admin.local_admin(e), {grant.token_id})"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert cat.authenticate(token) is None
+
+
+def test_expired_tokens_open_nothing(cat: StoreCatalog) -> None:
+    uid, _ = setup(cat)
+    token = admin.mint_token(cat.engine, uid, "p1", None, timedelta(seconds=-1))
+    assert cat.authenticate(token) is None
+
+
+def test_bad_input_is_refused_and_writes_nothing(cat: StoreCatalog) -> None:
+    uid, _ = setup(cat)
+    rev = cat.revision()
+    for call in (
+        lambda: admin.create_profile(cat.engine, uid, "Bad_Slug"),
+        lambda: admin.create_profile(cat.engine, uid, "p1"),
+        lambda: admin.add_server(cat.engine, uid, "with_underscore", ["x"], {}, [], None),
+        lambda: admin.add_server(cat.engine, uid, "noenv", ["x"], {"1BAD": "v"}, [], None),
+        lambda: admin.assign(cat.engine, uid, "nope", "srv", True),
+        lambda: admin.revoke_token(cat.engine, uid, 999),
+        lambda: admin.parse_duration("forever"),
+    ):
+        with pytest.raises(AdminError):
+            call()
+    assert cat.revision() == rev
+
+
+def test_token_is_never_in_the_database_file(cat: StoreCatalog, tmp_path: Path) -> None:
+    _, token = setup(cat)
+    cat.engine.dispose()
+    blob = b"".join(p.read_bytes() for p in tmp_path.glob("g.db*"))
+    assert token.encode() not in blob
+
+
+async def test_audit_rows_are_batched_and_none_lost_at_close(cat: StoreCatalog) -> None:
+    setup(cat)
+    await cat.start()
+    for i in range(500):
+        cat.record(
+            AuditEvent(action="tools/call", outcome="ok", server="srv", tool=f"t{i}", arg_bytes=i)
+        )
+    await cat.aclose()
+    fresh = StoreCatalog(str(cat.engine.url))
+    with fresh.engine.connect() as conn:
+        n = conn.exec_driver_sql(
+            "SELECT count(*) FROM audit_events WHERE action='tools/call'"
+        ).scalar()
+    assert n == 500

@@ -1,0 +1,83 @@
+"""Configuration: every bad value stops start-up with one line naming the variable."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from gigmcp.config import ConfigError, ensure_master_key, load_settings
+
+KEY = "ab" * 32
+
+
+def test_defaults_are_embedded(tmp_path: Path) -> None:
+    s = load_settings({"GIG_DATA_DIR": str(tmp_path)})
+    assert s.listen == "127.0.0.1:8080"
+    assert s.database_url == f"sqlite:///{tmp_path / 'gigmcp.db'}"
+    assert s.master_key is None and not s.oidc_enabled
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"GIG_MASTER_KEY": "short"}, "GIG_MASTER_KEY"),
+        ({"GIG_MASTER_KEY": "zz" * 32}, "GIG_MASTER_KEY"),
+        ({"GIG_MASTER_KEY": KEY, "GIG_MASTER_KEY_FILE": "/nonexistent"}, "GIG_MASTER_KEY_FILE"),
+        ({"GIG_MASTER_KEY_FILE": "/nonexistent/key"}, "GIG_MASTER_KEY_FILE"),
+        ({"GIG_LISTEN": "8080"}, "GIG_LISTEN"),
+        ({"GIG_LISTEN": "127.0.0.1:99999"}, "GIG_LISTEN"),
+        ({"GIG_LISTEN": "example.com:80"}, "GIG_LISTEN"),
+        ({"GIG_DATABASE_URL": "mysql://x"}, "GIG_DATABASE_URL"),
+        ({"GIG_OIDC_ISSUER": "https://idp"}, "GIG_OIDC_CLIENT_ID"),
+        ({"GIG_SANDBOX_SUBNET": "10.0.0.1/16"}, "GIG_SANDBOX_SUBNET"),
+        ({"GIG_SANDBOX_SUBNET": "10.0.0.0/30"}, "GIG_SANDBOX_SUBNET"),
+        ({"GIG_ALLOWED_ORIGINS": "evil"}, "GIG_ALLOWED_ORIGINS"),
+        ({"GIG_MAX_BODY_BYTES": "lots"}, "GIG_MAX_BODY_BYTES"),
+        ({"GIG_REQUEST_TIMEOUT": "-1"}, "GIG_REQUEST_TIMEOUT"),
+        ({"GIG_REGISTRY_PUBKEY": "nothex"}, "GIG_REGISTRY_PUBKEY"),
+        ({"GIG_REGISTRY_INDEX_URL": "ftp://x/index.json"}, "GIG_REGISTRY_INDEX_URL"),
+        ({"GIG_ADMIN_EMAILS": "root"}, "GIG_ADMIN_EMAILS"),
+        ({"GIG_LOG_LEVEL": "loud"}, "GIG_LOG_LEVEL"),
+    ],
+)
+def test_bad_values_name_the_variable(tmp_path: Path, env: dict[str, str], names: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings({"GIG_DATA_DIR": str(tmp_path), **env})
+    message = str(err.value)
+    assert names in message and "\n" not in message
+
+
+def test_secret_values_are_never_echoed(tmp_path: Path) -> None:
+    bad = "not-a-key-but-secret-looking-" + "q" * 20
+    with pytest.raises(ConfigError) as err:
+        load_settings({"GIG_DATA_DIR": str(tmp_path), "GIG_MASTER_KEY": bad})
+    assert bad not in str(err.value)
+    s = load_settings({"GIG_DATA_DIR": str(tmp_path), "GIG_MASTER_KEY": KEY})
+    assert KEY not in repr(s) and "ab" * 8 not in repr(s.master_key)
+
+
+def test_secret_from_file(tmp_path: Path) -> None:
+    f = tmp_path / "k"
+    f.write_text(KEY + "\n")
+    s = load_settings({"GIG_DATA_DIR": str(tmp_path), "GIG_MASTER_KEY_FILE": str(f)})
+    assert s.master_key == bytes.fromhex(KEY)
+
+
+def test_generated_master_key_is_private_and_announced(tmp_path: Path) -> None:
+    s = load_settings({"GIG_DATA_DIR": str(tmp_path / "d")})
+    notice = ensure_master_key(s)
+    assert notice and "master key" in notice
+    key = tmp_path / "d" / "master.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert len(key.read_text().strip()) == 64
+    assert ensure_master_key(s) is None  # second start: the same key, no notice
+
+
+def test_a_world_readable_key_file_is_refused(tmp_path: Path) -> None:
+    s = load_settings({"GIG_DATA_DIR": str(tmp_path)})
+    ensure_master_key(s)
+    (tmp_path / "master.key").chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        ensure_master_key(s)
