@@ -26,7 +26,11 @@ NODE = shutil.which("node") or "/usr/bin/node"
 NODE22 = str(PEERS / ".bin" / "node")
 SERVERS = ROOT / "tests" / "servers"
 
-EVERYTHING = (NODE, str(PEERS / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"), "stdio")
+EVERYTHING = (
+    NODE,
+    str(PEERS / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"),
+    "stdio",
+)
 MEMORY = (NODE, str(PEERS / "@modelcontextprotocol" / "server-memory" / "dist" / "index.js"))
 TIME = (str(VENV_BIN / "mcp-server-time"),)
 
@@ -52,7 +56,9 @@ class GatewayProc:
     def url(self, profile: str) -> str:
         return f"{self.base}/mcp/p/{profile}"
 
-    def cli(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [GIGMCP, *args], env=self.env, capture_output=True, text=True, input=stdin, timeout=60
         )
@@ -75,7 +81,10 @@ class GatewayProc:
         self.port = free_port()
         run_env = dict(self.env, GIG_LISTEN=f"127.0.0.1:{self.port}", **env)
         self.proc = subprocess.Popen(
-            [GIGMCP, "serve"], env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [GIGMCP, "serve"],
+            env=run_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.monotonic() + 30
@@ -83,7 +92,10 @@ class GatewayProc:
             if self.proc.poll() is not None:
                 out = self.proc.stdout.read().decode() if self.proc.stdout else ""
                 raise AssertionError(f"gateway exited at start: {out}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.2),
+            ):
                 return
             time.sleep(0.05)
         raise AssertionError("gateway did not start listening within 30 s")

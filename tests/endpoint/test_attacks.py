@@ -52,7 +52,9 @@ def test_bad_tokens_are_401(gw: GatewayProc, token: str) -> None:
 
 def test_token_of_another_profile_is_401_and_starts_nothing(gw: GatewayProc) -> None:
     before = set(gw.descendants())
-    r = post(gw, "alpha", modern_body("tools/list"), modern_headers(gw.tokens["beta"], "tools/list"))
+    r = post(
+        gw, "alpha", modern_body("tools/list"), modern_headers(gw.tokens["beta"], "tools/list")
+    )
     assert r.status_code == 401
     assert token_not_echoed(r, gw.tokens["beta"])
     assert set(gw.descendants()) <= before
@@ -63,9 +65,7 @@ def test_revoked_token_is_refused_on_the_next_request(gw: GatewayProc) -> None:
     ok = post(gw, "beta", modern_body("server/discover"), modern_headers(token, "server/discover"))
     assert ok.status_code == 200
     listing = gw.cli("token", "list", "beta").stdout
-    token_id = next(
-        line.split()[0] for line in listing.splitlines() if "short-lived" in line
-    )
+    token_id = next(line.split()[0] for line in listing.splitlines() if "short-lived" in line)
     gw.cli("token", "revoke", token_id)
     r = post(gw, "beta", modern_body("server/discover"), modern_headers(token, "server/discover"))
     assert r.status_code == 401
@@ -101,9 +101,16 @@ def test_invalid_json_is_parse_error(gw: GatewayProc) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"[]", b"42", b'"x"', b'{"jsonrpc":"1.0","id":1,"method":"ping"}', b'{"jsonrpc":"2.0","id":1,"method":7}',
-     b'{"jsonrpc":"2.0","id":true,"method":"tools/list"}', b'{"jsonrpc":"2.0","id":1,"method":"x","params":[1]}',
-     b'[{"jsonrpc":"2.0","id":1,"method":"ping"}]'],
+    [
+        b"[]",
+        b"42",
+        b'"x"',
+        b'{"jsonrpc":"1.0","id":1,"method":"ping"}',
+        b'{"jsonrpc":"2.0","id":1,"method":7}',
+        b'{"jsonrpc":"2.0","id":true,"method":"tools/list"}',
+        b'{"jsonrpc":"2.0","id":1,"method":"x","params":[1]}',
+        b'[{"jsonrpc":"2.0","id":1,"method":"ping"}]',
+    ],
 )
 def test_not_a_request_is_invalid_request(gw: GatewayProc, body: bytes) -> None:
     r = raw(gw, body, modern_headers(gw.tokens["beta"], "tools/list"))
@@ -112,7 +119,9 @@ def test_not_a_request_is_invalid_request(gw: GatewayProc, body: bytes) -> None:
 
 
 def test_unknown_method_is_404_method_not_found(gw: GatewayProc) -> None:
-    r = post(gw, "beta", modern_body("nope/nothing"), modern_headers(gw.tokens["beta"], "nope/nothing"))
+    r = post(
+        gw, "beta", modern_body("nope/nothing"), modern_headers(gw.tokens["beta"], "nope/nothing")
+    )
     assert r.status_code == 404
     assert r.json()["error"]["code"] == -32601
 
@@ -140,12 +149,20 @@ def test_missing_client_capabilities_is_invalid_params(gw: GatewayProc) -> None:
 
 @pytest.mark.parametrize(
     ("header", "value"),
-    [("Mcp-Method", "tools/list"), ("MCP-Protocol-Version", "2025-11-25"), ("Mcp-Name", "memory_other")],
+    [
+        ("Mcp-Method", "tools/list"),
+        ("MCP-Protocol-Version", "2025-11-25"),
+        ("Mcp-Name", "memory_other"),
+    ],
 )
-def test_headers_that_disagree_with_the_body_are_header_mismatch(gw: GatewayProc, header: str, value: str) -> None:
+def test_headers_that_disagree_with_the_body_are_header_mismatch(
+    gw: GatewayProc, header: str, value: str
+) -> None:
     h = modern_headers(gw.tokens["beta"], "tools/call", "memory_read_graph")
     h[header] = value
-    r = post(gw, "beta", modern_body("tools/call", {"name": "memory_read_graph", "arguments": {}}), h)
+    r = post(
+        gw, "beta", modern_body("tools/call", {"name": "memory_read_graph", "arguments": {}}), h
+    )
     assert r.status_code == 400
     assert r.json()["error"]["code"] == -32020
 
@@ -162,13 +179,19 @@ def test_base64_mcp_name_is_decoded_before_comparing(gw: GatewayProc) -> None:
 
     encoded = "=?base64?" + base64.b64encode(b"memory_read_graph").decode() + "?="
     h = modern_headers(gw.tokens["beta"], "tools/call", encoded)
-    r = post(gw, "beta", modern_body("tools/call", {"name": "memory_read_graph", "arguments": {}}), h)
+    r = post(
+        gw, "beta", modern_body("tools/call", {"name": "memory_read_graph", "arguments": {}}), h
+    )
     assert r.status_code == 200, r.text
     assert r.json()["result"]["resultType"] == "complete"
 
 
 def test_oversized_body_is_413_without_reading_it_all(gw: GatewayProc) -> None:
-    big = b'{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"pad":"' + b"a" * (5 * 1024 * 1024) + b'"}}'
+    big = (
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"pad":"'
+        + b"a" * (5 * 1024 * 1024)
+        + b'"}}'
+    )
     r = raw(gw, big, modern_headers(gw.tokens["beta"], "tools/list"))
     assert r.status_code == 413
 
@@ -192,18 +215,36 @@ def test_unknown_tool_is_refused_as_unknown(gw: GatewayProc) -> None:
 
 def test_session_of_another_token_does_not_exist(gw: GatewayProc) -> None:
     init = {
-        "jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
     }
-    h = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {gw.tokens['beta']}"}
+    h = {
+        "Accept": "application/json, text/event-stream",
+        "Authorization": f"Bearer {gw.tokens['beta']}",
+    }
     r = httpx.post(gw.url("beta"), json=init, headers=h, timeout=30)
     assert r.status_code == 200
     sid = r.headers["mcp-session-id"]
     assert len(sid) >= 32
     other = gw.cli("token", "mint", "beta").stdout.strip()
-    h2 = {"Accept": "application/json", "Authorization": f"Bearer {other}", "Mcp-Session-Id": sid,
-          "MCP-Protocol-Version": "2025-06-18"}
-    r2 = httpx.post(gw.url("beta"), json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers=h2, timeout=30)
+    h2 = {
+        "Accept": "application/json",
+        "Authorization": f"Bearer {other}",
+        "Mcp-Session-Id": sid,
+        "MCP-Protocol-Version": "2025-06-18",
+    }
+    r2 = httpx.post(
+        gw.url("beta"),
+        json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        headers=h2,
+        timeout=30,
+    )
     assert r2.status_code == 404
 
 
@@ -215,8 +256,14 @@ def test_get_and_delete_without_session_are_405(gw: GatewayProc) -> None:
 
 def test_no_response_is_ever_a_500(gw: GatewayProc) -> None:
     h = modern_headers(gw.tokens["beta"], "tools/list")
-    for body in [b"", b"\xff\xfe", b"{}", b'{"jsonrpc":"2.0"}', b'{"jsonrpc":"2.0","id":{},"method":"a"}',
-                 b'{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":[]}}']:
+    for body in [
+        b"",
+        b"\xff\xfe",
+        b"{}",
+        b'{"jsonrpc":"2.0"}',
+        b'{"jsonrpc":"2.0","id":{},"method":"a"}',
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":[]}}',
+    ]:
         r = raw(gw, body, h)
         assert r.status_code < 500, (body, r.status_code, r.text)
         assert "Traceback" not in r.text

@@ -22,7 +22,10 @@ MODES = ["legacy", "auto"]
 @asynccontextmanager
 async def connect(gw: GatewayProc, profile: str, mode: str, **kw: Any) -> AsyncIterator[Client]:
     http = create_mcp_http_client(headers={"Authorization": f"Bearer {gw.tokens[profile]}"})
-    async with http, Client(streamable_http_client(gw.url(profile), http_client=http), mode=mode, **kw) as c:
+    async with (
+        http,
+        Client(streamable_http_client(gw.url(profile), http_client=http), mode=mode, **kw) as c,
+    ):
         yield c
 
 
@@ -31,7 +34,9 @@ def text_of(result: types.CallToolResult) -> str:
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_tools_of_every_server_are_listed_with_their_prefix(gw: GatewayProc, mode: str) -> None:
+async def test_tools_of_every_server_are_listed_with_their_prefix(
+    gw: GatewayProc, mode: str
+) -> None:
     async with connect(gw, "alpha", mode) as c:
         names = {t.name for t in (await c.list_tools()).tools}
     assert {"everything_echo", "memory_read_graph", "time_get_current_time"} <= names
@@ -45,13 +50,18 @@ async def test_calls_route_to_the_right_server(gw: GatewayProc, mode: str) -> No
         assert "hello through the gateway" in text_of(echo)
         now = await c.call_tool("time_get_current_time", {"timezone": "Europe/Paris"})
         assert "Europe/Paris" in text_of(now)
-        await c.call_tool("memory_create_entities", {"entities": [{"name": f"n-{mode}", "entityType": "t", "observations": ["o"]}]})
+        await c.call_tool(
+            "memory_create_entities",
+            {"entities": [{"name": f"n-{mode}", "entityType": "t", "observations": ["o"]}]},
+        )
         graph = await c.call_tool("memory_read_graph", {})
         assert f"n-{mode}" in text_of(graph)
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_structured_content_and_unknown_fields_pass_through(gw: GatewayProc, mode: str) -> None:
+async def test_structured_content_and_unknown_fields_pass_through(
+    gw: GatewayProc, mode: str
+) -> None:
     async with connect(gw, "alpha", mode) as c:
         result = await c.call_tool("everything_get-structured-content", {"location": "New York"})
     assert result.structured_content is not None
@@ -59,7 +69,9 @@ async def test_structured_content_and_unknown_fields_pass_through(gw: GatewayPro
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_resources_templates_and_reads_route_by_prefixed_uri(gw: GatewayProc, mode: str) -> None:
+async def test_resources_templates_and_reads_route_by_prefixed_uri(
+    gw: GatewayProc, mode: str
+) -> None:
     async with connect(gw, "alpha", mode) as c:
         seen: list[str] = []
         cursor: str | None = None

@@ -18,7 +18,9 @@ HERE = Path(__file__).resolve().parent.parent / "clients"
 def test_typescript_sdk_client(gw: GatewayProc, flavour: str) -> None:
     out = subprocess.run(
         [NODE, str(HERE / "ts_client.mjs"), flavour, gw.url("alpha"), gw.tokens["alpha"]],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     seen = json.loads(out.stdout.strip().splitlines()[-1])
@@ -32,15 +34,34 @@ def test_typescript_sdk_client(gw: GatewayProc, flavour: str) -> None:
 
 def test_inspector_cli_lists_and_calls(gw: GatewayProc) -> None:
     cli = PEERS / "@modelcontextprotocol" / "inspector" / "clients" / "cli" / "build" / "index.js"
-    base = [NODE22, str(cli), gw.url("alpha"), "--transport", "http",
-            "--header", f"Authorization: Bearer {gw.tokens['alpha']}"]
-    listed = subprocess.run([*base, "--method", "tools/list"], capture_output=True, text=True, timeout=120)
+    base = [
+        NODE22,
+        str(cli),
+        gw.url("alpha"),
+        "--transport",
+        "http",
+        "--header",
+        f"Authorization: Bearer {gw.tokens['alpha']}",
+    ]
+    listed = subprocess.run(
+        [*base, "--method", "tools/list"], capture_output=True, text=True, timeout=120
+    )
     assert listed.returncode == 0, listed.stderr + listed.stdout
     names = {t["name"] for t in json.loads(listed.stdout)["tools"]}
     assert "everything_echo" in names
     called = subprocess.run(
-        [*base, "--method", "tools/call", "--tool-name", "everything_echo", "--tool-arg", "message=inspected"],
-        capture_output=True, text=True, timeout=120,
+        [
+            *base,
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "everything_echo",
+            "--tool-arg",
+            "message=inspected",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert called.returncode == 0, called.stderr + called.stdout
     assert "inspected" in called.stdout

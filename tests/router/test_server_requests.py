@@ -14,7 +14,9 @@ from tests.router.test_aggregation import connect, text_of
 
 
 def sampler(marker: str) -> Any:
-    async def sample(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+    async def sample(
+        context: Any, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
         await asyncio.sleep(0.05)  # keep both calls in flight at once
         return types.CreateMessageResult(
             role="assistant",
@@ -29,19 +31,25 @@ def sampler(marker: str) -> Any:
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 async def test_sampling_round_trip(gw: GatewayProc, mode: str) -> None:
     async with connect(gw, "alpha", mode, sampling_callback=sampler("solo")) as c:
-        result = await c.call_tool("everything_trigger-sampling-request", {"prompt": "hi", "maxTokens": 5})
+        result = await c.call_tool(
+            "everything_trigger-sampling-request", {"prompt": "hi", "maxTokens": 5}
+        )
     assert "answer-from-solo" in text_of(result)
 
 
 @pytest.mark.parametrize("modes", [("legacy", "legacy"), ("auto", "auto"), ("legacy", "auto")])
-async def test_two_concurrent_clients_each_get_their_own_sampling(gw: GatewayProc, modes: tuple[str, str]) -> None:
+async def test_two_concurrent_clients_each_get_their_own_sampling(
+    gw: GatewayProc, modes: tuple[str, str]
+) -> None:
     async def one(mode: str, marker: str) -> str:
         async with connect(gw, "alpha", mode, sampling_callback=sampler(marker)) as c:
             outs = []
             for i in range(3):
                 echo = await c.call_tool("everything_echo", {"message": f"{marker}-{i}"})
                 assert f"{marker}-{i}" in text_of(echo)
-                r = await c.call_tool("everything_trigger-sampling-request", {"prompt": marker, "maxTokens": 5})
+                r = await c.call_tool(
+                    "everything_trigger-sampling-request", {"prompt": marker, "maxTokens": 5}
+                )
                 outs.append(text_of(r))
             return "\n".join(outs)
 
@@ -53,8 +61,17 @@ async def test_two_concurrent_clients_each_get_their_own_sampling(gw: GatewayPro
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 async def test_elicitation_round_trip(gw: GatewayProc, mode: str) -> None:
     async def elicit(context: Any, params: Any) -> types.ElicitResult:
-        return types.ElicitResult(action="accept", content={"name": "Ada", "check": True, "email": "ada@example.com",
-                                                            "integer": 3, "number": 1.5, "untitledSingleSelectEnum": "option1"})
+        return types.ElicitResult(
+            action="accept",
+            content={
+                "name": "Ada",
+                "check": True,
+                "email": "ada@example.com",
+                "integer": 3,
+                "number": 1.5,
+                "untitledSingleSelectEnum": "option1",
+            },
+        )
 
     async with connect(gw, "alpha", mode, elicitation_callback=elicit) as c:
         tools = {t.name for t in (await c.list_tools()).tools}
@@ -64,7 +81,9 @@ async def test_elicitation_round_trip(gw: GatewayProc, mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
-async def test_progress_notifications_reach_the_caller_with_its_token(gw: GatewayProc, mode: str) -> None:
+async def test_progress_notifications_reach_the_caller_with_its_token(
+    gw: GatewayProc, mode: str
+) -> None:
     seen: list[float] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
@@ -72,7 +91,8 @@ async def test_progress_notifications_reach_the_caller_with_its_token(gw: Gatewa
 
     async with connect(gw, "alpha", mode) as c:
         result = await c.call_tool(
-            "everything_trigger-long-running-operation", {"duration": 0.6, "steps": 3},
+            "everything_trigger-long-running-operation",
+            {"duration": 0.6, "steps": 3},
             progress_callback=on_progress,
         )
     assert not result.is_error
