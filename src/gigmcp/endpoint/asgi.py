@@ -387,6 +387,15 @@ class McpEndpoint:
                 msg["id"],
             )
         listener = _ListenStream(msg["id"], wanted or {})
+        subscribed: list[str] = []
+        for uri in list(listener.accepted.get("resourceSubscriptions", [])):
+            try:
+                ok = await hub.subscribe(ctx, uri)
+            except RpcError:
+                ok = False
+            if ok:
+                subscribed.append(uri)
+        listener.restrict(subscribed)
         hub.listeners.add(listener)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": sse.SSE_HEADERS})
@@ -400,6 +409,8 @@ class McpEndpoint:
             await _pump(receive, send, listener.queue)
         finally:
             hub.listeners.discard(listener)
+            for uri in subscribed:
+                await hub.unsubscribe(ctx, uri)
 
     # ---------------------------------------------------------------- legacy
 
@@ -669,6 +680,12 @@ class _ListenStream:
         if isinstance(uris, list):
             self.accepted["resourceSubscriptions"] = [u for u in uris if isinstance(u, str)]
         self._uris = set(self.accepted.get("resourceSubscriptions", []))
+
+    def restrict(self, uris: list[str]) -> None:
+        """Acknowledge only the resource subscriptions that could be made upstream."""
+        if "resourceSubscriptions" in self.accepted:
+            self.accepted["resourceSubscriptions"] = uris
+        self._uris = set(uris)
 
     def acknowledgement(self) -> bytes:
         return sse.event(

@@ -14,6 +14,7 @@ it does not know survive untouched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -107,7 +108,9 @@ class ProfileHub:
     async def _upstream(self, assignment: Assignment) -> Upstream:
         try:
             upstream = await self._source.get(self._key(assignment.server.name), assignment.server)
-            self._seen[assignment.server.name] = upstream
+            if self._seen.get(assignment.server.name) is not upstream:
+                self._seen[assignment.server.name] = upstream
+                self._listen_upstream(upstream)
             return upstream
         except asyncio.CancelledError:
             raise
@@ -116,6 +119,31 @@ class ProfileHub:
                 rpc.UPSTREAM_UNAVAILABLE,
                 f"Server '{assignment.server.name}' is unavailable: {exc}",
             ) from exc
+
+    def _listen_upstream(self, upstream: Upstream) -> None:
+        """A modern server sends change notifications only on a ``subscriptions/listen``
+        stream: open one for everything it can change, for the life of the connection."""
+        if upstream.era != "modern":
+            return
+        caps = upstream.capabilities
+        wanted = {
+            "toolsListChanged": bool((caps.get("tools") or {}).get("listChanged")),
+            "promptsListChanged": bool((caps.get("prompts") or {}).get("listChanged")),
+            "resourcesListChanged": bool((caps.get("resources") or {}).get("listChanged")),
+        }
+        if any(wanted.values()):
+            upstream.request(
+                "subscriptions/listen", {"notifications": {k: v for k, v in wanted.items() if v}}
+            )
+
+    async def subscribe(self, ctx: RequestContext, uri: str) -> bool:
+        """Subscribe upstream to a qualified resource URI for a listen stream."""
+        outcome = await self._dispatch(ctx, "resources/subscribe", {"uri": uri})
+        return "error" not in outcome
+
+    async def unsubscribe(self, ctx: RequestContext, uri: str) -> None:
+        with contextlib.suppress(RpcError):
+            await self._dispatch(ctx, "resources/unsubscribe", {"uri": uri})
 
     def _assignment(self, server: str) -> Assignment:
         a = self.view.assignment(server)

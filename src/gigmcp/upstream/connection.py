@@ -72,6 +72,7 @@ class StdioUpstream:
         self._client_info = client_info
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
+        self._listening: set[int] = set()
         self._closed = False
         self._close_reason = "closed"
         self.era: Era = "legacy"
@@ -91,7 +92,9 @@ class StdioUpstream:
 
     @property
     def pending_count(self) -> int:
-        return len(self._pending)
+        """Requests awaiting an answer, not counting long-lived listen streams (which
+        must not keep an idle instance alive)."""
+        return len(self._pending) - len(self._listening.intersection(self._pending))
 
     def request(self, method: str, params: JSON | None) -> _Pending:
         if self._closed:
@@ -99,6 +102,8 @@ class StdioUpstream:
         request_id = next(self._ids)
         pending = _Pending(self, request_id)
         self._pending[request_id] = pending
+        if method == "subscriptions/listen":
+            self._listening.add(request_id)
         if self.era == "modern":
             params = dict(params or {})
             meta = dict(params.get("_meta") or {})
