@@ -19,7 +19,10 @@ from gigmcp.supervisor.launcher import LaunchedProcess
 from gigmcp.upstream.connection import StdioUpstream
 from gigmcp.upstream.types import JSON, InstanceKey, UpstreamClosed, UpstreamPeer
 
-PROBE_TIMEOUT = 2.0
+# Legacy servers answer the probe at once with an error; silence is rare. A short probe
+# timeout misfires on a server still importing its modules on a loaded machine: it then
+# answers the probe late, locks itself into the modern protocol and refuses initialize.
+PROBE_SHARE = 0.5
 LEGACY_CAPABILITIES: JSON = {
     "roots": {"listChanged": True},
     "sampling": {},
@@ -42,7 +45,7 @@ async def connect(
     conn = StdioUpstream(process, key, peer, client_info=client_info)
     try:
         async with asyncio.timeout(timeout):
-            if not await _try_modern(conn, client_info):
+            if not await _try_modern(conn, client_info, timeout * PROBE_SHARE):
                 await _initialize(conn, client_info)
         return conn
     except (TimeoutError, UpstreamClosed, rpc.RpcError, KeyError, TypeError) as exc:
@@ -58,7 +61,7 @@ async def connect(
         raise StartError(f"{key.server_name}: {why}") from exc
 
 
-async def _try_modern(conn: StdioUpstream, client_info: JSON) -> bool:
+async def _try_modern(conn: StdioUpstream, client_info: JSON, probe_timeout: float) -> bool:
     for version in v.MODERN_VERSIONS:
         params: JSON = {
             "_meta": {
@@ -68,7 +71,7 @@ async def _try_modern(conn: StdioUpstream, client_info: JSON) -> bool:
             }
         }
         try:
-            response = await conn.request("server/discover", params).wait(PROBE_TIMEOUT)
+            response = await conn.request("server/discover", params).wait(probe_timeout)
         except TimeoutError:
             return False
         result = response.get("result")
