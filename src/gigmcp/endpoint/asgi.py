@@ -103,7 +103,8 @@ class McpEndpoint:
             raise HttpError(
                 403, json_error_body(rpc.INVALID_REQUEST, "Forbidden: origin not allowed")
             )
-        self.router.refresh()
+        # authenticate() already brought the catalog up to date; hubs of other profiles
+        # are refreshed by the router's watcher.
         view = self.router.catalog.profile(grant.profile_id)
         if view is None:
             raise self._unauthorized()
@@ -345,29 +346,33 @@ class McpEndpoint:
 
     async def _run_cancellable(self, receive: Receive, work: Awaitable[JSON]) -> JSON | None:
         """Run ``work``; if the client disconnects first, cancel it (modern revisions make a
-        closed stream the cancellation signal) and return None. A watcher is armed only
-        for calls that outlast a short grace period, keeping quick calls cheap."""
-        task = asyncio.ensure_future(work)
+        closed stream the cancellation signal) and return None. The work runs in this task
+        and a watcher is armed only for calls that outlast a short grace period, so a quick
+        call costs no extra task."""
+        me = asyncio.current_task()
+        assert me is not None
         loop = asyncio.get_running_loop()
         watcher: asyncio.Task[None] | None = None
+        fired = False
 
         async def watch() -> None:
+            nonlocal fired
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
-                    task.cancel()
+                    fired = True
+                    me.cancel()
                     return
 
         def arm() -> None:
             nonlocal watcher
-            if not task.done():
-                watcher = loop.create_task(watch())
+            watcher = loop.create_task(watch())
 
         timer = loop.call_later(0.2, arm)
         try:
-            return await task
+            return await work
         except asyncio.CancelledError:
-            if watcher is not None and watcher.done() and not _cancelling():
+            if fired and me.uncancel() == 0:
                 return None
             raise
         finally:
@@ -748,11 +753,6 @@ async def _pump(receive: Receive, send: Send, queue: asyncio.Queue[bytes | None]
         return
     finally:
         watcher.cancel()
-
-
-def _cancelling() -> int:
-    task = asyncio.current_task()
-    return task.cancelling() if task is not None else 0
 
 
 async def _respond(

@@ -60,6 +60,7 @@ class Call:
     progress_token: str | None = None
     gateway_token: str | None = None
     parked: bool = False
+    deadline: float = 0.0
 
     def wants(self, capability: str) -> bool:
         return self.ctx.supports(capability)

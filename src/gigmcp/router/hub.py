@@ -628,8 +628,10 @@ class ProfileHub:
         params: JSON,
     ) -> Call:
         pending = upstream.request(method, params)
-        response = asyncio.ensure_future(pending.wait(self._timeout))
+        # Await the connection's own future (no task per call); the timeout is ours.
+        response = pending.future
         call = Call(self._key(server), ctx, method, inner, pending, response)
+        call.deadline = asyncio.get_running_loop().time() + self._timeout
         response.add_done_callback(lambda _f: call.wake.set())
         self.calls.setdefault(server, []).append(call)
         return call
@@ -657,7 +659,15 @@ class ProfileHub:
                         # A legacy client that takes only JSON answers cannot be asked.
                         _refuse(call.inbox.popleft(), "Client cannot answer on this channel")
                     continue
-                await call.wake.wait()
+                try:
+                    async with asyncio.timeout_at(call.deadline):
+                        await call.wake.wait()
+                except TimeoutError:
+                    call.pending.cancel("timeout")
+                    raise RpcError(
+                        rpc.REQUEST_TIMEOUT,
+                        f"Server '{call.key.server_name}' did not answer in time",
+                    ) from None
                 call.wake.clear()
         except asyncio.CancelledError:
             call.pending.cancel("client cancelled the request")
@@ -670,6 +680,8 @@ class ProfileHub:
         name = call.key.server_name
         try:
             return call.response.result()
+        except asyncio.CancelledError as exc:
+            raise RpcError(rpc.REQUEST_CANCELLED, f"Request to '{name}' was cancelled") from exc
         except TimeoutError as exc:
             raise RpcError(rpc.REQUEST_TIMEOUT, f"Server '{name}' did not answer in time") from exc
         except UpstreamClosed as exc:
@@ -707,6 +719,7 @@ class ProfileHub:
     ) -> JSON:
         call.parked = False
         call.ctx = ctx
+        call.deadline = asyncio.get_running_loop().time() + self._timeout
         answers = params.get("inputResponses")
         answers = answers if isinstance(answers, dict) else {}
         for key, q in questions.items():

@@ -40,6 +40,10 @@ class _Pending:
     def id(self) -> int:
         return self._id
 
+    @property
+    def future(self) -> asyncio.Future[JSON]:
+        return self._future
+
     async def wait(self, timeout: float | None) -> JSON:
         try:
             async with asyncio.timeout(timeout):

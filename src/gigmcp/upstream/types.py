@@ -7,6 +7,7 @@ stdio of a launched process). Neither side knows how the process was launched.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -49,6 +50,12 @@ class UpstreamPeer(Protocol):
 class PendingRequest(Protocol):
     @property
     def id(self) -> int: ...
+
+    @property
+    def future(self) -> asyncio.Future[JSON]:
+        """Resolves with the response message, or fails with :class:`UpstreamClosed`;
+        cancelled by :meth:`cancel`. For callers that run their own timeout."""
+        ...
 
     async def wait(self, timeout: float | None) -> JSON:
         """The whole response message (with ``result`` or ``error``). Raises
