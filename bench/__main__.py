@@ -193,11 +193,14 @@ class Bench:
         self.arms = kept
 
     async def warm_up(self) -> None:
-        """A few calls per arm so imports, JITs and connection pools are warm before timing."""
+        """A few operations per arm so imports, JITs, connection pools and the gateway's
+        start-on-first-use servers are warm before timing."""
         for arm in self.arms:
             with contextlib.suppress(Exception):
                 await run_batch(arm, Workload("warm", "call", 200, 8, 40), Tally(), 10, 20)
                 await run_batch(arm, Workload("warm", "call", 2**20, 2, 4), Tally(), 10, 20)
+                if "list" in self.kinds and arm.supports_list:
+                    await run_batch(arm, Workload("warm", "list", 0, 1, 2), Tally(), 30, 30)
 
     # -- the run -------------------------------------------------------------------------
 

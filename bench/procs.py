@@ -57,6 +57,11 @@ def register_pgid(pgid: int) -> None:
     _pgids.add(pgid)
 
 
+def forget_pgid(pgid: int) -> None:
+    """The group ended on its own (a stdio server that exited at end of input)."""
+    _pgids.discard(pgid)
+
+
 def spawn(
     argv: Sequence[str],
     cpus: set[int],
