@@ -106,17 +106,17 @@ class LegacySession:
         return True
 
     def deliver(self, message: JSON) -> None:
-        """Queue a message for the standalone GET stream (dropped when none is open)."""
+        """Queue a message for the standalone GET stream. Once the client has opened one,
+        messages are kept in the replay buffer even while it is disconnected, so a
+        ``Last-Event-ID`` reconnect misses nothing the buffer still holds."""
+        stream = self.standalone_stream
         queue = self.standalone
-        if queue is None or queue.qsize() >= QUEUE_LIMIT:
+        if stream is None and queue is None:
             return
         data = dumps(message)
-        frame = (
-            self.standalone_stream.record(data)
-            if self.standalone_stream is not None
-            else sse.event(data)
-        )
-        queue.put_nowait(frame)
+        frame = stream.record(data) if stream is not None else sse.event(data)
+        if queue is not None and queue.qsize() < QUEUE_LIMIT:
+            queue.put_nowait(frame)
 
     # ------------------------------------------------------------ server→client asks
 

@@ -85,7 +85,7 @@ class Router:
 
     def refresh(self) -> None:
         """Give every hub its profile's current view (cheap when nothing changed)."""
-        revision = self.catalog.revision()
+        revision = self.catalog.refresh()
         if revision == self._revision:
             return
         self._revision = revision

@@ -54,9 +54,11 @@ class StoreCatalog:
                 row = conn.execute(text("SELECT rev FROM config_revision WHERE id = 1")).fetchone()
         return int(row[0]) if row else 0
 
-    def _refresh(self) -> None:
-        if self.revision() != self._rev:
+    def refresh(self) -> int:
+        rev = self.revision()
+        if rev != self._rev:
             self._reload()
+        return self._rev
 
     def _reload(self) -> None:
         with Session(self.engine) as s:
@@ -107,7 +109,7 @@ class StoreCatalog:
     def authenticate(self, token: str) -> TokenGrant | None:
         if not tokens.well_formed(token):
             return None
-        self._refresh()
+        self.refresh()
         computed = tokens.digest(token)
         entry = self._tokens.get(computed)
         if entry is None:

@@ -91,6 +91,10 @@ class Catalog(Protocol):
 
     def revision(self) -> int: ...
 
+    def refresh(self) -> int:
+        """Reload the snapshot if the revision moved; return the current revision."""
+        ...
+
     def authenticate(self, token: str) -> TokenGrant | None:
         """Return the grant for a presented token, or None when unknown, revoked or expired.
         Compares hashes in constant time."""

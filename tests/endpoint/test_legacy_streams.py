@@ -1,0 +1,98 @@
+"""Legacy sessions (2025-03-26 … 2025-11-25): the standalone GET stream carries change
+notifications, and a client that lost it resumes with Last-Event-ID without a gap."""
+
+from __future__ import annotations
+
+import json
+
+import httpx2 as httpx
+
+from tests.gateway_harness import GatewayProc
+
+VERSION = "2025-06-18"
+
+
+def open_session(gw: GatewayProc, client: httpx.Client) -> dict[str, str]:
+    h = {
+        "Accept": "application/json, text/event-stream",
+        "Authorization": f"Bearer {gw.tokens['beta']}",
+    }
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+    r = client.post(gw.url("beta"), json=init, headers=h)
+    assert r.status_code == 200
+    assert r.json()["result"]["protocolVersion"] == VERSION
+    h = dict(h, **{"Mcp-Session-Id": r.headers["mcp-session-id"], "MCP-Protocol-Version": VERSION})
+    assert (
+        client.post(
+            gw.url("beta"),
+            json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+            headers=h,
+        ).status_code
+        == 202
+    )
+    return h
+
+
+def read_events(response: httpx.Response, count: int) -> list[tuple[str, dict]]:
+    events: list[tuple[str, dict]] = []
+    event_id = ""
+    for line in response.iter_lines():
+        if line.startswith("id: "):
+            event_id = line[4:]
+        elif line.startswith("data: "):
+            events.append((event_id, json.loads(line[6:])))
+            if len(events) == count:
+                return events
+    return events
+
+
+def test_get_stream_delivers_list_changes_and_resumes_after_a_drop(gw: GatewayProc) -> None:
+    with httpx.Client(timeout=20) as client:
+        h = open_session(gw, client)
+        # Make sure the hub exists and knows the memory server's tools.
+        listed = client.post(
+            gw.url("beta"), json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers=h
+        )
+        assert listed.status_code == 200
+        with client.stream(
+            "GET", gw.url("beta"), headers=dict(h, Accept="text/event-stream")
+        ) as stream:
+            assert stream.status_code == 200
+            gw.cli("tool", "disable", "beta", "memory", "read_graph")
+            ((first_id, first),) = read_events(stream, 1)
+        assert first["method"] == "notifications/tools/list_changed"
+        assert first_id
+        # While no stream is open, another change happens; resuming must replay it.
+        gw.cli("tool", "enable", "beta", "memory", "read_graph")
+        resumed_headers = dict(h, Accept="text/event-stream", **{"Last-Event-ID": first_id})
+        with client.stream("GET", gw.url("beta"), headers=resumed_headers) as stream:
+            assert stream.status_code == 200
+            ((_, missed),) = read_events(stream, 1)
+        assert missed["method"] == "notifications/tools/list_changed"
+        assert client.delete(gw.url("beta"), headers=h).status_code == 204
+        assert (
+            client.post(
+                gw.url("beta"), json={"jsonrpc": "2.0", "id": 3, "method": "tools/list"}, headers=h
+            ).status_code
+            == 404
+        )
+
+
+def test_a_second_standalone_stream_is_refused(gw: GatewayProc) -> None:
+    with httpx.Client(timeout=20) as client:
+        h = open_session(gw, client)
+        with client.stream(
+            "GET", gw.url("beta"), headers=dict(h, Accept="text/event-stream")
+        ) as first:
+            assert first.status_code == 200
+            second = client.get(gw.url("beta"), headers=dict(h, Accept="text/event-stream"))
+            assert second.status_code == 409
