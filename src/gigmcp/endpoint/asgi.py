@@ -554,6 +554,16 @@ class McpEndpoint:
 
     # ================================================================ GET / DELETE
 
+    def _named_session(self, headers: dict[bytes, bytes], grant: TokenGrant) -> LegacySession:
+        sid = headers.get(b"mcp-session-id")
+        if sid is None:
+            # 2026-07-28 has no GET stream and no DELETE; older clients name their session.
+            raise HttpError(405, b"", [(b"allow", b"POST")])
+        session = self.sessions.get(sid.decode("latin-1"), grant.profile_id, grant.token_id)
+        if session is None:
+            raise HttpError(404, json_error_body(rpc.INVALID_REQUEST, "Session not found"))
+        return session
+
     async def _get(
         self,
         receive: Receive,
@@ -562,13 +572,7 @@ class McpEndpoint:
         grant: TokenGrant,
         hub: ProfileHub,
     ) -> None:
-        sid = headers.get(b"mcp-session-id")
-        if sid is None:
-            # 2026-07-28 has no GET stream; older clients must name their session.
-            raise HttpError(405, b"", [(b"allow", b"POST")])
-        session = self.sessions.get(sid.decode("latin-1"), grant.profile_id, grant.token_id)
-        if session is None:
-            raise HttpError(404, json_error_body(rpc.INVALID_REQUEST, "Session not found"))
+        session = self._named_session(headers, grant)
         if b"text/event-stream" not in headers.get(b"accept", b""):
             raise HttpError(
                 406, json_error_body(rpc.INVALID_REQUEST, "Accept must include text/event-stream")
@@ -630,12 +634,7 @@ class McpEndpoint:
         await _pump(receive, send, queue)
 
     async def _delete(self, send: Send, headers: dict[bytes, bytes], grant: TokenGrant) -> None:
-        sid = headers.get(b"mcp-session-id")
-        if sid is None:
-            raise HttpError(405, b"", [(b"allow", b"POST")])
-        session = self.sessions.get(sid.decode("latin-1"), grant.profile_id, grant.token_id)
-        if session is None:
-            raise HttpError(404, json_error_body(rpc.INVALID_REQUEST, "Session not found"))
+        session = self._named_session(headers, grant)
         self.sessions.remove(session.id)
         hub = self.router.existing_hub(grant.profile_id)
         if hub is not None:
