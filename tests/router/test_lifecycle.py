@@ -158,3 +158,71 @@ def test_shutdown_leaves_no_process_behind(tmp_path: Path) -> None:
     while any(alive(p) for p in children) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [p for p in children if alive(p)]
+
+
+def _wait_for_log(gw: GatewayProc, needle: str, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        out = gw.cli("server", "logs", "steady", "--profile", "life", check=False).stdout
+        if needle in out:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+async def test_modern_client_hanging_up_cancels_the_upstream_call(lgw: GatewayProc) -> None:
+    import httpx2 as httpx
+
+    from tests.endpoint.test_attacks import modern_body, modern_headers
+
+    body = modern_body(
+        "tools/call", {"name": "steady_watched", "arguments": {"seconds": 30, "marker": "hangup"}}
+    )
+    headers = modern_headers(lgw.tokens["life"], "tools/call", "steady_watched")
+    async with httpx.AsyncClient(timeout=1.0) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.post(lgw.url("life"), json=body, headers=headers)
+    assert _wait_for_log(lgw, "cancelled hangup")
+
+
+async def test_legacy_notifications_cancelled_reaches_the_server(lgw: GatewayProc) -> None:
+    import httpx2 as httpx
+
+    async with httpx.AsyncClient(timeout=20) as client:
+        h = {
+            "Accept": "application/json, text/event-stream",
+            "Authorization": f"Bearer {lgw.tokens['life']}",
+        }
+        init = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        }
+        r = await client.post(lgw.url("life"), json=init, headers=h)
+        h["Mcp-Session-Id"] = r.headers["mcp-session-id"]
+        h["MCP-Protocol-Version"] = "2025-11-25"
+        call = {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "method": "tools/call",
+            "params": {
+                "name": "steady_watched",
+                "arguments": {"seconds": 30, "marker": "legacy-cancel"},
+            },
+        }
+        pending = asyncio.ensure_future(client.post(lgw.url("life"), json=call, headers=h))
+        await asyncio.sleep(1.0)
+        cancel = {
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": {"requestId": 7, "reason": "user"},
+        }
+        assert (await client.post(lgw.url("life"), json=cancel, headers=h)).status_code == 202
+        answer = await asyncio.wait_for(pending, 10)
+        assert "result" not in answer.text  # a cancelled request gets no answer
+    assert _wait_for_log(lgw, "cancelled legacy-cancel")

@@ -25,6 +25,18 @@ async def slow(seconds: float) -> str:
 
 
 @server.tool()
+async def watched(seconds: float, marker: str) -> str:
+    """Sleeps; says on stderr when it was cancelled, so tests can see cancellation arrive."""
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        sys.stderr.write(f"crashy: cancelled {marker}\n")
+        sys.stderr.flush()
+        raise
+    return "finished"
+
+
+@server.tool()
 def crash() -> str:
     sys.stderr.write("crashy: crashing on purpose\n")
     sys.stderr.flush()
