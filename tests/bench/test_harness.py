@@ -257,7 +257,9 @@ def test_the_bench_command_writes_checked_results(tmp_path: Path) -> None:
                 assert figures["ok"] > 0
                 assert figures["p50_ms"] <= figures["p99_ms"]
                 assert figures["per_s"] > 0
-    assert result["results"]["churn"]["direct"]["ok"] == result["plan"]["churn"]
+    # Churn is bounded by a time limit as well as a count: on a loaded machine a stdio
+    # session per operation may not all fit, but none may fail and some must run.
+    assert 0 < result["results"]["churn"]["direct"]["ok"] <= result["plan"]["churn"]
     assert result["meta"]["loadgen_cpus"] != result["meta"]["sut_cpus"] or os.cpu_count() == 1
     # Arms not asked for are simply absent; the targets that need them say n/a.
     assert "gateway" not in result["results"]["call/200B/c1"]
