@@ -35,6 +35,15 @@ MEMORY = (NODE, str(PEERS / "@modelcontextprotocol" / "server-memory" / "dist" /
 TIME = (str(VENV_BIN / "mcp-server-time"),)
 
 
+def _die_with_parent() -> None:
+    """Even when pytest itself is killed (no finalizers run), the gateway gets SIGTERM
+    and shuts its servers down."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -86,6 +95,7 @@ class GatewayProc:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
