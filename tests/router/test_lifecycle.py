@@ -226,3 +226,27 @@ async def test_legacy_notifications_cancelled_reaches_the_server(lgw: GatewayPro
         answer = await asyncio.wait_for(pending, 10)
         assert "result" not in answer.text  # a cancelled request gets no answer
     assert _wait_for_log(lgw, "cancelled legacy-cancel")
+
+
+def test_servers_die_with_a_gateway_killed_by_sigkill(tmp_path: Path) -> None:
+    import signal
+
+    with gateway(tmp_path) as g:
+        g.add_server("crashy", CRASHY)
+        g.profile("p2", "crashy")
+        g.start()
+
+        async def use() -> None:
+            async with connect(g, "p2", "auto") as c:
+                await c.call_tool("crashy_echo", {"text": "x"})
+
+        asyncio.run(use())
+        children = g.descendants()
+        assert children
+        assert g.proc is not None
+        g.proc.send_signal(signal.SIGKILL)
+        g.proc.wait(5)
+        deadline = time.monotonic() + 5
+        while any(alive(p) for p in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [p for p in children if alive(p)]

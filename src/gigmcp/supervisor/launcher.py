@@ -96,5 +96,16 @@ class PlainLauncher:
             cwd=spec.cwd,
             limit=STREAM_LIMIT,
             start_new_session=True,
+            preexec_fn=_die_with_gateway,
         )
         return _PlainProcess(proc)
+
+
+def _die_with_gateway() -> None:
+    """Runs in the child before exec: SIGKILL when the thread that spawned it dies. We
+    spawn from the event-loop thread, which lives as long as the gateway; a gateway killed
+    with SIGKILL therefore takes its unjailed servers with it."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
