@@ -140,24 +140,34 @@ async def test_every_call_is_audited_without_argument_values(lgw: GatewayProc) -
     assert lgw.tokens["life"].encode() not in blob
 
 
+def _running_gateway_with_servers(g: GatewayProc) -> list[int]:
+    """Start ``g`` with one server, use it, and return the pids below the gateway."""
+    g.add_server("crashy", CRASHY)
+    g.profile("p1", "crashy")
+    g.start()
+
+    async def use() -> None:
+        async with connect(g, "p1", "auto") as c:
+            await c.call_tool("crashy_echo", {"text": "x"})
+
+    asyncio.run(use())
+    children = g.descendants()
+    assert children
+    return children
+
+
+def _all_gone(pids: list[int], seconds: float = 5) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not [p for p in pids if alive(p)]
+
+
 def test_shutdown_leaves_no_process_behind(tmp_path: Path) -> None:
     with gateway(tmp_path) as g:
-        g.add_server("crashy", CRASHY)
-        g.profile("p1", "crashy")
-        g.start()
-
-        async def use() -> None:
-            async with connect(g, "p1", "auto") as c:
-                await c.call_tool("crashy_echo", {"text": "x"})
-
-        asyncio.run(use())
-        children = g.descendants()
-        assert children
+        children = _running_gateway_with_servers(g)
         g.stop()
-    deadline = time.monotonic() + 5
-    while any(alive(p) for p in children) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not [p for p in children if alive(p)]
+    assert _all_gone(children)
 
 
 def _wait_for_log(gw: GatewayProc, needle: str, seconds: float = 10) -> bool:
@@ -232,21 +242,8 @@ def test_servers_die_with_a_gateway_killed_by_sigkill(tmp_path: Path) -> None:
     import signal
 
     with gateway(tmp_path) as g:
-        g.add_server("crashy", CRASHY)
-        g.profile("p2", "crashy")
-        g.start()
-
-        async def use() -> None:
-            async with connect(g, "p2", "auto") as c:
-                await c.call_tool("crashy_echo", {"text": "x"})
-
-        asyncio.run(use())
-        children = g.descendants()
-        assert children
+        children = _running_gateway_with_servers(g)
         assert g.proc is not None
         g.proc.send_signal(signal.SIGKILL)
         g.proc.wait(5)
-        deadline = time.monotonic() + 5
-        while any(alive(p) for p in children) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not [p for p in children if alive(p)]
+        assert _all_gone(children)
