@@ -192,16 +192,20 @@ def _zombie(pid: int) -> bool:
 
 
 def test_procstat_sees_the_cpu_of_a_busy_tree(tmp_path: Path) -> None:
-    proc = procs.spawn(
-        [sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<0.3: pass\n"
-         "time.sleep(30)"],
-        CPUS,
-        tmp_path / "log",
-    )  # fmt: skip
+    # Burn 0.3 s of CPU (not of wall time: the machine may be busy), say so, then idle.
+    burn = (
+        "import time\nwhile time.process_time() < 0.3: pass\n"
+        "print('burnt', flush=True)\ntime.sleep(60)"
+    )
+    log = tmp_path / "log"
+    proc = procs.spawn([sys.executable, "-c", burn], CPUS, log)
     try:
-        time.sleep(0.6)
+        deadline = time.monotonic() + 30
+        while "burnt" not in log.read_text():
+            assert time.monotonic() < deadline, "the busy child never finished burning"
+            time.sleep(0.02)
         sample = procstat.sample(proc.pid)
-        assert sample.cpu_ns >= 200_000_000
+        assert sample.cpu_ns >= 300_000_000 - 10_000_000  # one clock tick of rounding
         assert sample.rss_bytes > 1_000_000
         assert sample.processes == 1
     finally:
