@@ -247,3 +247,53 @@ def test_servers_die_with_a_gateway_killed_by_sigkill(tmp_path: Path) -> None:
         g.proc.send_signal(signal.SIGKILL)
         g.proc.wait(5)
         assert _all_gone(children)
+
+
+def _modern_call(
+    gw: GatewayProc, profile: str, name: str, arguments: dict, **extra_headers: str
+) -> dict:
+    import httpx2 as httpx
+
+    from tests.endpoint.test_attacks import modern_body, modern_headers
+
+    headers = dict(modern_headers(gw.tokens[profile], "tools/call", name), **extra_headers)
+    r = httpx.post(
+        gw.url(profile),
+        json=modern_body("tools/call", {"name": name, "arguments": arguments}),
+        headers=headers,
+        timeout=30,
+    )
+    return {"status": r.status_code, **r.json()}
+
+
+def test_mcp_param_headers_must_match_the_marked_arguments(lgw: GatewayProc) -> None:
+    # Make sure the gateway has listed the tools (it validates against their schemas).
+    assert _modern_call(lgw, "life", "steady_echo", {"text": "warm"})["status"] == 200
+    args = {"region": "eu-west1", "query": "q"}
+    ok = _modern_call(lgw, "life", "steady_regional", args, **{"Mcp-Param-Region": "eu-west1"})
+    assert ok["status"] == 200
+    assert ok["result"]["content"][0]["text"] == "eu-west1:q"
+    missing = _modern_call(lgw, "life", "steady_regional", args)
+    assert missing["error"]["code"] == -32020
+    lying = _modern_call(lgw, "life", "steady_regional", args, **{"Mcp-Param-Region": "us-east1"})
+    assert lying["error"]["code"] == -32020
+    encoded = "=?base64?" + __import__("base64").b64encode(b"eu-west1").decode() + "?="
+    assert (
+        _modern_call(lgw, "life", "steady_regional", args, **{"Mcp-Param-Region": encoded})[
+            "status"
+        ]
+        == 200
+    )
+
+
+def test_a_request_past_its_timeout_fails_cleanly_and_is_cancelled_upstream(tmp_path: Path) -> None:
+    with gateway(tmp_path, GIG_REQUEST_TIMEOUT="1.5") as g:
+        g.add_server("steady", CRASHY)
+        g.profile("life", "steady")
+        g.start()
+        started = time.monotonic()
+        answer = _modern_call(g, "life", "steady_watched", {"seconds": 30, "marker": "deadline"})
+        assert answer["error"]["code"] == -32001
+        assert "did not answer in time" in answer["error"]["message"]
+        assert time.monotonic() - started < 10
+        assert _wait_for_log(g, "cancelled deadline")

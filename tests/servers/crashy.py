@@ -7,8 +7,10 @@ Tools: ``echo`` answers at once, ``slow`` sleeps, ``crash`` kills the process mi
 import asyncio
 import os
 import sys
+from typing import Annotated
 
 from mcp.server.mcpserver import MCPServer
+from pydantic import Field
 
 server = MCPServer("crashy")
 
@@ -34,6 +36,14 @@ async def watched(seconds: float, marker: str) -> str:
         sys.stderr.flush()
         raise
     return "finished"
+
+
+@server.tool()
+def regional(
+    region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})], query: str
+) -> str:
+    """A tool whose ``region`` argument clients mirror into ``Mcp-Param-Region``."""
+    return f"{region}:{query}"
 
 
 @server.tool()
