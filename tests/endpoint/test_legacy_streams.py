@@ -96,3 +96,50 @@ def test_a_second_standalone_stream_is_refused(gw: GatewayProc) -> None:
             assert first.status_code == 200
             second = client.get(gw.url("beta"), headers=dict(h, Accept="text/event-stream"))
             assert second.status_code == 409
+
+
+def test_a_dropped_answer_stream_is_resumed_with_its_final_response(gw: GatewayProc) -> None:
+    with httpx.Client(timeout=30) as client:
+        h = {
+            "Accept": "application/json, text/event-stream",
+            "Authorization": f"Bearer {gw.tokens['alpha']}",
+        }
+        init = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": VERSION,
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        }
+        r = client.post(gw.url("alpha"), json=init, headers=h)
+        h = dict(
+            h, **{"Mcp-Session-Id": r.headers["mcp-session-id"], "MCP-Protocol-Version": VERSION}
+        )
+        call = {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {
+                "name": "everything_trigger-long-running-operation",
+                "arguments": {"duration": 2, "steps": 4},
+                "_meta": {"progressToken": "tok-1"},
+            },
+        }
+        with client.stream("POST", gw.url("alpha"), json=call, headers=h) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            ((first_id, first),) = read_events(stream, 1)
+        assert first["method"] == "notifications/progress"
+        assert first["params"]["progressToken"] == "tok-1"
+        # The connection is gone; the call goes on and its events wait for us.
+        with client.stream(
+            "GET",
+            gw.url("alpha"),
+            headers=dict(h, Accept="text/event-stream", **{"Last-Event-ID": first_id}),
+        ) as stream:
+            rest = read_events(stream, 10)
+        final = [m for _, m in rest if "id" in m]
+        assert final and final[-1]["id"] == 2 and "result" in final[-1]
+        assert all(m.get("method") == "notifications/progress" for _, m in rest if "id" not in m)

@@ -343,7 +343,7 @@ class ProfileHub:
     async def _call_tool(self, ctx: RequestContext, params: JSON) -> JSON:
         assignment, tool = self._route_tool(params.get("name"))
         if ctx.era == "modern":
-            self._check_param_headers(ctx, assignment, tool, params.get("arguments"))
+            await self._check_param_headers(ctx, assignment, tool, params.get("arguments"))
         started = time.perf_counter()
         outcome = "error"
         try:
@@ -375,13 +375,17 @@ class ProfileHub:
                 )
             )
 
-    def _check_param_headers(
+    async def _check_param_headers(
         self, ctx: RequestContext, assignment: Assignment, tool: str, arguments: Any
     ) -> None:
         """2026-07-28: a server that reads the body must check ``Mcp-Param-*`` headers
         against the arguments of properties marked ``x-mcp-header`` (-32020 if not)."""
         headers: dict[str, bytes] = ctx.extra.get("param_headers", {})
-        cached = self._tools.get(assignment.server.name) or []
+        # The schema says which arguments are mirrored; without it nothing could be
+        # checked, so a cold cache (first call, or after a restart) is filled first.
+        cached = self._tools.get(assignment.server.name)
+        if cached is None:
+            cached = await self._server_tools(assignment)
         schema = next((t.get("inputSchema") for t in cached if t.get("name") == tool), None)
         props = schema.get("properties") if isinstance(schema, dict) else None
         if not isinstance(props, dict):
