@@ -12,12 +12,15 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from gigmcp.config import Settings
+from gigmcp.credentials.provider import CredentialProvider, NoCredentials, launch_environment
 from gigmcp.endpoint.asgi import McpEndpoint
 from gigmcp.router.gateway import Router
 from gigmcp.router.hub import GATEWAY_INFO
 from gigmcp.store.catalog import StoreCatalog
-from gigmcp.supervisor.launcher import Launcher, PlainLauncher
+from gigmcp.store.views import ServerDef
+from gigmcp.supervisor.launcher import Launcher, LaunchSpec, PlainLauncher
 from gigmcp.supervisor.supervisor import Supervisor
+from gigmcp.upstream.types import InstanceKey
 
 log = logging.getLogger(__name__)
 Scope = MutableMapping[str, Any]
@@ -28,13 +31,20 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 class Gateway:
     """The ASGI application of a running gateway, with its lifespan."""
 
-    def __init__(self, settings: Settings, launcher: Launcher | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        launcher: Launcher | None = None,
+        credentials: CredentialProvider | None = None,
+    ) -> None:
         self.settings = settings
         self.catalog = StoreCatalog(settings.database_url)
         self.router = Router(self.catalog, request_timeout=settings.request_timeout)
+        self.credentials: CredentialProvider = credentials or NoCredentials()
         self.supervisor = Supervisor(
             launcher or PlainLauncher(),
             self.router,
+            spec_for=self._spec_for,
             logs_dir=settings.data_dir / "logs",
             idle_timeout=settings.idle_timeout,
             client_info=GATEWAY_INFO,
@@ -47,6 +57,10 @@ class Gateway:
             request_timeout=settings.request_timeout,
             public_url=settings.public_url,
         )
+
+    def _spec_for(self, key: InstanceKey, server: ServerDef) -> LaunchSpec:
+        env = launch_environment(self.credentials, key, server)
+        return LaunchSpec(key, server.command, env, server.cwd)
 
     async def start(self) -> None:
         await self.catalog.start()

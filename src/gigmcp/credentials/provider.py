@@ -1,0 +1,38 @@
+"""The credential seam: values for the environment variables a server declares by name.
+
+The supervisor asks a :class:`CredentialProvider` for each launch. The vault-backed
+provider (issue 4) will answer with per-instance placeholders for sealed credentials, so
+real keys never reach the process; the core's :class:`NoCredentials` answers nothing, and
+a declared variable stays unset. A provider must never return a value for a variable the
+server did not declare, and never log a value.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from gigmcp.store.views import ServerDef
+from gigmcp.upstream.types import InstanceKey
+
+
+class CredentialProvider(Protocol):
+    def environment_for(self, key: InstanceKey, server: ServerDef) -> dict[str, str]:
+        """Values for (a subset of) ``server.env_names`` for this instance."""
+        ...
+
+
+class NoCredentials:
+    def environment_for(self, key: InstanceKey, server: ServerDef) -> dict[str, str]:
+        return {}
+
+
+def launch_environment(
+    provider: CredentialProvider, key: InstanceKey, server: ServerDef
+) -> dict[str, str]:
+    """Literal values plus provided values for declared names, and nothing else."""
+    env = dict(server.env)
+    declared = set(server.env_names)
+    for name, value in provider.environment_for(key, server).items():
+        if name in declared:
+            env[name] = value
+    return env
