@@ -12,10 +12,10 @@ from tests.gateway_harness import GatewayProc
 VERSION = "2025-06-18"
 
 
-def open_session(gw: GatewayProc, client: httpx.Client) -> dict[str, str]:
+def open_session(gw: GatewayProc, client: httpx.Client, profile: str = "beta") -> dict[str, str]:
     h = {
         "Accept": "application/json, text/event-stream",
-        "Authorization": f"Bearer {gw.tokens['beta']}",
+        "Authorization": f"Bearer {gw.tokens[profile]}",
     }
     init = {
         "jsonrpc": "2.0",
@@ -27,13 +27,13 @@ def open_session(gw: GatewayProc, client: httpx.Client) -> dict[str, str]:
             "clientInfo": {"name": "t", "version": "1"},
         },
     }
-    r = client.post(gw.url("beta"), json=init, headers=h)
+    r = client.post(gw.url(profile), json=init, headers=h)
     assert r.status_code == 200
     assert r.json()["result"]["protocolVersion"] == VERSION
     h = dict(h, **{"Mcp-Session-Id": r.headers["mcp-session-id"], "MCP-Protocol-Version": VERSION})
     assert (
         client.post(
-            gw.url("beta"),
+            gw.url(profile),
             json={"jsonrpc": "2.0", "method": "notifications/initialized"},
             headers=h,
         ).status_code
@@ -100,24 +100,7 @@ def test_a_second_standalone_stream_is_refused(gw: GatewayProc) -> None:
 
 def test_a_dropped_answer_stream_is_resumed_with_its_final_response(gw: GatewayProc) -> None:
     with httpx.Client(timeout=30) as client:
-        h = {
-            "Accept": "application/json, text/event-stream",
-            "Authorization": f"Bearer {gw.tokens['alpha']}",
-        }
-        init = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": VERSION,
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "1"},
-            },
-        }
-        r = client.post(gw.url("alpha"), json=init, headers=h)
-        h = dict(
-            h, **{"Mcp-Session-Id": r.headers["mcp-session-id"], "MCP-Protocol-Version": VERSION}
-        )
+        h = open_session(gw, client, "alpha")
         call = {
             "jsonrpc": "2.0",
             "id": 2,
