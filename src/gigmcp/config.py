@@ -46,6 +46,8 @@ class Settings:
     registry_index_url: str | None = None
     registry_pubkey: str | None = None
     sandbox_subnet: str = "10.213.0.0/16"
+    sandbox_pool: int = 2
+    egress_port: int = 3128
     allowed_origins: tuple[str, ...] = ()
     max_body_bytes: int = 4 * 1024 * 1024
     request_timeout: float = 120.0
@@ -92,6 +94,12 @@ def _listen(name: str, value: str) -> str:
         except ValueError as exc:
             raise ConfigError(f"{name}: {host!r} is not an IP address or localhost") from exc
     return value
+
+
+def _port(name: str, raw: str) -> int:
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigError(f"{name}: expected a port number 1-65535, got {raw!r}")
+    return int(raw)
 
 
 def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
@@ -185,6 +193,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         data_dir=data_dir,
         database_url=database_url,
         listen=_listen("GIG_LISTEN", env.get("GIG_LISTEN", "127.0.0.1:8080")),
+        sandbox_pool=int(_number(env, "GIG_SANDBOX_POOL", 2, 0)),
+        egress_port=_port("GIG_EGRESS_PORT", env.get("GIG_EGRESS_PORT", "3128")),
         master_key=_master_key(_read(env, "GIG_MASTER_KEY", secret=True)),
         public_url=_url("GIG_PUBLIC_URL", env.get("GIG_PUBLIC_URL"), ("http", "https")),
         oidc_issuer=_url("GIG_OIDC_ISSUER", oidc["GIG_OIDC_ISSUER"] or None, ("http", "https")),

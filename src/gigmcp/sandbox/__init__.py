@@ -1,0 +1,1 @@
+"""The jail: everything that isolates one untrusted MCP server process."""

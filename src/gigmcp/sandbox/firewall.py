@@ -1,0 +1,103 @@
+"""The host side of every sandbox network: one nftables table the project owns.
+
+Owns ``table inet gigmcp``. What it enforces, for every interface named ``gmv*``:
+
+- a sandbox may send only IPv4, only from the address assigned to its own interface
+  (anti-spoofing: no instance can pass for another, so the proxy's source-IP identity
+  holds);
+- the host accepts from it only TCP to its own host-end address on the proxy's ports;
+  the API, the database, other host services and other sandboxes stay unreachable;
+- nothing from or to a sandbox interface is forwarded, so there is no route anywhere
+  but the proxy, whatever the host's ``ip_forward`` says;
+- the host opens no new connection into a sandbox; only replies flow back.
+
+Drops in our base chains are final whatever other tables accept, which is why the rules
+are drops keyed on our interface prefix and not a policy. It must never touch another
+table, and it must never accept anything that another table would drop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+
+from gigmcp.sandbox.addresses import IFNAME_PREFIX, Slot
+from gigmcp.sandbox.nft import Nft, NftError
+
+TABLE = "gigmcp"
+
+
+def ruleset(ports: Iterable[int]) -> str:
+    port_list = ", ".join(str(int(p)) for p in sorted(set(ports)))
+    ports_decl = f"elements = {{ {port_list} }}" if port_list else ""
+    wildcard = f'"{IFNAME_PREFIX}*"'
+    return f"""
+table inet {TABLE} {{
+    set sources {{ type ifname . ipv4_addr; }}
+    set host_ends {{ type ifname . ipv4_addr; }}
+    set proxy_ports {{ type inet_service; {ports_decl} }}
+
+    chain guard_prerouting {{
+        type filter hook prerouting priority raw; policy accept;
+        iifname {wildcard} meta nfproto != ipv4 drop
+        iifname {wildcard} iifname . ip saddr != @sources drop
+    }}
+    chain guard_input {{
+        type filter hook input priority filter - 10; policy accept;
+        iifname {wildcard} iifname . ip daddr @host_ends tcp dport @proxy_ports accept
+        iifname {wildcard} drop
+    }}
+    chain guard_forward {{
+        type filter hook forward priority filter - 10; policy accept;
+        iifname {wildcard} drop
+        oifname {wildcard} drop
+    }}
+    chain guard_output {{
+        type filter hook output priority filter - 10; policy accept;
+        oifname {wildcard} ct state established,related accept
+        oifname {wildcard} drop
+    }}
+}}
+"""
+
+
+class Firewall:
+    """Installs the table and keeps its sets in step with the running instances.
+
+    Call from one thread only (the sandbox network thread): a libnftables context is
+    not thread-safe.
+    """
+
+    def __init__(self, proxy_ports: Iterable[int]) -> None:
+        self.proxy_ports = tuple(proxy_ports)
+        self._nft = Nft()
+
+    def install(self) -> None:
+        """Replace whatever an earlier run left with a fresh table, atomically."""
+        batch = f"table inet {TABLE}\ndelete table inet {TABLE}\n" + ruleset(self.proxy_ports)
+        self._nft.run(batch)
+
+    def remove(self) -> None:
+        self._nft.run(f"table inet {TABLE}\ndelete table inet {TABLE}\n")
+
+    def admit(self, slot: Slot) -> None:
+        self._nft.run(
+            f'add element inet {TABLE} sources {{ "{slot.host_ifname}" . {slot.sandbox_ip} }}\n'
+            f'add element inet {TABLE} host_ends {{ "{slot.host_ifname}" . {slot.host_ip} }}\n'
+        )
+
+    def forget(self, slot: Slot) -> None:
+        # Already gone (reconciled, or never admitted) is fine: the goal state holds.
+        with contextlib.suppress(NftError):
+            self._nft.run(
+                f"delete element inet {TABLE} sources "
+                f'{{ "{slot.host_ifname}" . {slot.sandbox_ip} }}\n'
+                f"delete element inet {TABLE} host_ends "
+                f'{{ "{slot.host_ifname}" . {slot.host_ip} }}\n'
+            )
+
+    def listing(self) -> str:
+        return self._nft.run(f"list table inet {TABLE}")
+
+    def close(self) -> None:
+        self._nft.close()

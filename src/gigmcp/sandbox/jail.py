@@ -1,0 +1,149 @@
+"""The bubblewrap command line for one instance, and the files generated for its /etc.
+
+Owns what the jail looks like from inside: namespaces, uid/gid 65534, no capabilities,
+the read-only runtime, tmpfs ``/tmp`` and ``$HOME``, a private ``/proc``, a minimal
+``/dev``, a generated ``/etc``, and the environment. It only builds arguments; it never
+starts anything, and it must never put the gateway's environment, a host path that was
+not planned, or a writable host path into a jail.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from gigmcp.sandbox.runtime import RuntimePlan
+
+SANDBOX_UID = 65534
+SANDBOX_GID = 65534
+HOME = "/home/sandbox"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+BWRAP = "/usr/bin/bwrap"
+
+
+@dataclass(frozen=True, slots=True)
+class JailLimits:
+    """Per-server limits with safe defaults. Memory and pids are enforced by the cgroup;
+    the rest by rlimits set on the jail's first process before it runs anything."""
+
+    memory_bytes: int = 512 * 2**20
+    pids: int = 256
+    cpu_weight: int = 100
+    nofile: int = 1024
+    fsize_bytes: int = 256 * 2**20
+    tmp_bytes: int = 64 * 2**20
+    home_bytes: int = 64 * 2**20
+
+
+@dataclass(frozen=True, slots=True)
+class JailNetwork:
+    host_ip: str
+    sandbox_ip: str
+    proxy_port: int
+
+
+def environment(declared: Mapping[str, str], net: JailNetwork) -> dict[str, str]:
+    """The whole environment of a jailed server: declared values, then ours on top, so a
+    server definition cannot point its proxy or CA variables elsewhere."""
+    proxy = f"http://{net.host_ip}:{net.proxy_port}"
+    env = dict(declared)
+    env.update(
+        {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": HOME,
+            "TMPDIR": "/tmp",  # noqa: S108 - the jail's own tmpfs
+            "LANG": "C.UTF-8",
+            "HTTP_PROXY": proxy,
+            "HTTPS_PROXY": proxy,
+            "http_proxy": proxy,
+            "https_proxy": proxy,
+            "NO_PROXY": "localhost,127.0.0.1",
+            "no_proxy": "localhost,127.0.0.1",
+            "NODE_USE_ENV_PROXY": "1",
+            "SSL_CERT_FILE": CA_BUNDLE,
+            "NODE_EXTRA_CA_CERTS": CA_BUNDLE,
+            "REQUESTS_CA_BUNDLE": CA_BUNDLE,
+        }
+    )
+    return env
+
+
+def etc_files(net: JailNetwork, ca_bundle: bytes) -> dict[str, bytes]:
+    """Everything the jail's /etc holds. No resolver yet: with no nameserver line the
+    C library asks 127.0.0.1 inside the jail and fails at once instead of timing out."""
+    return {
+        "/etc/passwd": (
+            "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
+            f"sandbox:x:{SANDBOX_UID}:{SANDBOX_GID}:sandbox:{HOME}:/usr/sbin/nologin\n"
+        ).encode(),
+        "/etc/group": f"root:x:0:\nsandbox:x:{SANDBOX_GID}:\n".encode(),
+        "/etc/hosts": b"127.0.0.1 localhost\n",
+        "/etc/resolv.conf": b"# no resolver in the sandbox: traffic goes through the proxy\n",
+        "/etc/nsswitch.conf": b"passwd: files\ngroup: files\nhosts: files dns\n",
+        CA_BUNDLE: ca_bundle,
+    }
+
+
+def bwrap_args(
+    plan: RuntimePlan,
+    env: Mapping[str, str],
+    limits: JailLimits,
+    data_fds: Mapping[str, int],
+    seccomp_fd: int,
+    info_fd: int,
+    block_fd: int,
+    hostname: str = "sandbox",
+) -> list[str]:
+    args = [
+        BWRAP,
+        # The network namespace is not bwrap's: the launcher spawns bwrap inside one it
+        # prepared, so every other namespace is new and the net one is already private.
+        "--unshare-user",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup",
+        "--disable-userns",
+        "--assert-userns-disabled",
+        "--uid",
+        str(SANDBOX_UID),
+        "--gid",
+        str(SANDBOX_GID),
+        "--hostname",
+        hostname,
+        "--cap-drop",
+        "ALL",
+        "--new-session",
+        "--die-with-parent",
+        "--clearenv",
+    ]
+    for name, value in sorted(env.items()):
+        args += ["--setenv", name, value]
+    for target, link in plan.symlinks:
+        args += ["--symlink", target, link]
+    for path in plan.ro_paths:
+        args += ["--ro-bind", path, path]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    args += ["--size", str(limits.tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp"]  # noqa: S108
+    args += ["--size", str(limits.home_bytes), "--perms", "0700", "--tmpfs", HOME]
+    for dest, fd in sorted(data_fds.items()):
+        args += ["--perms", "0444", "--ro-bind-data", str(fd), dest]
+    # bwrap builds the new root on a tmpfs of its own, writable by the sandbox user:
+    # only /tmp and $HOME may stay writable.
+    args += ["--remount-ro", "/"]
+    args += ["--seccomp", str(seccomp_fd), "--info-fd", str(info_fd), "--block-fd", str(block_fd)]
+    args += ["--chdir", plan.workdir or HOME, "--", *plan.argv]
+    return args
+
+
+def memfd(name: str, data: bytes) -> int:
+    """A sealed-in-spirit anonymous file for bwrap to copy from (it reads it once)."""
+    fd = os.memfd_create(name, 0)
+    try:
+        os.write(fd, data)
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

@@ -1,0 +1,274 @@
+"""The network of one instance: a fresh network namespace wired to the host by a veth.
+
+Owns creating, wiring and destroying those namespaces, the pool of ready ones, and
+reconciling what a crashed earlier run left. Every netlink and nftables call runs on one
+long-lived thread: ``setns`` changes the namespace of the calling *thread* only, so that
+thread can step into a new namespace to configure it while the event loop stays where it
+is. Namespaces are held as file descriptors, never bind-mounted under /run/netns, so the
+kernel frees a namespace (and its veth) as soon as its last process and our descriptor
+are gone: a gateway killed with SIGKILL leaves no namespace behind.
+
+Inside: ``lo`` up, ``eth0`` with the sandbox address, a default route to the host end,
+IPv6 off. It must never give a sandbox any route but the one to its host end, and never
+hand the same namespace or address to two instances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import fcntl
+import ipaddress
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pyroute2 import IPRoute
+
+from gigmcp.sandbox.addresses import IFNAME_PREFIX, AddressPool, Slot
+from gigmcp.sandbox.firewall import Firewall
+
+CLONE_NEWNET = 0x40000000
+# One gateway per host owns the sandbox network: the firewall table and the interface
+# names are host-wide, and a second gateway reconciling them would cut the first off.
+LOCK_PATH = "/run/gigmcp-sandbox.lock"
+_T = TypeVar("_T")
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class NetworkError(RuntimeError):
+    pass
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise NetworkError(f"{what}: {os.strerror(err)}")
+
+
+@dataclass(slots=True)
+class NetLease:
+    """One ready namespace. ``netns_fd`` is ours; the launcher enters it to spawn."""
+
+    slot: Slot
+    netns_fd: int
+    closed: bool = False
+
+
+class SandboxNetwork:
+    """Builds and tears down sandbox namespaces on its own thread, with a small pool.
+
+    ``pool_size`` namespaces are kept ready so that a cold start costs only the jail;
+    they hold addresses but no identity, and nothing can reach them.
+    """
+
+    def __init__(self, subnet: str, proxy_ports: Iterable[int], pool_size: int = 2) -> None:
+        self.addresses = AddressPool(subnet)
+        self.proxy_ports = tuple(proxy_ports)
+        self.pool_size = pool_size
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gigmcp-net")
+        self._ready: list[NetLease] = []
+        self._leased: dict[int, NetLease] = {}
+        self._refill: asyncio.Task[None] | None = None
+        self._host_fd = -1
+        self._ipr: IPRoute | None = None
+        self._firewall: Firewall | None = None
+        self._started = False
+        self._lock_fd = -1
+
+    # -- life cycle --------------------------------------------------------------------
+    async def start(self) -> list[str]:
+        """Install the firewall, remove what an earlier run left; return what was removed."""
+        self._lock_fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+            raise NetworkError(
+                f"another gateway on this host runs the sandbox network ({LOCK_PATH} is "
+                "locked); run one gateway per host"
+            ) from None
+        try:
+            removed = await self._call(self._start_sync)
+        except BaseException:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+            raise
+        self._started = True
+        self._schedule_refill()
+        return removed
+
+    async def aclose(self) -> None:
+        if self._refill is not None:
+            self._refill.cancel()
+            await asyncio.gather(self._refill, return_exceptions=True)
+        for lease in [*self._ready, *self._leased.values()]:
+            await self.release(lease)
+        self._ready.clear()
+        if self._started:
+            await self._call(self._stop_sync)
+        self._thread.shutdown(wait=True)
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    async def acquire(self) -> NetLease:
+        if not self._started:
+            raise NetworkError("sandbox network is not started")
+        if self._ready:
+            lease = self._ready.pop()
+        else:
+            slot = self.addresses.allocate()
+            try:
+                lease = await self._call(self._build_sync, slot)
+            except BaseException:
+                self.addresses.release(slot)
+                raise
+        self._leased[lease.slot.index] = lease
+        self._schedule_refill()
+        return lease
+
+    async def release(self, lease: NetLease) -> None:
+        if lease.closed:
+            return
+        lease.closed = True
+        self._leased.pop(lease.slot.index, None)
+        try:
+            await self._call(self._destroy_sync, lease)
+        finally:
+            self.addresses.release(lease.slot)
+
+    def enter(self, lease: NetLease) -> None:
+        """Move the *calling thread* into the lease's namespace (for a spawn)."""
+        _check(_libc.setns(lease.netns_fd, CLONE_NEWNET), "setns into sandbox netns")
+
+    def leave(self) -> None:
+        _check(_libc.setns(self._host_fd, CLONE_NEWNET), "setns back to the host netns")
+
+    @property
+    def in_use(self) -> int:
+        return len(self._leased)
+
+    def firewall_listing(self) -> str:
+        assert self._firewall is not None
+        return self._thread.submit(self._firewall.listing).result()
+
+    # -- the network thread ------------------------------------------------------------
+    async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
+        result: _T = await asyncio.wrap_future(self._thread.submit(fn, *args))
+        return result
+
+    def _schedule_refill(self) -> None:
+        if self.pool_size <= 0 or (self._refill is not None and not self._refill.done()):
+            return
+        if len(self._ready) < self.pool_size:
+            self._refill = asyncio.get_running_loop().create_task(self._fill())
+
+    async def _fill(self) -> None:
+        while len(self._ready) < self.pool_size:
+            try:
+                slot = self.addresses.allocate()
+            except RuntimeError:
+                return  # the pool is for speed only; a full address pool is not an error here
+            try:
+                self._ready.append(await self._call(self._build_sync, slot))
+            except BaseException:
+                self.addresses.release(slot)
+                raise
+
+    def _start_sync(self) -> list[str]:
+        self._host_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self._ipr = IPRoute()
+        removed: list[str] = []
+        for link in self._ipr.get_links():
+            name = str(link.get_attr("IFLA_IFNAME") or "")
+            if name.startswith(IFNAME_PREFIX) and name[len(IFNAME_PREFIX) :].isdigit():
+                self._ipr.link("del", index=link["index"])
+                removed.append(name)
+        self._check_overlap()
+        self._firewall = Firewall(self.proxy_ports)
+        self._firewall.install()
+        return removed
+
+    def _check_overlap(self) -> None:
+        assert self._ipr is not None
+        net = self.addresses.network
+        for addr in self._ipr.get_addr(family=2):
+            ip = addr.get_attr("IFA_ADDRESS")
+            if ip and ipaddress.ip_address(ip) in net:
+                raise NetworkError(
+                    f"GIG_SANDBOX_SUBNET {net} overlaps the host address {ip}; "
+                    "choose a subnet no host interface uses"
+                )
+
+    def _stop_sync(self) -> None:
+        if self._firewall is not None:
+            self._firewall.remove()
+            self._firewall.close()
+        if self._ipr is not None:
+            self._ipr.close()
+        if self._host_fd >= 0:
+            os.close(self._host_fd)
+            self._host_fd = -1
+
+    def _build_sync(self, slot: Slot) -> NetLease:
+        assert self._ipr is not None
+        assert self._firewall is not None
+        netns_fd = -1
+        inner: IPRoute | None = None
+        try:
+            _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+            try:
+                netns_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+                # Written while this thread is inside: /proc/sys/net is per namespace.
+                for knob in ("all", "default"):
+                    with open(f"/proc/sys/net/ipv6/conf/{knob}/disable_ipv6", "w") as f:
+                        f.write("1")
+                inner = IPRoute()
+            finally:
+                self.leave()
+            self._ipr.link(
+                "add",
+                ifname=slot.host_ifname,
+                kind="veth",
+                peer={"ifname": "eth0", "net_ns_fd": netns_fd},
+            )
+            with open(f"/proc/sys/net/ipv6/conf/{slot.host_ifname}/disable_ipv6", "w") as f:
+                f.write("1")
+            host_index = self._ipr.link_lookup(ifname=slot.host_ifname)[0]
+            self._ipr.addr("add", index=host_index, address=slot.host_ip, prefixlen=slot.prefixlen)
+            self._ipr.link("set", index=host_index, state="up")
+            lo = inner.link_lookup(ifname="lo")[0]
+            inner.link("set", index=lo, state="up")
+            eth = inner.link_lookup(ifname="eth0")[0]
+            inner.addr("add", index=eth, address=slot.sandbox_ip, prefixlen=slot.prefixlen)
+            inner.link("set", index=eth, state="up")
+            inner.route("add", dst="0.0.0.0/0", gateway=slot.host_ip)
+            self._firewall.admit(slot)
+            return NetLease(slot, netns_fd)
+        except Exception as exc:
+            self._destroy_sync(NetLease(slot, netns_fd))
+            if isinstance(exc, NetworkError):
+                raise
+            raise NetworkError(f"cannot build the network of {slot.host_ifname}: {exc}") from exc
+        finally:
+            if inner is not None:
+                inner.close()
+
+    def _destroy_sync(self, lease: NetLease) -> None:
+        assert self._ipr is not None
+        assert self._firewall is not None
+        self._firewall.forget(lease.slot)
+        # Deleting the host end removes both ends now, rather than when the kernel gets
+        # round to freeing the namespace, so the slot can be reused at once.
+        try:
+            for index in self._ipr.link_lookup(ifname=lease.slot.host_ifname):
+                self._ipr.link("del", index=index)
+        except Exception:  # noqa: S110 - already gone with its namespace
+            pass
+        if lease.netns_fd >= 0:
+            os.close(lease.netns_fd)
+            lease.netns_fd = -1

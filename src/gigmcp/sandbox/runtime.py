@@ -1,0 +1,286 @@
+"""What a server's runtime needs to see: the read-only file list for its jail.
+
+Owns turning a server's command into (argv, paths to bind read-only): the executable,
+following a ``#!`` line to its interpreter; the shared libraries that interpreter and
+every native module load (read from the ELF files with pyelftools, never by running
+them); for Python the standard library and the virtual environment; for Node the
+outermost ``node_modules`` the script lives in. It must never bind a directory it was
+not asked for or a library from outside the system library directories, never execute
+anything it inspects, and never follow a package's own claims (a DT_NEEDED with a path,
+a RUNPATH) out of the package or the system library directories.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.dynamic import DynamicSegment
+from elftools.elf.elffile import ELFFile
+from elftools.elf.segments import InterpSegment
+
+# Where the dynamic loader looks on Debian (multiarch first). Only libraries found here
+# are bound: a package cannot talk us into exposing anything else.
+LIBRARY_DIRS = (
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib/aarch64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/lib64",
+    "/usr/lib64",
+    "/lib",
+    "/usr/lib",
+    "/usr/local/lib",
+)
+# Top-level symlinks of a merged-/usr system, recreated inside so that paths baked into
+# binaries (the ELF interpreter /lib64/ld-linux-x86-64.so.2) resolve.
+MERGED_USR_LINKS = ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
+# Native modules are found by walking the package; a huge tree must not stall a start.
+MAX_NATIVE_SCAN = 20_000
+
+
+class RuntimeError_(Exception):
+    """The command cannot be jailed as given (not found, unreadable, unsupported)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimePlan:
+    argv: tuple[str, ...]
+    kind: str  # "python" | "node" | "binary"
+    ro_paths: tuple[str, ...]  # bound read-only at the same path inside
+    symlinks: tuple[tuple[str, str], ...]  # (target, link) recreated inside
+    workdir: str | None
+
+
+_elf_cache: dict[tuple[str, int, int], tuple[tuple[str, ...], str | None]] = {}
+_cache_lock = threading.Lock()
+
+
+def _elf_needs(path: str) -> tuple[tuple[str, ...], str | None]:
+    """DT_NEEDED names and PT_INTERP of one ELF file (cached by path, size, mtime)."""
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)
+    with _cache_lock:
+        hit = _elf_cache.get(key)
+    if hit is not None:
+        return hit
+    needed: list[str] = []
+    interp: str | None = None
+    try:
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            # Segments, not sections: the loader reads only these, and walking the
+            # section table of a 100 MB binary (node) costs ten times as much.
+            for seg in elf.iter_segments():
+                if isinstance(seg, InterpSegment):
+                    interp = seg.get_interp_name()
+                elif isinstance(seg, DynamicSegment):
+                    needed.extend(
+                        str(t.needed)  # type: ignore[attr-defined]  # DT_NEEDED tags have it
+                        for t in seg.iter_tags()
+                        if t.entry.d_tag == "DT_NEEDED"
+                    )
+    except (ELFError, OSError, ValueError):
+        pass  # not an ELF file we can read: nothing to add
+    result = (tuple(needed), interp)
+    with _cache_lock:
+        _elf_cache[key] = result
+    return result
+
+
+def _is_elf(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+def _under(path: str, roots: Iterable[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def _loader_name(path: str) -> str:
+    """The path the loader opens, with directory symlinks resolved (``/lib`` is a link
+    to ``usr/lib`` inside too) but the file's own name kept: the loader asks for the
+    soname (``libstdc++.so.6``), which on the host is a link to the versioned file."""
+    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+
+
+def library_closure(elves: Iterable[str]) -> set[str]:
+    """Every file the loader maps for these ELF files, under the names it asks for."""
+    out: set[str] = set()
+    todo = list(elves)
+    seen: set[str] = set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        needed, interp = _elf_needs(path)
+        if interp and _under(os.path.realpath(interp), LIBRARY_DIRS):
+            out.add(_loader_name(interp))
+        for name in needed:
+            if "/" in name:
+                continue  # a path in DT_NEEDED is the package choosing what we expose
+            for d in LIBRARY_DIRS:
+                candidate = os.path.join(d, name)
+                if os.path.exists(candidate):
+                    real = os.path.realpath(candidate)
+                    if _under(real, LIBRARY_DIRS):
+                        out.add(_loader_name(candidate))
+                        todo.append(real)
+                    break
+    return out
+
+
+def _which(name: str, path_env: str | None) -> str:
+    if "/" in name:
+        resolved = os.path.abspath(name)
+        if not os.path.isfile(resolved):
+            raise RuntimeError_(f"command not found: {name}")
+        return resolved
+    found = shutil.which(name, path=path_env or "/usr/local/bin:/usr/bin:/bin")
+    if found is None:
+        raise RuntimeError_(f"command not found on PATH: {name}")
+    return os.path.abspath(found)
+
+
+def _shebang(path: str) -> list[str] | None:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError as exc:
+        raise RuntimeError_(f"cannot read {path}: {exc.strerror}") from exc
+    if not head.startswith(b"#!"):
+        return None
+    line = head[2:].split(b"\n", 1)[0].decode(errors="replace").strip()
+    return line.split(None, 1) if line else None
+
+
+def _native_modules(root: str, suffixes: tuple[str, ...]) -> list[str]:
+    found: list[str] = []
+    seen = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            seen += 1
+            if name.endswith(suffixes):
+                found.append(os.path.join(dirpath, name))
+        if seen > MAX_NATIVE_SCAN:
+            break
+    return found
+
+
+def _venv_of(executable: str) -> str | None:
+    """The virtual environment an interpreter path belongs to (``<venv>/bin/python``)."""
+    candidate = Path(executable).parent.parent
+    return str(candidate) if (candidate / "pyvenv.cfg").is_file() else None
+
+
+def _python_paths(interp_link: str) -> list[str]:
+    real = os.path.realpath(interp_link)
+    name = os.path.basename(real)  # python3.11
+    version = name.removeprefix("python")
+    if not version or not version[0].isdigit():
+        raise RuntimeError_(f"cannot tell the Python version of {real}")
+    base_prefix = os.path.dirname(os.path.dirname(real))
+    paths = [real]
+    stdlib = os.path.join(base_prefix, "lib", f"python{version}")
+    if not os.path.isdir(stdlib):
+        raise RuntimeError_(f"{real}: its standard library {stdlib} is missing")
+    paths.append(stdlib)
+    venv = _venv_of(interp_link)
+    if venv:
+        paths.append(venv)
+    return paths
+
+
+def _node_root(script: str) -> str:
+    """Node resolves modules by walking up through ``node_modules`` folders: bind the
+    outermost one the script lives in, or the script's own folder."""
+    parts = Path(script).parts
+    if "node_modules" in parts:
+        first = parts.index("node_modules")
+        return str(Path(*parts[: first + 1]))
+    return str(Path(script).parent)
+
+
+def plan(command: tuple[str, ...], cwd: str | None, path_env: str | None = None) -> RuntimePlan:
+    if not command:
+        raise RuntimeError_("empty command")
+    exe = _which(command[0], path_env)
+    # Inside, the working directory is not the gateway's: a relative path that names a
+    # file here must name the same file there.
+    rest = [
+        os.path.abspath(a) if not a.startswith("-") and os.path.isfile(a) else a
+        for a in command[1:]
+    ]
+    command = (command[0], *rest)
+    argv = [exe, *command[1:]]
+    script: str | None = None
+    interp = exe
+    bang = _shebang(exe) if not _is_elf(exe) else None
+    if bang is not None:
+        script = exe
+        prog, arg = bang[0], (bang[1] if len(bang) > 1 else None)
+        if os.path.basename(prog) == "env" and arg:
+            interp = _which(arg.split()[0], path_env)
+            argv = [interp, exe, *command[1:]]
+        else:
+            interp = _which(prog, path_env)
+            argv = [interp, *([arg] if arg else []), exe, *command[1:]]
+    if not _is_elf(os.path.realpath(interp)):
+        raise RuntimeError_(f"{interp} is not a native executable (nested #! is not supported)")
+
+    base = os.path.basename(os.path.realpath(interp))
+    ro: set[str] = set()
+    elves = [os.path.realpath(interp)]
+    workdir = cwd
+    if base.startswith("python"):
+        kind = "python"
+        py_paths = _python_paths(interp)
+        ro.update(py_paths)
+        if script is None:
+            # `python -m pkg` or `python file.py`: the file's folder is the package.
+            for arg in command[1:]:
+                if not arg.startswith("-") and os.path.isfile(arg):
+                    ro.add(os.path.dirname(os.path.abspath(arg)))
+                    break
+        for p in py_paths[1:]:
+            elves.extend(_native_modules(p, (".so",)))
+    elif base.startswith("node"):
+        kind = "node"
+        ro.add(os.path.realpath(interp))
+        target = script
+        if target is None:
+            target = next((a for a in command[1:] if not a.startswith("-")), None)
+            if target is not None:
+                target = os.path.abspath(target)
+        if target is not None:
+            root = _node_root(target)
+            ro.add(root)
+            elves.extend(_native_modules(root, (".node",)))
+    else:
+        kind = "binary"
+        ro.add(os.path.realpath(interp))
+    if script is not None:
+        ro.add(script)
+    if cwd:
+        ro.add(os.path.abspath(cwd))
+    ro.update(library_closure(elves))
+    # The names the executables are called by must exist inside too (a venv's bin/python
+    # is a symlink to the system interpreter).
+    for name in (exe, interp):
+        ro.add(name)
+    for p in list(ro):
+        if not os.path.exists(p):
+            raise RuntimeError_(f"{p} does not exist")
+        if not os.access(p, os.R_OK):
+            raise RuntimeError_(f"{p} is not readable")
+    symlinks = tuple((os.readlink(link), link) for link in MERGED_USR_LINKS if os.path.islink(link))
+    return RuntimePlan(tuple(argv), kind, tuple(sorted(ro)), symlinks, workdir)

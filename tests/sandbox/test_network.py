@@ -1,0 +1,397 @@
+"""The network of a sandbox, attack by attack: its only way out is the proxy port of its
+own host end. Probes run inside real namespaces as uid 65534; every listener is on an
+address the test made (its sandbox's host end, loopback, or a namespace of its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import threading
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from pyroute2 import IPRoute
+
+from gigmcp.sandbox.addresses import PoolExhausted
+from gigmcp.sandbox.firewall import TABLE
+from gigmcp.sandbox.netns import NetworkError, SandboxNetwork
+from gigmcp.sandbox.nft import Nft
+from tests.sandbox.netprobe import connect, run_in
+
+pytestmark = pytest.mark.root
+
+SUBNET = "10.213.0.0/24"
+PROXY_PORT = 3128
+
+
+@contextlib.contextmanager
+def listener(host: str, port: int, proto: str = "tcp") -> Iterator[list[str]]:
+    """Answers "pong" to anyone; records who connected."""
+    seen: list[str] = []
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    sock = socket.socket(socket.AF_INET, kind)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.settimeout(0.2)
+    if proto == "tcp":
+        sock.listen()
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                if proto == "tcp":
+                    conn, addr = sock.accept()
+                    seen.append(addr[0])
+                    with conn:
+                        conn.recv(16)
+                        conn.sendall(b"pong")
+                else:
+                    _data, addr = sock.recvfrom(16)
+                    seen.append(addr[0])
+                    sock.sendto(b"pong", addr)
+            except OSError:
+                continue
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        t.join()
+        sock.close()
+
+
+@pytest.fixture
+async def net() -> AsyncIterator[SandboxNetwork]:
+    network = SandboxNetwork(SUBNET, [PROXY_PORT], pool_size=0)
+    await network.start()
+    try:
+        yield network
+    finally:
+        await network.aclose()
+
+
+async def test_a_sandbox_reaches_the_proxy_port_of_its_own_host_end(net: SandboxNetwork) -> None:
+    lease = await net.acquire()
+    with listener(lease.slot.host_ip, PROXY_PORT) as seen:
+        assert connect(net, lease, lease.slot.host_ip, PROXY_PORT) == {"ok": True, "data": "pong"}
+    assert seen == [lease.slot.sandbox_ip]
+
+
+async def test_attack_other_ports_of_the_host_end_are_dropped(net: SandboxNetwork) -> None:
+    lease = await net.acquire()
+    with listener(lease.slot.host_ip, 8080) as seen:
+        result = connect(net, lease, lease.slot.host_ip, 8080)
+    assert not result["ok"] and result["error"] == "TimeoutError"
+    assert seen == []
+
+
+async def test_attack_udp_to_the_proxy_address_is_dropped(net: SandboxNetwork) -> None:
+    lease = await net.acquire()
+    with listener(lease.slot.host_ip, PROXY_PORT, "udp") as seen:
+        result = connect(net, lease, lease.slot.host_ip, PROXY_PORT, "udp")
+    assert not result["ok"]
+    assert seen == []
+
+
+async def test_attack_host_loopback_services_are_unreachable(net: SandboxNetwork) -> None:
+    lease = await net.acquire()
+    with listener("127.0.0.1", 18080) as seen:
+        # 127.0.0.1 inside is the sandbox's own loopback: refused there, never the host's.
+        inside = connect(net, lease, "127.0.0.1", 18080)
+        assert not inside["ok"] and inside["error"] == "ConnectionRefusedError"
+    assert seen == []
+
+
+async def test_attack_the_hosts_other_addresses_are_unreachable(net: SandboxNetwork) -> None:
+    lease = await net.acquire()
+    ours = await asyncio.to_thread(_host_addresses)
+    others = sorted(a for a in ours if a and not a.startswith(("127.", "10.213.")))
+    if not others:
+        pytest.skip("this host has no address besides loopback and the sandbox pool")
+    with listener("0.0.0.0", PROXY_PORT) as seen:
+        result = connect(net, lease, others[0], PROXY_PORT)
+        own = connect(net, lease, lease.slot.host_ip, PROXY_PORT)
+    assert not result["ok"], f"reached the host's {others[0]} through the sandbox link"
+    assert own["ok"], "control: the proxy port of its own host end answers"
+    assert seen == [lease.slot.sandbox_ip]
+
+
+async def test_attack_another_sandbox_is_unreachable(net: SandboxNetwork) -> None:
+    a, b = await net.acquire(), await net.acquire()
+    with listener(b.slot.host_ip, PROXY_PORT) as seen:
+        # b's host end is the proxy for b only.
+        assert not connect(net, a, b.slot.host_ip, PROXY_PORT)["ok"]
+        assert connect(net, b, b.slot.host_ip, PROXY_PORT)["ok"], "control"
+    assert seen == [b.slot.sandbox_ip]
+    # A server inside b, listening on b's own address.
+    net.enter(b)
+    try:
+        server = subprocess.Popen(
+            [
+                "/usr/bin/python3",
+                "-c",
+                (
+                    "import socket;s=socket.socket();s.bind(('0.0.0.0',4000));s.listen();"
+                    "print('up',flush=True);c,_=s.accept();c.sendall(b'pong')"
+                ),
+            ],
+            stdout=subprocess.PIPE,
+        )
+    finally:
+        net.leave()
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == b"up"
+        assert not connect(net, a, b.slot.sandbox_ip, 4000)["ok"]
+        # Nor does the host open connections into a sandbox.
+        with pytest.raises(OSError):
+            socket.create_connection((b.slot.sandbox_ip, 4000), timeout=1.5).close()
+    finally:
+        server.kill()
+        server.wait()
+
+
+async def test_the_host_sends_nothing_new_into_a_sandbox(net: SandboxNetwork) -> None:
+    lease = await net.acquire()
+    net.enter(lease)
+    try:
+        inner = subprocess.Popen(
+            ["/usr/bin/python3", "-c", UDP_SINK, lease.slot.sandbox_ip],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        net.leave()
+    assert inner.stdout is not None and inner.stdout.readline().strip() == "up"
+    with contextlib.suppress(OSError):  # EPERM from our drop is the expected outcome
+        subprocess.run(["/usr/bin/python3", "-c", UDP_SEND, lease.slot.sandbox_ip], check=False)
+    assert inner.communicate(timeout=5)[0].strip() == "nothing"
+
+
+async def test_attack_ipv6_is_off_inside(net: SandboxNetwork) -> None:
+    lease = await net.acquire()
+    result = run_in(
+        net,
+        lease,
+        """
+        import json, socket
+        addrs = open('/proc/net/if_inet6').read().strip()
+        try:
+            s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM); s.settimeout(1)
+            s.connect(('::1', 3128)); r = 'connected'
+        except OSError as e:
+            r = type(e).__name__
+        print(json.dumps({'addrs': addrs, 'connect': r}))
+        """,
+    )
+    assert result["addrs"] == ""
+    assert result["connect"] != "connected"
+
+
+@contextlib.contextmanager
+def outside_namespace() -> Iterator[str]:
+    """A namespace of the test's own, routed from the host: what a sandbox would reach
+    if the host forwarded its packets. Yields the name; its address is 10.250.9.2."""
+    name = "gmtest-outside"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(
+            ["ip", "link", "add", "gmtout0", "type", "veth", "peer", "name", "eth0", "netns", name],
+            check=True,
+        )
+        subprocess.run(["ip", "addr", "add", "10.250.9.1/30", "dev", "gmtout0"], check=True)
+        subprocess.run(["ip", "link", "set", "gmtout0", "up"], check=True)
+        for cmd in (
+            ["ip", "addr", "add", "10.250.9.2/30", "dev", "eth0"],
+            ["ip", "link", "set", "eth0", "up"],
+            ["ip", "link", "set", "lo", "up"],
+            ["ip", "route", "add", "default", "via", "10.250.9.1"],
+        ):
+            subprocess.run(["ip", "netns", "exec", name, *cmd], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "link", "del", "gmtout0"], check=False, capture_output=True)
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+UDP_SINK = (
+    "import socket,sys;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);"
+    "s.bind((sys.argv[1],4443));s.settimeout(2);print('up',flush=True)\n"
+    "try:\n d,a=s.recvfrom(64);print(a[0],flush=True)\nexcept OSError:\n print('nothing',flush=True)"
+)
+UDP_SEND = "import socket,sys;socket.socket(socket.AF_INET,socket.SOCK_DGRAM).sendto(b'x',(sys.argv[1],4443))"
+
+
+async def test_attack_nothing_is_forwarded_either_way_even_with_forwarding_on(
+    net: SandboxNetwork,
+) -> None:
+    lease = await net.acquire()
+    with outside_namespace() as outside:
+        # Control: the outside namespace hears the host, so only our rules stand between.
+        sink = subprocess.Popen(
+            ["ip", "netns", "exec", outside, "/usr/bin/python3", "-c", UDP_SINK, "10.250.9.2"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert sink.stdout is not None and sink.stdout.readline().strip() == "up"
+        subprocess.run(["/usr/bin/python3", "-c", UDP_SEND, "10.250.9.2"], check=True)
+        assert sink.communicate(timeout=5)[0].strip() == "10.250.9.1"
+        for ifname in (lease.slot.host_ifname, "gmtout0"):
+            with open(f"/proc/sys/net/ipv4/conf/{ifname}/forwarding", "w") as f:
+                f.write("1")  # the kernel would now route between the two links
+        # Sandbox -> outside, one datagram: does it arrive?
+        sink = subprocess.Popen(
+            ["ip", "netns", "exec", outside, "/usr/bin/python3", "-c", UDP_SINK, "10.250.9.2"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert sink.stdout is not None and sink.stdout.readline().strip() == "up"
+        run_in(net, lease, UDP_SEND + ";print('{}')", "10.250.9.2")
+        assert sink.communicate(timeout=5)[0].strip() == "nothing"
+        # Outside -> sandbox: does it arrive?
+        net.enter(lease)
+        try:
+            inner = subprocess.Popen(
+                ["/usr/bin/python3", "-c", UDP_SINK, lease.slot.sandbox_ip],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        finally:
+            net.leave()
+        assert inner.stdout is not None and inner.stdout.readline().strip() == "up"
+        subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                outside,
+                "/usr/bin/python3",
+                "-c",
+                UDP_SEND,
+                lease.slot.sandbox_ip,
+            ],
+            check=True,
+        )
+        assert inner.communicate(timeout=5)[0].strip() == "nothing"
+
+
+async def test_attack_a_spoofed_source_address_is_dropped(net: SandboxNetwork) -> None:
+    a, b = await net.acquire(), await net.acquire()
+    # A test-owned table counts what gets past our guard (it hooks in after it).
+    watch = (
+        "table inet gmtest_watch {\n chain pre {\n type filter hook prerouting priority raw + 10;\n"
+        f' iifname "{a.slot.host_ifname}" ip saddr {b.slot.sandbox_ip} counter\n'
+        f' iifname "{a.slot.host_ifname}" ip saddr {a.slot.sandbox_ip} counter\n }}\n}}\n'
+    )
+    spoof = f"""
+    import json, socket, subprocess
+    subprocess.run(['ip', 'addr', 'add', '{b.slot.sandbox_ip}/32', 'dev', 'eth0'], check=True)
+    out = {{}}
+    for src in ('{a.slot.sandbox_ip}', '{b.slot.sandbox_ip}'):
+        s = socket.socket(); s.settimeout(1.5); s.bind((src, 0))
+        try:
+            s.connect(('{a.slot.host_ip}', {PROXY_PORT})); out[src] = 'connected'
+        except OSError as e:
+            out[src] = type(e).__name__
+    print(json.dumps(out))
+    """
+    with Nft() as n:
+        n.run(watch)
+        try:
+            with listener(a.slot.host_ip, PROXY_PORT) as seen:
+                # Root inside the namespace (stronger than any jailed server) forges b's address.
+                result = run_in(net, a, spoof, root=True)
+            counters = n.run("list table inet gmtest_watch")
+        finally:
+            n.run("delete table inet gmtest_watch")
+    assert result[a.slot.sandbox_ip] == "connected", "control: its own address works"
+    assert result[b.slot.sandbox_ip] == "TimeoutError"
+    assert seen == [a.slot.sandbox_ip]
+    lines = [line for line in counters.splitlines() if "counter" in line]
+    forged = next(line for line in lines if b.slot.sandbox_ip in line)
+    genuine = next(line for line in lines if f"saddr {a.slot.sandbox_ip} " in line)
+    assert "packets 0 " in forged, f"forged packets got past the guard: {forged.strip()}"
+    assert "packets 0 " not in genuine, "control: genuine packets are counted"
+
+
+async def test_an_exhausted_pool_refuses_cleanly() -> None:
+    network = SandboxNetwork("10.213.1.0/28", [PROXY_PORT], pool_size=0)
+    await network.start()
+    try:
+        leases = [await network.acquire() for _ in range(4)]
+        with pytest.raises(PoolExhausted, match="exhausted .*GIG_SANDBOX_SUBNET"):
+            await network.acquire()
+        await network.release(leases[0])
+        await network.acquire()  # a released slot is usable again
+    finally:
+        await network.aclose()
+
+
+async def test_a_subnet_that_overlaps_a_host_address_is_refused() -> None:
+    network = SandboxNetwork("127.0.0.0/24", [PROXY_PORT], pool_size=0)
+    with pytest.raises(NetworkError, match="overlaps the host address 127.0.0.1"):
+        await network.start()
+    await network.aclose()
+
+
+async def test_a_second_gateway_cannot_take_over_the_sandbox_network(net: SandboxNetwork) -> None:
+    other = SandboxNetwork("10.213.2.0/24", [PROXY_PORT], pool_size=0)
+    with pytest.raises(NetworkError, match="another gateway"):
+        await other.start()
+    await other.aclose()
+
+
+def _host_addresses() -> set[str]:
+    # pyroute2's synchronous API runs an event loop of its own: never on the test's loop.
+    with IPRoute() as ipr:
+        return {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(family=socket.AF_INET)}
+
+
+def _links_sync() -> set[str]:
+    with IPRoute() as ipr:
+        return {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+
+
+async def _links() -> set[str]:
+    return await asyncio.to_thread(_links_sync)
+
+
+async def test_start_up_removes_what_a_crashed_run_left() -> None:
+    subprocess.run(
+        ["ip", "link", "add", "gmv4000", "type", "veth", "peer", "name", "gmvpeer"], check=True
+    )
+    with Nft() as n:  # a stale table with a stale element
+        n.run(f"add table inet {TABLE}\nadd chain inet {TABLE} stale\n")
+    network = SandboxNetwork(SUBNET, [PROXY_PORT], pool_size=0)
+    try:
+        removed = await network.start()
+        assert "gmv4000" in removed
+        links = await _links()
+        assert "gmv4000" not in links and "gmvpeer" not in links
+        assert "stale" not in network.firewall_listing()
+    finally:
+        await network.aclose()
+
+
+async def test_many_cycles_leave_no_interface_element_or_descriptor() -> None:
+    fds_before = set(os.listdir("/proc/self/fd"))
+    links_before = await _links()
+    network = SandboxNetwork(SUBNET, [PROXY_PORT], pool_size=2)
+    await network.start()
+    try:
+        for _ in range(10):
+            leases = [await network.acquire() for _ in range(3)]
+            for lease in leases:
+                await network.release(lease)
+    finally:
+        await network.aclose()
+    assert await _links() == links_before
+    with Nft() as n:
+        assert TABLE not in n.run("list tables")
+    assert set(os.listdir("/proc/self/fd")) <= fds_before | {"3"}  # listdir's own fd
