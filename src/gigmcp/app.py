@@ -7,6 +7,7 @@ migrated, and never leave a child process behind on shutdown.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -16,6 +17,7 @@ from gigmcp.credentials.provider import CredentialProvider, NoCredentials, launc
 from gigmcp.endpoint.asgi import McpEndpoint
 from gigmcp.router.gateway import Router
 from gigmcp.router.hub import GATEWAY_INFO
+from gigmcp.sandbox.jail import JailLimits
 from gigmcp.store.catalog import StoreCatalog
 from gigmcp.store.views import ServerDef
 from gigmcp.supervisor.launcher import Launcher, LaunchSpec, PlainLauncher
@@ -41,8 +43,9 @@ class Gateway:
         self.catalog = StoreCatalog(settings.database_url)
         self.router = Router(self.catalog, request_timeout=settings.request_timeout)
         self.credentials: CredentialProvider = credentials or NoCredentials()
+        self.launcher: Launcher = launcher or PlainLauncher()
         self.supervisor = Supervisor(
-            launcher or PlainLauncher(),
+            self.launcher,
             self.router,
             spec_for=self._spec_for,
             logs_dir=settings.data_dir / "logs",
@@ -60,16 +63,29 @@ class Gateway:
 
     def _spec_for(self, key: InstanceKey, server: ServerDef) -> LaunchSpec:
         env = launch_environment(self.credentials, key, server)
-        return LaunchSpec(key, server.command, env, server.cwd)
+        limits = dataclasses.replace(JailLimits(), **dict(server.limits))
+        return LaunchSpec(
+            key, server.command, env, server.cwd, owner_id=server.owner_id, limits=limits
+        )
 
     async def start(self) -> None:
         await self.catalog.start()
+        # The sandbox reconciles what a crashed run left (cgroups, veths, firewall)
+        # before the first server can start.
+        starter = getattr(self.launcher, "start", None)
+        if starter is not None:
+            removed = await starter()
+            if any(removed.values()):
+                log.warning("removed leftovers of an earlier run: %s", removed)
         self.router.start()
 
     async def stop(self) -> None:
         await self.endpoint.aclose()
         await self.router.aclose()
         await self.supervisor.shutdown()
+        closer = getattr(self.launcher, "aclose", None)
+        if closer is not None:
+            await closer()
         await self.catalog.aclose()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

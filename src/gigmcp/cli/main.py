@@ -19,6 +19,7 @@ from gigmcp.config import ConfigError, Settings, load_settings
 from gigmcp.store import admin
 from gigmcp.store.admin import AdminError
 from gigmcp.store.db import make_engine, migrate
+from gigmcp.store.limits import LimitError, parse_size
 from gigmcp.store.models import Profile, ProfileServer, ProfileToken, ProfileTool, Server
 
 app = typer.Typer(
@@ -145,9 +146,16 @@ def server_add(
     env: list[str] = typer.Option([], "--env", help="KEY=VALUE literal (not for secrets)."),
     env_name: list[str] = typer.Option([], "--env-name", help="Declared variable, set later."),
     cwd: str = typer.Option(None, "--cwd", help="Working directory."),
+    memory: str = typer.Option(None, "--memory", help="Memory limit, e.g. 512M (default 512M)."),
+    pids: int = typer.Option(None, "--pids", help="Process/thread limit (default 256)."),
+    cpu_weight: int = typer.Option(None, "--cpu-weight", help="CPU share 1-10000 (default 100)."),
+    nofile: int = typer.Option(None, "--nofile", help="Open files limit (default 1024)."),
+    tmp_size: str = typer.Option(None, "--tmp-size", help="Size of /tmp (default 64M)."),
+    home_size: str = typer.Option(None, "--home-size", help="Size of $HOME (default 64M)."),
 ) -> None:
-    """Add a stdio server: gigmcp server add NAME [--env K=V] -- COMMAND [ARGS]..."""
+    """Add a stdio server: gigmcp server add NAME [--env K=V] [--memory 1G] -- COMMAND [ARGS]..."""
     command = list(ctx.args)
+    limits = _limits(memory, pids, cpu_weight, nofile, tmp_size, home_size)
     literal: dict[str, str] = {}
     for item in env:
         key, sep, value = item.partition("=")
@@ -155,8 +163,51 @@ def server_add(
             fail(f"--env expects KEY=VALUE, got {item!r} (use --env-name KEY for a declared name)")
         literal[key] = value
     _, engine, uid = _store()
-    _run(lambda: admin.add_server(engine, uid, name, command, literal, list(env_name), cwd))
+    _run(lambda: admin.add_server(engine, uid, name, command, literal, list(env_name), cwd, limits))
     typer.echo(f"added server {name}", err=True)
+
+
+def _limits(
+    memory: str | None,
+    pids: int | None,
+    cpu_weight: int | None,
+    nofile: int | None,
+    tmp_size: str | None,
+    home_size: str | None,
+) -> dict[str, int]:
+    out: dict[str, int] = {}
+    try:
+        if memory is not None:
+            out["memory_bytes"] = parse_size("--memory", memory)
+        if tmp_size is not None:
+            out["tmp_bytes"] = parse_size("--tmp-size", tmp_size)
+        if home_size is not None:
+            out["home_bytes"] = parse_size("--home-size", home_size)
+    except LimitError as exc:
+        fail(str(exc))
+    for key, value in (("pids", pids), ("cpu_weight", cpu_weight), ("nofile", nofile)):
+        if value is not None:
+            out[key] = value
+    return out
+
+
+@server_app.command("limits")
+def server_limits(
+    name: str,
+    memory: str = typer.Option(None, "--memory", help="Memory limit, e.g. 512M."),
+    pids: int = typer.Option(None, "--pids", help="Process/thread limit."),
+    cpu_weight: int = typer.Option(None, "--cpu-weight", help="CPU share 1-10000."),
+    nofile: int = typer.Option(None, "--nofile", help="Open files limit."),
+    tmp_size: str = typer.Option(None, "--tmp-size", help="Size of /tmp."),
+    home_size: str = typer.Option(None, "--home-size", help="Size of $HOME."),
+) -> None:
+    """Change a server's sandbox limits (they apply from its next start)."""
+    limits = _limits(memory, pids, cpu_weight, nofile, tmp_size, home_size)
+    if not limits:
+        fail("nothing to change: give at least one of --memory, --pids, --cpu-weight, ...")
+    _, engine, uid = _store()
+    _run(lambda: admin.set_limits(engine, uid, name, limits))
+    typer.echo(f"limits of {name} updated; they apply from its next start", err=True)
 
 
 @server_app.command("list")
@@ -256,6 +307,26 @@ def token_revoke(token_id: int) -> None:
     _, engine, uid = _store()
     _run(lambda: admin.revoke_token(engine, uid, token_id))
     typer.echo(f"revoked token {token_id}", err=True)
+
+
+@app.command("doctor")
+def doctor() -> None:
+    """Check that this host can jail MCP servers; say what is missing and how to fix it."""
+    from gigmcp.sandbox.doctor import run_checks
+
+    checks = run_checks()
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        if c.ok:
+            typer.echo(f"ok       {c.name:<{width}}  {c.detail}".rstrip())
+        else:
+            typer.echo(
+                f"MISSING  {c.name:<{width}}  {c.problem}\n         {'':<{width}}  fix: {c.fix}"
+            )
+    if not all(c.ok for c in checks):
+        typer.echo("gigmcp: this host cannot jail MCP servers (see above)", err=True)
+        raise typer.Exit(1)
+    typer.echo("gigmcp: this host can jail MCP servers", err=True)
 
 
 def _register_serve() -> None:

@@ -11,6 +11,7 @@ import sys
 import typer
 
 from gigmcp.config import ConfigError, ensure_master_key, load_settings
+from gigmcp.supervisor.launcher import Launcher, PlainLauncher
 
 
 def _split_listen(listen: str) -> tuple[str, int]:
@@ -43,16 +44,36 @@ def serve(
         raise typer.Exit(2) from err
     if notice:
         typer.echo(notice, err=True)
-    # Issue 3 brings the sandbox launcher; until then every server runs unjailed, and we
-    # say so on every start rather than pretend otherwise.
-    typer.echo(
-        "gigmcp: WARNING: MCP servers run WITHOUT a sandbox in this build "
-        "(--insecure-no-sandbox is implied). Only add servers you trust.",
-        err=True,
-    )
-    del insecure_no_sandbox
+    launcher: Launcher
+    if insecure_no_sandbox:
+        typer.echo(
+            "gigmcp: WARNING: --insecure-no-sandbox: MCP servers run WITHOUT the jail, with "
+            "this host's files and network. Development only; never untrusted servers.",
+            err=True,
+        )
+        launcher = PlainLauncher()
+    else:
+        from gigmcp.sandbox.doctor import run_checks, summary
+        from gigmcp.sandbox.launcher import SandboxConfig, SandboxLauncher
+
+        problems = summary(run_checks())
+        if problems:
+            typer.echo(
+                f"gigmcp: cannot jail MCP servers on this host, refusing to start: {problems}. "
+                "Run `gigmcp doctor` for details; --insecure-no-sandbox runs servers "
+                "unjailed (development only).",
+                err=True,
+            )
+            raise typer.Exit(2)
+        launcher = SandboxLauncher(
+            SandboxConfig(
+                subnet=settings.sandbox_subnet,
+                proxy_port=settings.egress_port,
+                pool_size=settings.sandbox_pool,
+            )
+        )
     host, port = _split_listen(settings.listen)
-    gateway = Gateway(settings)
+    gateway = Gateway(settings, launcher=launcher)
     config = uvicorn.Config(
         gateway,
         host=host,

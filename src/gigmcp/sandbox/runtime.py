@@ -273,14 +273,39 @@ def plan(command: tuple[str, ...], cwd: str | None, path_env: str | None = None)
     if cwd:
         ro.add(os.path.abspath(cwd))
     ro.update(library_closure(elves))
-    # The names the executables are called by must exist inside too (a venv's bin/python
-    # is a symlink to the system interpreter).
+    # The names the executables are called by must exist inside too, and every link on
+    # the way (a venv's bin/python -> python3 -> /usr/bin/python3 -> python3.11).
     for name in (exe, interp):
-        ro.add(name)
+        ro.update(_symlink_chain(name))
     for p in list(ro):
         if not os.path.exists(p):
             raise RuntimeError_(f"{p} does not exist")
         if not os.access(p, os.R_OK):
             raise RuntimeError_(f"{p} is not readable")
     symlinks = tuple((os.readlink(link), link) for link in MERGED_USR_LINKS if os.path.islink(link))
-    return RuntimePlan(tuple(argv), kind, tuple(sorted(ro)), symlinks, workdir)
+    return RuntimePlan(tuple(argv), kind, _outermost(ro), symlinks, workdir)
+
+
+def _symlink_chain(path: str) -> list[str]:
+    """The path, then each path its symlinks lead through, ending at the real file."""
+    chain = [path]
+    current = path
+    for _ in range(40):  # the kernel's own limit on link hops
+        if not os.path.islink(current):
+            break
+        target = os.path.join(os.path.dirname(current), os.readlink(current))
+        # A link's directory may itself be a link (/lib -> usr/lib): name the file as it
+        # is found inside, where only the top-level links are recreated.
+        current = os.path.join(os.path.realpath(os.path.dirname(target)), os.path.basename(target))
+        chain.append(current)
+    return chain
+
+
+def _outermost(paths: set[str]) -> tuple[str, ...]:
+    """Drop paths inside another bound directory: binding onto a path inside a read-only
+    bind would need a mount point there, and the directory already shows it."""
+    kept: list[str] = []
+    for p in sorted(paths):
+        if not any(p.startswith(k.rstrip("/") + "/") for k in kept if os.path.isdir(k)):
+            kept.append(p)
+    return tuple(kept)

@@ -18,6 +18,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gigmcp.auth import tokens
+from gigmcp.store.limits import LimitError
+from gigmcp.store.limits import check as check_limits
 from gigmcp.store.models import (
     AuditRow,
     ConfigRevision,
@@ -112,7 +114,12 @@ def add_server(
     env: dict[str, str],
     env_names: list[str],
     cwd: str | None,
+    limits: dict[str, int] | None = None,
 ) -> None:
+    try:
+        checked = check_limits(dict(limits or {}))
+    except LimitError as exc:
+        raise AdminError(str(exc)) from exc
     if not SERVER_NAME.match(name):
         raise AdminError(
             f"invalid server name {name!r}: a-z, 0-9 and '-' only "
@@ -133,10 +140,22 @@ def add_server(
                     env=env,
                     env_names=env_names,
                     cwd=cwd,
+                    limits=checked,
                 )
             )
     except IntegrityError as exc:
         raise AdminError(f"a server named {name!r} already exists") from exc
+
+
+def set_limits(engine: Engine, user_id: int, name: str, limits: dict[str, int]) -> None:
+    """Change a server's limits; they apply from its next start."""
+    try:
+        checked = check_limits(dict(limits))
+    except LimitError as exc:
+        raise AdminError(str(exc)) from exc
+    with change(engine, "server.limits", user_id, server=name) as s:
+        srv = _server(s, name)
+        srv.limits = {**(srv.limits or {}), **checked}
 
 
 def remove_server(engine: Engine, user_id: int, name: str) -> None:

@@ -78,6 +78,7 @@ class StoreCatalog:
                     env=tuple(sorted(srv.env.items())),
                     env_names=tuple(srv.env_names),
                     cwd=srv.cwd,
+                    limits=tuple(sorted((srv.limits or {}).items())),
                 )
                 assigned.setdefault(a.profile_id, []).append(
                     Assignment(sdef, a.default_enabled, tuple(overrides.get(a.id, ())))

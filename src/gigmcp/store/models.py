@@ -49,6 +49,7 @@ class Server(Base):
     env: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     env_names: Mapped[list[str]] = mapped_column(JSON, default=list)
     cwd: Mapped[str | None] = mapped_column(String(4096))
+    limits: Mapped[dict[str, int]] = mapped_column(JSON, default=dict, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -24,6 +24,8 @@ class ServerDef:
     env: tuple[tuple[str, str], ...] = ()
     env_names: tuple[str, ...] = ()
     cwd: str | None = None
+    # Sandbox limits the operator set (see store/limits.py); unset ones take defaults.
+    limits: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

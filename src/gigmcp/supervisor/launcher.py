@@ -20,12 +20,20 @@ from gigmcp.upstream.types import InstanceKey
 STREAM_LIMIT = 64 * 1024 * 1024
 
 
+class LaunchError(Exception):
+    """The process could not be started; the message says why, for the server's log and
+    the client's error. Never carries a secret."""
+
+
 @dataclass(frozen=True, slots=True)
 class LaunchSpec:
     key: InstanceKey
     command: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
     cwd: str | None = None
+    owner_id: int = 0
+    # Launcher-specific resource limits (the sandbox's JailLimits); None = its defaults.
+    limits: object | None = None
 
 
 class LaunchedProcess(Protocol):
@@ -39,6 +47,10 @@ class LaunchedProcess(Protocol):
     def terminate(self) -> None: ...
 
     def kill(self) -> None: ...
+
+    def exit_reason(self) -> str | None:
+        """Why the process died when a limit killed it (memory, pids), else None."""
+        ...
 
     async def cleanup(self) -> None:
         """Release whatever the launch created besides the process (namespaces, veths,
@@ -71,6 +83,9 @@ class _PlainProcess:
     def kill(self) -> None:
         if self._proc.returncode is None:
             self._proc.kill()
+
+    def exit_reason(self) -> str | None:
+        return None
 
     async def cleanup(self) -> None:
         return None

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gigmcp.store.views import ServerDef
-from gigmcp.supervisor.launcher import LaunchedProcess, Launcher, LaunchSpec
+from gigmcp.supervisor.launcher import LaunchedProcess, Launcher, LaunchError, LaunchSpec
 from gigmcp.supervisor.logs import InstanceLog
 from gigmcp.upstream.connection import StdioUpstream
 from gigmcp.upstream.handshake import StartError, connect
@@ -117,6 +117,8 @@ class Supervisor:
                 raise StartError(
                     f"{inst.key.server_name}: cannot launch: {exc.strerror or exc}"
                 ) from exc
+            except LaunchError as exc:
+                raise StartError(f"{inst.key.server_name}: cannot launch: {exc}") from exc
             inst.process = process
             inst.log.write(f"started pid {process.pid}: {' '.join(spec.command)[:200]}")
             self._track(inst, inst.log.pump(process.stderr))
@@ -153,6 +155,9 @@ class Supervisor:
         inst.last_exit = (
             f"killed by signal {-status}" if status < 0 else f"exited with code {status}"
         )
+        reason = process.exit_reason()
+        if reason:
+            inst.last_exit += f" ({reason})"
         inst.log.write(f"process {process.pid} {inst.last_exit}")
         inst.conn = None
         inst.process = None
