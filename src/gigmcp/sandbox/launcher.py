@@ -67,7 +67,7 @@ class _JailedProcess:
         self._pidfd = os.pidfd_open(proc.pid)
         asyncio.get_running_loop().add_reader(self._pidfd, self._reap)
         self._reason: str | None = None
-        self._cleaned = False
+        self._cleaning: asyncio.Task[None] | None = None
 
     def _reap(self) -> None:
         try:
@@ -108,9 +108,13 @@ class _JailedProcess:
                 os.kill(self.pid, signal.SIGKILL)
 
     async def cleanup(self) -> None:
-        if self._cleaned:
-            return
-        self._cleaned = True
+        # One clean-up however many callers (the exit watcher and a shutdown race for it),
+        # and a caller cancelled while waiting must not cancel the clean-up itself.
+        if self._cleaning is None:
+            self._cleaning = asyncio.get_running_loop().create_task(self._run_cleanup())
+        await asyncio.shield(self._cleaning)
+
+    async def _run_cleanup(self) -> None:
         result = self._cleanup()
         if asyncio.iscoroutine(result):
             await result
@@ -128,6 +132,7 @@ class SandboxLauncher:
         self.cgroups = cgroups.CgroupManager()
         self._plans: dict[tuple[tuple[str, ...], str | None], runtime.RuntimePlan] = {}
         self._seq = 0
+        self._live: set[_JailedProcess] = set()
 
     async def start(self) -> dict[str, list[str]]:
         problems = [p for p in (seccomp.available(), cgroups.available()) if p]
@@ -138,6 +143,14 @@ class SandboxLauncher:
         return {"cgroups": leftovers, "links": links}
 
     async def aclose(self) -> None:
+        """Kill whatever is still jailed and clean every instance up, then the network."""
+        for process in list(self._live):
+            process.kill()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await process.wait()
+            with contextlib.suppress(Exception):
+                await process.cleanup()
         await self.network.aclose()
 
     async def _plan(self, spec: LaunchSpec) -> runtime.RuntimePlan:

@@ -1,0 +1,105 @@
+"""The real MCP servers of the gateway's tests, each in its own jail, end to end through
+`gigmcp serve` (sandbox on, the default) with the official Python SDK client in both
+protocol eras — and what a jailed gateway leaves behind when it is killed: nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pyroute2 import IPRoute
+
+from gigmcp.sandbox.firewall import TABLE
+from gigmcp.sandbox.nft import Nft
+from tests.gateway_harness import EVERYTHING, MEMORY, ROOT, GatewayProc, gateway
+from tests.router.test_aggregation import connect, text_of
+
+pytestmark = pytest.mark.root
+
+JAILED_TIME = (str(ROOT / "tests" / "peers" / "pyvenv" / "bin" / "mcp-server-time"),)
+SUBNET = "10.213.0.0/24"
+
+
+@pytest.fixture(scope="module")
+def jailed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProc]:
+    tmp: Path = tmp_path_factory.mktemp("jailed")
+    with gateway(tmp, jailed=True, GIG_SANDBOX_SUBNET=SUBNET, GIG_SANDBOX_POOL="1") as g:
+        g.add_server("everything", EVERYTHING)
+        g.add_server("memory", MEMORY, "--env", "MEMORY_FILE_PATH=/home/sandbox/memory.jsonl")
+        g.add_server("time", JAILED_TIME)
+        g.profile("alpha", "everything", "memory", "time")
+        g.start()
+        yield g
+
+
+def _sandbox_links() -> set[str]:
+    with IPRoute() as ipr:
+        names = {str(link.get_attr("IFLA_IFNAME")) for link in ipr.get_links()}
+    return {n for n in names if n.startswith("gmv")}
+
+
+def _gigmcp_cgroups() -> list[str]:
+    found = []
+    for root, dirs, _files in os.walk("/sys/fs/cgroup"):
+        if os.path.basename(root) == "gigmcp":
+            found.extend(os.path.join(root, d) for d in dirs)
+            dirs.clear()
+    return found
+
+
+def _table_elements() -> str:
+    with Nft() as n:
+        if TABLE not in n.run("list tables"):
+            return ""
+        listing = n.run(f"list table inet {TABLE}")
+    return "\n".join(line for line in listing.splitlines() if "elements" in line and "gmv" in line)
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_real_servers_work_end_to_end_inside_jails(jailed: GatewayProc, mode: str) -> None:
+    async with connect(jailed, "alpha", mode) as c:
+        names = {t.name for t in (await c.list_tools()).tools}
+        assert {"everything_echo", "memory_read_graph", "time_get_current_time"} <= names
+        echo = await c.call_tool("everything_echo", {"message": f"jailed {mode}"})
+        assert f"jailed {mode}" in text_of(echo)
+        now = await c.call_tool("time_get_current_time", {"timezone": "Europe/Paris"})
+        assert "Europe/Paris" in text_of(now)
+        await c.call_tool(
+            "memory_create_entities",
+            {"entities": [{"name": f"jailed-{mode}", "entityType": "t", "observations": ["o"]}]},
+        )
+        graph = await c.call_tool("memory_read_graph", {})
+        assert f"jailed-{mode}" in text_of(graph)
+
+
+async def test_each_server_runs_as_65534_in_its_own_namespaces(jailed: GatewayProc) -> None:
+    async with connect(jailed, "alpha", "auto") as c:
+        await c.call_tool("everything_echo", {"message": "warm"})
+        await c.call_tool("time_get_current_time", {"timezone": "UTC"})
+    servers = []
+    for pid in jailed.descendants():
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")  # noqa: ASYNC240
+            status = Path(f"/proc/{pid}/status").read_text()  # noqa: ASYNC240
+            netns = os.readlink(f"/proc/{pid}/ns/net")
+        except OSError:
+            continue
+        # bwrap's monitor, the jail's init and the server itself: every process of an
+        # instance, not only the server, runs as nobody in the instance's namespace.
+        for name in (b"server-everything", b"mcp-server-time"):
+            if any(name in a for a in cmd):
+                uid = next(
+                    line.split()[1:] for line in status.splitlines() if line.startswith("Uid:")
+                )
+                servers.append((name, uid, netns))
+    assert {name for name, _u, _n in servers} == {b"server-everything", b"mcp-server-time"}
+    own_netns = os.readlink("/proc/self/ns/net")
+    for _name, uids, netns in servers:
+        assert set(uids) == {"65534"}, uids  # real, effective, saved, fs: nobody, outside too
+        assert netns != own_netns
+    per_server = {name: {n for m, _u, n in servers if m == name} for name, _u, _n in servers}
+    assert all(len(v) == 1 for v in per_server.values()), per_server
+    assert per_server[b"server-everything"] != per_server[b"mcp-server-time"]
