@@ -7,6 +7,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -57,7 +58,7 @@ def test_limits_are_written_before_anything_joins(manager: cgroups.CgroupManager
                 "cpu.shares",
             ):
                 if os.path.exists(os.path.join(path, name)):
-                    values[name] = open(os.path.join(path, name)).read().strip()
+                    values[name] = Path(path, name).read_text().strip()
         assert values.get("memory.max", values.get("memory.limit_in_bytes")) == str(96 << 20)
         assert values["pids.max"] == "40"
         assert values.get("cpu.weight", values.get("cpu.shares")) in {"50", str(50 * 1024 // 100)}
