@@ -412,7 +412,9 @@ class GatewaySetup:
 
     def sut(self) -> HttpSut:
         port = procs.free_port()
-        argv = [self.gigmcp, "serve", "--listen", f"127.0.0.1:{port}"]
+        # The routing benchmark measures the gateway, not the jail (bench/jail.py does):
+        # its server runs on the project interpreter, which uid 65534 cannot enter.
+        argv = [self.gigmcp, "serve", "--insecure-no-sandbox", "--listen", f"127.0.0.1:{port}"]
         sut = HttpSut(f"gateway-{self.profile}", argv, port, f"/mcp/p/{self.profile}", env=self.env)
         sut.headers = [(b"authorization", f"Bearer {self.token}".encode())]
         return sut

@@ -274,6 +274,11 @@ class CgroupManager:
                     os.rmdir(path)
             raise CgroupError(f"cannot create cgroup {name}: {exc}") from exc
 
+    def set_limits(self, cg: Cgroup, limits: Limits) -> None:
+        """Change the limits of a cgroup (a pooled one, given the server's own)."""
+        self._limit(cg, limits)
+        cg.limits = limits
+
     def _limit(self, cg: Cgroup, limits: Limits) -> None:
         mem = self._chosen["memory"]
         mdir = cg._dirs["memory"]
@@ -284,10 +289,13 @@ class CgroupManager:
             if os.path.exists(swap):
                 _write(swap, "0")
         else:
-            _write(os.path.join(mdir, "memory.limit_in_bytes"), str(limits.memory_bytes))
+            # v1 keeps memsw >= limit at every step: raise memsw first, lower it last.
+            limit = os.path.join(mdir, "memory.limit_in_bytes")
             memsw = os.path.join(mdir, "memory.memsw.limit_in_bytes")
-            if os.path.exists(memsw):
-                _write(memsw, str(limits.memory_bytes))
+            files = [limit, memsw] if os.path.exists(memsw) else [limit]
+            current = int(_read(limit))
+            for path in files if limits.memory_bytes <= current else files[::-1]:
+                _write(path, str(limits.memory_bytes))
             with contextlib.suppress(OSError):
                 _write(os.path.join(mdir, "memory.swappiness"), "0")
         _write(os.path.join(cg._dirs["pids"], "pids.max"), str(limits.pids))

@@ -10,6 +10,7 @@ not planned, or a writable host path into a jail.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -20,6 +21,12 @@ SANDBOX_GID = 65534
 HOME = "/home/sandbox"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 BWRAP = "/usr/bin/bwrap"
+# bwrap takes its options from a descriptor (``--args``) but its command only from its
+# own argv, which is fixed when a pooled bwrap is spawned. So every jail runs this
+# fixed command, and the shell execs the server's argv, handed over in a variable that
+# it unsets first: the server never sees it, and no shell stays behind.
+EXEC_VAR = "GIGMCP_EXEC"
+TRAMPOLINE = ("/bin/sh", "-c", f'eval "${EXEC_VAR}"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +99,11 @@ def bwrap_args(
     data_fds: Mapping[str, int],
     seccomp_fd: int,
     info_fd: int,
-    block_fd: int,
     hostname: str = "sandbox",
 ) -> list[str]:
+    """bwrap's arguments, without the program name: the launcher hands them to a bwrap
+    that is already running, in its namespace and cgroup, through ``--args FD``."""
     args = [
-        BWRAP,
         # The network namespace is not bwrap's: the launcher spawns bwrap inside one it
         # prepared, so every other namespace is new and the net one is already private.
         "--unshare-user",
@@ -132,8 +139,10 @@ def bwrap_args(
     # bwrap builds the new root on a tmpfs of its own, writable by the sandbox user:
     # only /tmp and $HOME may stay writable.
     args += ["--remount-ro", "/"]
-    args += ["--seccomp", str(seccomp_fd), "--info-fd", str(info_fd), "--block-fd", str(block_fd)]
-    args += ["--chdir", plan.workdir or HOME, "--", *plan.argv]
+    args += ["--seccomp", str(seccomp_fd), "--info-fd", str(info_fd)]
+    exec_line = f"unset {EXEC_VAR}; exec " + " ".join(shlex.quote(a) for a in plan.argv)
+    args += ["--setenv", EXEC_VAR, exec_line]
+    args += ["--chdir", plan.workdir or HOME]
     return args
 
 

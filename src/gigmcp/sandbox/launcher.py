@@ -1,19 +1,25 @@
 """The sandbox launcher: the :class:`~gigmcp.supervisor.launcher.Launcher` that jails.
 
-Owns the start and the end of one jailed instance, in this order: a prepared network
-namespace, a cgroup with the server's limits, bubblewrap spawned *inside* that namespace
-as uid 65534 and held at ``--block-fd`` until its first process is in the cgroup and has
-its rlimits, then released; at the end, the cgroup emptied and removed, the identity
-forgotten, the namespace and its veth destroyed.
+Owns the start and the end of one jailed instance. A jail starts in two halves. First a
+*zygote*: a network namespace, a cgroup, and ``bwrap --args FD`` spawned as uid 65534
+inside that namespace, under prlimit's rlimits, moved into the cgroup while it sits
+blocked reading its arguments. Then the launch proper: the instance's own arguments
+(binds, environment, seccomp, the command) are written to that descriptor, and bwrap
+builds the jail; every process it forks is born inside the cgroup. The first half is
+the slow one (netlink, and the RCU grace period a cgroup migration waits for), so a
+small pool of zygotes is kept ready and a launch costs about what bwrap itself costs.
+At the end: the cgroup emptied and removed, the identity forgotten, the namespace and
+its veth destroyed.
 
 Spawning happens on the event-loop thread, never on an executor thread: bubblewrap's
 ``--die-with-parent`` is a parent-death signal, which fires when the spawning *thread*
 exits. The loop thread steps into the namespace for the spawn and straight back, with no
 await in between, so nothing else can run there meanwhile. Even if that signal were lost,
 the pid namespace (its init dies, all die) and the cgroup (killed at cleanup and at the
-next start-up) take every descendant down. It must never start a process outside a
-cgroup, never let a jailed process run before its limits are in place, and never leave a
-namespace, veth, cgroup or set element behind.
+next start-up) take every descendant down; a zygote whose gateway is gone reads EOF
+instead of arguments and exits. It must never start untrusted code outside a cgroup,
+never let it run before its limits are in place, and never leave a namespace, veth,
+cgroup or set element behind.
 """
 
 from __future__ import annotations
@@ -42,6 +48,28 @@ class SandboxConfig:
     proxy_port: int = 3128
     pool_size: int = 2
     ca_bundle: bytes = b""
+
+
+@dataclass(slots=True)
+class _Zygote:
+    """A bwrap blocked on ``--args``: in its namespace and cgroup, not yet jailing."""
+
+    lease: NetLease
+    cgroup: cgroups.Cgroup
+    proc: subprocess.Popen[bytes]
+    args_w: int
+    info_r: int
+    data_fds: dict[str, int]  # descriptor numbers as the child sees them
+    seccomp_fd: int
+    limits: jail.JailLimits
+    info_w_child: int = -1
+
+    def close_fds(self) -> None:
+        for name in ("args_w", "info_r"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, name, -1)
 
 
 class _JailedProcess:
@@ -107,6 +135,9 @@ class _JailedProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
 
+    def set_cleanup(self, cleanup: Callable[[], object]) -> None:
+        self._cleanup = cleanup
+
     async def cleanup(self) -> None:
         # One clean-up however many callers (the exit watcher and a shutdown race for it),
         # and a caller cancelled while waiting must not cancel the clean-up itself.
@@ -127,12 +158,16 @@ class SandboxLauncher:
     def __init__(self, config: SandboxConfig, limits: jail.JailLimits | None = None) -> None:
         self.config = config
         self.limits = limits or jail.JailLimits()
-        self.network = SandboxNetwork(config.subnet, [config.proxy_port], config.pool_size)
+        # Zygotes are the pool; each holds a namespace of its own.
+        self.network = SandboxNetwork(config.subnet, [config.proxy_port], pool_size=0)
         self.identities = SourceTable()
         self.cgroups = cgroups.CgroupManager()
         self._plans: dict[tuple[tuple[str, ...], str | None], runtime.RuntimePlan] = {}
         self._seq = 0
         self._live: set[_JailedProcess] = set()
+        self._zygotes: list[_Zygote] = []
+        self._filler: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def start(self) -> dict[str, list[str]]:
         problems = [p for p in (seccomp.available(), cgroups.available()) if p]
@@ -140,10 +175,18 @@ class SandboxLauncher:
             raise LaunchError("; ".join(problems))
         leftovers = await asyncio.to_thread(self.cgroups.reconcile)
         links = await self.network.start()
+        self._schedule_fill()
         return {"cgroups": leftovers, "links": links}
 
     async def aclose(self) -> None:
         """Kill whatever is still jailed and clean every instance up, then the network."""
+        self._closing = True
+        if self._filler is not None:
+            self._filler.cancel()
+            await asyncio.gather(self._filler, return_exceptions=True)
+        for z in self._zygotes:
+            await self._discard(z)
+        self._zygotes.clear()
         for process in list(self._live):
             process.kill()
             with contextlib.suppress(Exception):
@@ -164,65 +207,48 @@ class SandboxLauncher:
             self._plans[key] = found
         return found
 
-    async def launch(self, spec: LaunchSpec) -> LaunchedProcess:
-        plan = await self._plan(spec)
-        limits = spec.limits if isinstance(spec.limits, jail.JailLimits) else self.limits
-        lease = await self.network.acquire()
+    # -- zygotes ------------------------------------------------------------------------
+    def _schedule_fill(self) -> None:
+        if self.config.pool_size <= 0 or self._closing:
+            return
+        if self._filler is None or self._filler.done():
+            self._filler = asyncio.get_running_loop().create_task(self._fill())
+
+    async def _fill(self) -> None:
+        while len(self._zygotes) < self.config.pool_size and not self._closing:
+            try:
+                self._zygotes.append(await self._make_zygote(self.limits))
+            except Exception:
+                return  # the pool is for speed only: a cold launch says what is wrong
+
+    async def _make_zygote(self, limits: jail.JailLimits) -> _Zygote:
         self._seq += 1
-        name = f"{spec.key.server_name}-p{spec.key.profile_id}-{os.getpid()}-{self._seq}"[:64]
-        cgroup: cgroups.Cgroup | None = None
-        identity: Identity | None = None
-        try:
-            cgroup = self.cgroups.create(
-                name,
-                cgroups.Limits(
-                    memory_bytes=limits.memory_bytes,
-                    pids=limits.pids,
-                    cpu_weight=limits.cpu_weight,
-                ),
-            )
-            identity = Identity(
-                spec.key,
-                spec.key.server_name,
-                spec.key.profile_id,
-                spec.owner_id,
-                lease.slot.host_ip,
-                lease.slot.sandbox_ip,
-                lease.slot.host_ifname,
-            )
-            self.identities.add(identity)
-            process = await self._spawn(spec, plan, limits, lease, cgroup)
-        except BaseException:
-            if identity is not None:
-                self.identities.remove(identity.sandbox_ip)
-            if cgroup is not None:
-                with contextlib.suppress(Exception):
-                    cgroup.remove()
-            await self.network.release(lease)
-            raise
-
-        async def cleanup() -> None:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(cgroup.remove)
-            self.identities.remove(lease.slot.sandbox_ip)
-            await self.network.release(lease)
-
-        process._cleanup = cleanup
-        return process
-
-    async def _spawn(
-        self,
-        spec: LaunchSpec,
-        plan: runtime.RuntimePlan,
-        limits: jail.JailLimits,
-        lease: NetLease,
-        cgroup: cgroups.Cgroup,
-    ) -> _JailedProcess:
-        net = jail.JailNetwork(lease.slot.host_ip, lease.slot.sandbox_ip, self.config.proxy_port)
-        env = jail.environment(spec.env, net)
+        name = f"jail-{os.getpid()}-{self._seq}"
+        # The namespace (netlink, on the network thread) and the cgroup (mkdir and
+        # limits, on a worker) do not depend on each other: build them side by side.
+        made = await asyncio.gather(
+            self.network.acquire(),
+            asyncio.to_thread(self.cgroups.create, name, _cg_limits(limits)),
+            return_exceptions=True,
+        )
+        lease_or_err, cgroup_or_err = made
+        if isinstance(lease_or_err, BaseException) or isinstance(cgroup_or_err, BaseException):
+            if isinstance(cgroup_or_err, cgroups.Cgroup):
+                await asyncio.to_thread(cgroup_or_err.remove)
+            if isinstance(lease_or_err, NetLease):
+                await self.network.release(lease_or_err)
+            err = lease_or_err if isinstance(lease_or_err, BaseException) else cgroup_or_err
+            assert isinstance(err, BaseException)
+            raise err
+        lease: NetLease = lease_or_err
+        cgroup: cgroups.Cgroup | None = cgroup_or_err
         child_fds: list[int] = []
-        parent_fds: list[int] = []
+        proc: subprocess.Popen[bytes] | None = None
         try:
+            assert cgroup is not None
+            net = jail.JailNetwork(
+                lease.slot.host_ip, lease.slot.sandbox_ip, self.config.proxy_port
+            )
             data_fds = {}
             for dest, content in jail.etc_files(net, self.config.ca_bundle).items():
                 fd = jail.memfd(os.path.basename(dest), content)
@@ -230,29 +256,17 @@ class SandboxLauncher:
                 data_fds[dest] = fd
             seccomp_fd = seccomp.filter_fd()
             child_fds.append(seccomp_fd)
+            args_r, args_w = os.pipe()
+            child_fds.append(args_r)
             info_r, info_w = os.pipe()
-            parent_fds.append(info_r)
             child_fds.append(info_w)
-            block_r, block_w = os.pipe()
-            parent_fds.append(block_w)
-            child_fds.append(block_r)
-            args = jail.bwrap_args(
-                plan,
-                env,
-                limits,
-                data_fds,
-                seccomp_fd,
-                info_w,
-                block_r,
-                hostname=spec.key.server_name[:63] or "sandbox",
-            )
-            args = with_rlimits(args, limits)
+            argv = with_rlimits([jail.BWRAP, "--args", str(args_r), *jail.TRAMPOLINE], limits)
             # The spawn: this thread enters the namespace, forks, and comes straight back.
             self.network.enter(lease)
             try:
                 # Synchronous on purpose: see the module docstring.
                 proc = subprocess.Popen(  # noqa: ASYNC220
-                    args,
+                    argv,
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
@@ -265,28 +279,107 @@ class SandboxLauncher:
                 )
             finally:
                 self.network.leave()
+            # bwrap is blocked reading its arguments: nothing has run yet. Moving it now
+            # means every process of the jail is born inside the cgroup.
+            await asyncio.to_thread(cgroup.add, proc.pid)
+            return _Zygote(
+                lease, cgroup, proc, args_w, info_r, data_fds, seccomp_fd, limits, info_w
+            )
+        except BaseException:
+            if proc is not None:
+                proc.kill()
+                await asyncio.to_thread(proc.wait)
+            if cgroup is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(cgroup.remove)
+            await self.network.release(lease)
+            raise
         finally:
             for fd in child_fds:
                 os.close(fd)
+
+    async def _discard(self, z: _Zygote) -> None:
+        z.close_fds()  # bwrap reads EOF instead of arguments and exits
+        z.proc.kill()
+        await asyncio.to_thread(z.proc.wait)
+        for stream in (z.proc.stdin, z.proc.stdout, z.proc.stderr):
+            if stream is not None:
+                stream.close()
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(z.cgroup.remove)
+        await self.network.release(z.lease)
+
+    # -- launch --------------------------------------------------------------------------
+    async def launch(self, spec: LaunchSpec) -> LaunchedProcess:
+        plan = await self._plan(spec)
+        limits = spec.limits if isinstance(spec.limits, jail.JailLimits) else self.limits
+        pooled = next(
+            (z for z in self._zygotes if z.limits.nofile == limits.nofile
+             and z.limits.fsize_bytes == limits.fsize_bytes),
+            None,
+        )  # fmt: skip
+        if pooled is not None:
+            self._zygotes.remove(pooled)
+            z = pooled
+        else:
+            z = await self._make_zygote(limits)
+        self._schedule_fill()
+        identity = Identity(
+            spec.key,
+            spec.key.server_name,
+            spec.key.profile_id,
+            spec.owner_id,
+            z.lease.slot.host_ip,
+            z.lease.slot.sandbox_ip,
+            z.lease.slot.host_ifname,
+        )
         try:
-            child_pid = await self._read_info(proc, info_r)
-            parent_fds.remove(info_r)
-            try:
-                cgroup.add(proc.pid)
-                cgroup.add(child_pid)
-                os.write(block_w, b"1")
-            except (ProcessLookupError, BrokenPipeError):
-                raise LaunchError(f"bubblewrap failed: {_stderr_of(proc)}") from None
+            if _cg_limits(z.limits) != _cg_limits(limits):
+                await asyncio.to_thread(self.cgroups.set_limits, z.cgroup, _cg_limits(limits))
+            self.identities.add(identity)
+            process = await self._release(z, spec, plan, limits)
         except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(proc.wait, 5)
+            self.identities.remove(identity.sandbox_ip)
+            await self._discard(z)
             raise
-        finally:
-            for fd in parent_fds:
-                os.close(fd)
-        return await _wrap(proc, cgroup, limits)
+        lease, cgroup = z.lease, z.cgroup
+
+        async def cleanup() -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(cgroup.remove)
+            self.identities.remove(lease.slot.sandbox_ip)
+            await self.network.release(lease)
+            self._live.discard(process)
+
+        process.set_cleanup(cleanup)
+        self._live.add(process)
+        return process
+
+    async def _release(
+        self, z: _Zygote, spec: LaunchSpec, plan: runtime.RuntimePlan, limits: jail.JailLimits
+    ) -> _JailedProcess:
+        """Hand the zygote its arguments and wait until bwrap has built the jail."""
+        net = jail.JailNetwork(
+            z.lease.slot.host_ip, z.lease.slot.sandbox_ip, self.config.proxy_port
+        )
+        env = jail.environment(spec.env, net)
+        args = jail.bwrap_args(
+            plan,
+            env,
+            limits,
+            z.data_fds,
+            z.seccomp_fd,
+            z.info_w_child,
+            hostname=spec.key.server_name[:63] or "sandbox",
+        )
+        payload = b"".join(a.encode() + b"\0" for a in args)
+        # A pipe holds 64 KiB; argument lists are far smaller, so this never blocks.
+        os.write(z.args_w, payload)
+        os.close(z.args_w)
+        z.args_w = -1
+        info_r, z.info_r = z.info_r, -1
+        await self._read_info(z.proc, info_r)
+        return await _wrap(z.proc, z.cgroup, limits)
 
     async def _read_info(self, proc: subprocess.Popen[bytes], info_r: int) -> int:
         """bwrap writes its init's pid once the namespaces exist; EOF first means it
@@ -307,6 +400,12 @@ class SandboxLauncher:
             return int(json.loads(raw)["child-pid"])
         except (ValueError, KeyError, TypeError):
             raise LaunchError(f"bubblewrap failed: {_stderr_of(proc)}") from None
+
+
+def _cg_limits(limits: jail.JailLimits) -> cgroups.Limits:
+    return cgroups.Limits(
+        memory_bytes=limits.memory_bytes, pids=limits.pids, cpu_weight=limits.cpu_weight
+    )
 
 
 def _stderr_of(proc: subprocess.Popen[bytes]) -> str:

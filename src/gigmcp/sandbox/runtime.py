@@ -42,6 +42,7 @@ LIBRARY_DIRS = (
 MERGED_USR_LINKS = ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
 # Native modules are found by walking the package; a huge tree must not stall a start.
 MAX_NATIVE_SCAN = 20_000
+TRAMPOLINE = "/bin/sh"
 
 
 class RuntimeError_(Exception):
@@ -239,7 +240,8 @@ def plan(command: tuple[str, ...], cwd: str | None, path_env: str | None = None)
 
     base = os.path.basename(os.path.realpath(interp))
     ro: set[str] = set()
-    elves = [os.path.realpath(interp)]
+    # Every jail starts its command through /bin/sh (see jail.TRAMPOLINE).
+    elves = [os.path.realpath(interp), os.path.realpath(TRAMPOLINE)]
     workdir = cwd
     if base.startswith("python"):
         kind = "python"
@@ -275,7 +277,7 @@ def plan(command: tuple[str, ...], cwd: str | None, path_env: str | None = None)
     ro.update(library_closure(elves))
     # The names the executables are called by must exist inside too, and every link on
     # the way (a venv's bin/python -> python3 -> /usr/bin/python3 -> python3.11).
-    for name in (exe, interp):
+    for name in (exe, interp, TRAMPOLINE):
         ro.update(_symlink_chain(name))
     for p in list(ro):
         if not os.path.exists(p):
@@ -305,7 +307,9 @@ def _outermost(paths: set[str]) -> tuple[str, ...]:
     """Drop paths inside another bound directory: binding onto a path inside a read-only
     bind would need a mount point there, and the directory already shows it."""
     kept: list[str] = []
-    for p in sorted(paths):
+    # Named through real directories (/bin/cat is /usr/bin/cat): the top-level links are
+    # recreated inside, and a bind through one of them would need its target first.
+    for p in sorted({_loader_name(q) for q in paths}):
         if not any(p.startswith(k.rstrip("/") + "/") for k in kept if os.path.isdir(k)):
             kept.append(p)
     return tuple(kept)
