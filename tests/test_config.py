@@ -40,6 +40,10 @@ def test_defaults_are_embedded(tmp_path: Path) -> None:
         ({"GIG_REGISTRY_INDEX_URL": "ftp://x/index.json"}, "GIG_REGISTRY_INDEX_URL"),
         ({"GIG_ADMIN_EMAILS": "root"}, "GIG_ADMIN_EMAILS"),
         ({"GIG_LOG_LEVEL": "loud"}, "GIG_LOG_LEVEL"),
+        ({"GIG_SANDBOX_POOL": "2.5"}, "GIG_SANDBOX_POOL"),
+        ({"GIG_SANDBOX_POOL": "1000"}, "GIG_SANDBOX_POOL"),
+        ({"GIG_EGRESS_PORT": "0"}, "GIG_EGRESS_PORT"),
+        ({"GIG_EGRESS_PORT": "http"}, "GIG_EGRESS_PORT"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path: Path, env: dict[str, str], names: str) -> None:

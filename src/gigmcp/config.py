@@ -96,6 +96,12 @@ def _listen(name: str, value: str) -> str:
     return value
 
 
+def _count(name: str, raw: str, low: int, high: int) -> int:
+    if not raw.strip().isdigit() or not low <= int(raw) <= high:
+        raise ConfigError(f"{name}: expected a whole number {low}-{high}, got {raw!r}")
+    return int(raw)
+
+
 def _port(name: str, raw: str) -> int:
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise ConfigError(f"{name}: expected a port number 1-65535, got {raw!r}")
@@ -193,7 +199,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         data_dir=data_dir,
         database_url=database_url,
         listen=_listen("GIG_LISTEN", env.get("GIG_LISTEN", "127.0.0.1:8080")),
-        sandbox_pool=int(_number(env, "GIG_SANDBOX_POOL", 2, 0)),
+        sandbox_pool=_count("GIG_SANDBOX_POOL", env.get("GIG_SANDBOX_POOL", "2"), 0, 64),
         egress_port=_port("GIG_EGRESS_PORT", env.get("GIG_EGRESS_PORT", "3128")),
         master_key=_master_key(_read(env, "GIG_MASTER_KEY", secret=True)),
         public_url=_url("GIG_PUBLIC_URL", env.get("GIG_PUBLIC_URL"), ("http", "https")),

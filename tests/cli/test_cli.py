@@ -65,3 +65,47 @@ def test_bad_configuration_is_reported_by_name(tmp_path: Path) -> None:
     out = subprocess.run([GIGMCP, "serve"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "GIG_LISTEN" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_sandbox_limits_are_checked_stored_and_changed(tmp_path: Path) -> None:
+    add = run(tmp_path, "server", "add", "big", "--memory", "1G", "--pids", "64", "--", "cat")
+    assert add.returncode == 0, add.stderr
+    bad = [
+        (("server", "add", "x1", "--memory", "lots", "--", "cat"), "--memory: expected a size"),
+        (
+            ("server", "add", "x2", "--memory", "1M", "--", "cat"),
+            "memory_bytes: 1048576 is outside",
+        ),
+        (("server", "add", "x3", "--pids", "0", "--", "cat"), "pids: 0 is outside"),
+        (("server", "add", "x4", "--cpu-weight", "20000", "--", "cat"), "cpu_weight"),
+        (("server", "limits", "big"), "nothing to change"),
+        (("server", "limits", "ghost", "--pids", "10"), "no server named"),
+    ]
+    for args, expected in bad:
+        out = run(tmp_path, *args)
+        assert out.returncode != 0 and expected in out.stderr, (args, out.stderr)
+        assert "Traceback" not in out.stderr
+    changed = run(tmp_path, "server", "limits", "big", "--tmp-size", "16M")
+    assert changed.returncode == 0, changed.stderr
+    # Nothing half-written by the refused commands.
+    assert [line.split()[0] for line in run(tmp_path, "server", "list").stdout.splitlines()] == [
+        "big"
+    ]
+
+
+def test_doctor_names_every_check(tmp_path: Path) -> None:
+    out = run(tmp_path, "doctor")
+    for check in (
+        "privileges",
+        "bubblewrap",
+        "user namespaces",
+        "network namespaces",
+        "nftables",
+        "cgroups",
+        "seccomp",
+    ):
+        assert check in out.stdout
+    if os.geteuid() == 0:
+        assert out.returncode == 0, out.stdout
+    else:
+        assert out.returncode == 1 and "MISSING" in out.stdout and "fix:" in out.stdout
