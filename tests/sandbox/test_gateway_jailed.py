@@ -1,26 +1,32 @@
 """The real MCP servers of the gateway's tests, each in its own jail, end to end through
 `gigmcp serve` (sandbox on, the default) with the official Python SDK client in both
-protocol eras — and what a jailed gateway leaves behind when it is killed: nothing.
+protocol eras and the TypeScript SDK clients; and an instance that breaks its limit.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mcp.shared.exceptions import MCPError
 from pyroute2 import IPRoute
 
 from gigmcp.sandbox.firewall import TABLE
 from gigmcp.sandbox.nft import Nft
-from tests.gateway_harness import EVERYTHING, MEMORY, ROOT, GatewayProc, gateway
+from tests.gateway_harness import EVERYTHING, MEMORY, NODE, ROOT, GatewayProc, gateway
 from tests.router.test_aggregation import connect, text_of
 
 pytestmark = pytest.mark.root
 
+JAILED_PY = str(ROOT / "tests" / "peers" / "pyvenv" / "bin" / "python")
 JAILED_TIME = (str(ROOT / "tests" / "peers" / "pyvenv" / "bin" / "mcp-server-time"),)
+JAILED_CRASHY = (JAILED_PY, str(ROOT / "tests" / "servers" / "crashy.py"))
 SUBNET = "10.213.0.0/24"
+CLIENTS = ROOT / "tests" / "clients"
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +36,9 @@ def jailed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProc]:
         g.add_server("everything", EVERYTHING)
         g.add_server("memory", MEMORY, "--env", "MEMORY_FILE_PATH=/home/sandbox/memory.jsonl")
         g.add_server("time", JAILED_TIME)
+        g.add_server("crashy", JAILED_CRASHY, "--memory", "64M")
         g.profile("alpha", "everything", "memory", "time")
+        g.profile("hogs", "crashy", "everything")
         g.start()
         yield g
 
@@ -103,3 +111,39 @@ async def test_each_server_runs_as_65534_in_its_own_namespaces(jailed: GatewayPr
     per_server = {name: {n for m, _u, n in servers if m == name} for name, _u, _n in servers}
     assert all(len(v) == 1 for v in per_server.values()), per_server
     assert per_server[b"server-everything"] != per_server[b"mcp-server-time"]
+
+
+async def test_an_instance_that_breaks_its_memory_limit_dies_alone_and_says_why(
+    jailed: GatewayProc,
+) -> None:
+    async with connect(jailed, "hogs", "auto") as c:
+        assert text_of(await c.call_tool("crashy_echo", {"text": "before"})) == "before"
+        # The server dies mid-call: a JSON-RPC error at once, never a hang.
+        with pytest.raises(MCPError, match="exited"):
+            await c.call_tool("crashy_hog", {})
+        # The other server of the profile, and the gateway, carry on.
+        echo = await c.call_tool("everything_echo", {"message": "still here"})
+        assert "still here" in text_of(echo)
+    logs = jailed.cli("server", "logs", "crashy", "--profile", "hogs").stdout
+    assert "memory limit (64 MiB) exceeded: oom-killed" in logs, logs
+
+
+@pytest.mark.parametrize("flavour", ["v1", "v2"])
+def test_typescript_sdk_clients_use_jailed_servers(jailed: GatewayProc, flavour: str) -> None:
+    out = subprocess.run(
+        [
+            NODE,
+            str(CLIENTS / "ts_client.mjs"),
+            flavour,
+            jailed.url("alpha"),
+            jailed.tokens["alpha"],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "everything_echo" in seen["tools"] and "time_get_current_time" in seen["tools"]
+    assert f"ts-{flavour}" in seen["echo"]
+    assert seen["readOk"]

@@ -1,7 +1,7 @@
 """A small real MCP server (Python SDK 2.x, dual-era) for lifecycle tests.
 
 Tools: ``echo`` answers at once, ``slow`` sleeps, ``crash`` kills the process mid-call,
-``pid`` tells which process answered. It writes a line to stderr at start.
+``pid`` tells which process answered, ``hog`` eats memory until killed. It writes a line to stderr at start.
 """
 
 import asyncio
@@ -51,6 +51,16 @@ def crash() -> str:
     sys.stderr.write("crashy: crashing on purpose\n")
     sys.stderr.flush()
     os._exit(3)
+
+
+@server.tool()
+def hog() -> str:
+    """Allocates memory until something stops it (in a jail: the cgroup's OOM killer)."""
+    held = []
+    while True:
+        block = bytearray(16 << 20)
+        block[::4096] = b"x" * len(block[::4096])
+        held.append(block)
 
 
 @server.tool()

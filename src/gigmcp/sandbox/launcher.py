@@ -95,6 +95,7 @@ class _JailedProcess:
         self._pidfd = os.pidfd_open(proc.pid)
         asyncio.get_running_loop().add_reader(self._pidfd, self._reap)
         self._reason: str | None = None
+        self.jail_pid = -1  # bwrap's init, pid 1 of the jail, as the host sees it
         self._cleaning: asyncio.Task[None] | None = None
 
     def _reap(self) -> None:
@@ -122,15 +123,23 @@ class _JailedProcess:
         return self._reason
 
     def terminate(self) -> None:
-        # bwrap's monitor dies, its init gets SIGKILL from the parent-death signal, and
-        # the whole pid namespace goes with it.
-        if not self._exit.done():
+        # The jail ends with its init (bwrap's pid 1 inside): the kernel kills the whole
+        # pid namespace, and bwrap's monitor, its parent, reaps it and exits. Killing the
+        # monitor first would orphan the init to the host's pid 1, which in a container
+        # may never reap it. The init forwards no signal, so there is nothing gentler to
+        # send; a server that wants to end cleanly gets EOF on stdin first.
+        if not self._exit.done() and self.jail_pid > 0:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGTERM)
+                os.kill(self.jail_pid, signal.SIGKILL)
 
     def kill(self) -> None:
-        with contextlib.suppress(Exception):
-            self.cgroup.kill()
+        self.terminate()
+        if not self._exit.done():
+            # The monitor too, should it not follow its init within a second (it
+            # normally does at once, after reaping it).
+            asyncio.get_running_loop().call_later(1.0, self._kill_monitor)
+
+    def _kill_monitor(self) -> None:
         if not self._exit.done():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
@@ -378,8 +387,10 @@ class SandboxLauncher:
         os.close(z.args_w)
         z.args_w = -1
         info_r, z.info_r = z.info_r, -1
-        await self._read_info(z.proc, info_r)
-        return await _wrap(z.proc, z.cgroup, limits)
+        jail_pid = await self._read_info(z.proc, info_r)
+        process = await _wrap(z.proc, z.cgroup, limits)
+        process.jail_pid = jail_pid
+        return process
 
     async def _read_info(self, proc: subprocess.Popen[bytes], info_r: int) -> int:
         """bwrap writes its init's pid once the namespaces exist; EOF first means it
