@@ -122,7 +122,14 @@ async def test_many_spawn_kill_cycles_leave_nothing_behind() -> None:
     # host's pid 1 (where a container's init might never reap it).
     assert not _orphaned_jail_zombies() & jail_inits
     assert _table_elements() == ""
-    assert set(os.listdir("/proc/self/fd")) <= before["fds"] | {"3"}
+    extra = set(os.listdir("/proc/self/fd")) - before["fds"] - {"3"}
+    targets = {}
+    for fd in extra:
+        try:
+            targets[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # listdir's own descriptor, gone already
+    assert targets == {}, targets
 
 
 def _orphaned_jail_zombies() -> set[int]:

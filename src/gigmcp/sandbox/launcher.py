@@ -155,6 +155,9 @@ class _JailedProcess:
         await asyncio.shield(self._cleaning)
 
     async def _run_cleanup(self) -> None:
+        # Our ends of its pipes: the read ends close at EOF by themselves, the write end
+        # only notices a dead reader when the loop next looks; do not leave it to chance.
+        self.stdin.close()
         result = self._cleanup()
         if asyncio.iscoroutine(result):
             await result
