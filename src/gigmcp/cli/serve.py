@@ -65,6 +65,11 @@ def serve(
                 err=True,
             )
             raise typer.Exit(2)
+        typer.echo(
+            f"gigmcp: every MCP server runs jailed (bubblewrap, own network namespace on "
+            f"{settings.sandbox_subnet}, {settings.sandbox_pool} jails kept ready)",
+            err=True,
+        )
         launcher = SandboxLauncher(
             SandboxConfig(
                 subnet=settings.sandbox_subnet,
