@@ -32,6 +32,9 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
+    # psycopg 3 is the driver we ship; a plain postgresql:// URL would ask for psycopg2.
+    if url.startswith(("postgresql://", "postgres://")):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
     return create_engine(url, pool_pre_ping=True)
 
 
