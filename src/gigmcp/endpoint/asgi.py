@@ -40,7 +40,15 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PREFIX = "/mcp/p/"
 # Methods whose name the transport mirrors into Mcp-Name, and the param it comes from.
-_NAME_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+_NAME_PARAM = {
+    "tools/call": "name",
+    "prompts/get": "name",
+    "resources/read": "uri",
+    # The tasks extension: Mcp-Name carries the task id, for routing to its replica.
+    "tasks/get": "taskId",
+    "tasks/update": "taskId",
+    "tasks/cancel": "taskId",
+}
 _KEEPALIVE_SECONDS = 15.0
 
 

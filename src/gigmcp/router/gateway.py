@@ -119,3 +119,4 @@ class Router:
             self._watcher = None
         for hub in self._hubs.values():
             hub.expire_parked(hub.parking.drain())
+            await hub.tasks.aclose()

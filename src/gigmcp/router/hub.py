@@ -29,6 +29,8 @@ from gigmcp.router import naming
 from gigmcp.router.calls import CAPABILITY_FOR, Call, ParkingLot, Question, attribute
 from gigmcp.router.context import RequestContext
 from gigmcp.router.cursor import CursorCodec, Position
+from gigmcp.router.tasks import EXTENSION as TASKS_EXTENSION
+from gigmcp.router.tasks import TaskTable, declares_tasks
 from gigmcp.store.views import Assignment, AuditEvent, ProfileView, ServerDef
 from gigmcp.upstream.types import InstanceKey, Upstream, UpstreamClosed
 
@@ -81,6 +83,7 @@ class ProfileHub:
         self._seen: dict[str, Upstream] = {}
         # Per server: which (method, name) were seen asking their client something.
         self._asks: dict[str, dict[tuple[str, str | None], bool]] = {}
+        self.tasks = TaskTable()
 
     # ------------------------------------------------------------------ profile view
 
@@ -190,7 +193,14 @@ class ProfileHub:
 
     async def _dispatch(self, ctx: RequestContext, method: str, params: JSON) -> JSON:
         if method == "tools/call":
+            if declares_tasks(ctx):
+                return await self.tasks.call(ctx, params, self._call_tool)
             return await self._call_tool(ctx, params)
+        if method in ("tasks/get", "tasks/update", "tasks/cancel") and ctx.era == "modern":
+            op = {"tasks/get": self.tasks.get, "tasks/update": self.tasks.update}.get(
+                method, self.tasks.cancel
+            )
+            return {"result": op(ctx, params)}
         if method == "tools/list":
             return {"result": self._cacheable(ctx, await self._list_tools(params))}
         if method == "server/discover":
@@ -220,10 +230,12 @@ class ProfileHub:
         raise RpcError(rpc.METHOD_NOT_FOUND, f"Method not found: {method}")
 
     def discover(self) -> JSON:
+        # Extensions are a 2026-07-28 notion: only the modern discovery offers them.
+        capabilities = {**self.capabilities(), "extensions": {TASKS_EXTENSION: {}}}
         return {
             "resultType": "complete",
             "supportedVersions": list(v.ALL_VERSIONS),
-            "capabilities": self.capabilities(),
+            "capabilities": capabilities,
             "instructions": self.instructions(),
             "_meta": {v.META_SERVER_INFO: GATEWAY_INFO},
             "ttlMs": LIST_TTL_MS,
