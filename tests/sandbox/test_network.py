@@ -18,7 +18,7 @@ from pyroute2 import IPRoute
 
 from gigmcp.sandbox.addresses import PoolExhausted
 from gigmcp.sandbox.firewall import TABLE
-from gigmcp.sandbox.netns import NetworkError, SandboxNetwork
+from gigmcp.sandbox.netns import NetLease, NetworkError, SandboxNetwork
 from gigmcp.sandbox.nft import Nft
 from tests.sandbox.netprobe import connect, run_in
 
@@ -159,16 +159,7 @@ async def test_attack_another_sandbox_is_unreachable(net: SandboxNetwork) -> Non
 
 async def test_the_host_sends_nothing_new_into_a_sandbox(net: SandboxNetwork) -> None:
     lease = await net.acquire()
-    net.enter(lease)
-    try:
-        inner = subprocess.Popen(
-            ["/usr/bin/python3", "-c", UDP_SINK, lease.slot.sandbox_ip],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-    finally:
-        net.leave()
-    assert inner.stdout is not None and inner.stdout.readline().strip() == "up"
+    inner = udp_sink_inside(net, lease)
     with contextlib.suppress(OSError):  # EPERM from our drop is the expected outcome
         subprocess.run(["/usr/bin/python3", "-c", UDP_SEND, lease.slot.sandbox_ip], check=False)
     assert inner.communicate(timeout=5)[0].strip() == "nothing"
@@ -225,6 +216,23 @@ UDP_SINK = (
     "s.bind((sys.argv[1],4443));s.settimeout(2);print('up',flush=True)\n"
     "try:\n d,a=s.recvfrom(64);print(a[0],flush=True)\nexcept OSError:\n print('nothing',flush=True)"
 )
+
+
+def udp_sink_inside(net: SandboxNetwork, lease: NetLease) -> subprocess.Popen[str]:
+    """A one-datagram UDP listener on the sandbox's own address, started inside it."""
+    net.enter(lease)
+    try:
+        sink = subprocess.Popen(
+            ["/usr/bin/python3", "-c", UDP_SINK, lease.slot.sandbox_ip],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        net.leave()
+    assert sink.stdout is not None and sink.stdout.readline().strip() == "up"
+    return sink
+
+
 UDP_SEND = "import socket,sys;socket.socket(socket.AF_INET,socket.SOCK_DGRAM).sendto(b'x',(sys.argv[1],4443))"
 
 
@@ -255,16 +263,7 @@ async def test_attack_nothing_is_forwarded_either_way_even_with_forwarding_on(
         run_in(net, lease, UDP_SEND + ";print('{}')", "10.250.9.2")
         assert sink.communicate(timeout=5)[0].strip() == "nothing"
         # Outside -> sandbox: does it arrive?
-        net.enter(lease)
-        try:
-            inner = subprocess.Popen(
-                ["/usr/bin/python3", "-c", UDP_SINK, lease.slot.sandbox_ip],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-        finally:
-            net.leave()
-        assert inner.stdout is not None and inner.stdout.readline().strip() == "up"
+        inner = udp_sink_inside(net, lease)
         subprocess.run(
             [
                 "ip",

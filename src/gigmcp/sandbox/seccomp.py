@@ -228,12 +228,6 @@ def build_filter() -> bytes:
 
 def filter_fd() -> int:
     """A fresh memfd holding the program, positioned at 0, for ``bwrap --seccomp``."""
-    program = build_filter()
-    fd = os.memfd_create("gigmcp-seccomp", 0)
-    try:
-        os.write(fd, program)
-        os.lseek(fd, 0, os.SEEK_SET)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    from gigmcp.sandbox.jail import memfd
+
+    return memfd("gigmcp-seccomp", build_filter())
