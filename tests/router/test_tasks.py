@@ -199,3 +199,30 @@ def test_task_methods_need_the_task_id_in_mcp_name(tgw: GatewayProc) -> None:
         timeout=30,
     )
     assert r.status_code == 400 and r.json()["error"]["code"] == -32020
+
+
+def test_trace_context_in_meta_reaches_the_server(tgw: GatewayProc) -> None:
+    """2026-07-28 reserves _meta traceparent/tracestate/baggage for trace propagation."""
+    parent = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
+    body = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "tools/call",
+        "params": {
+            "name": "crashy_trace",
+            "arguments": {},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": MODERN,
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientInfo": {"name": "trace-test", "version": "1"},
+                "traceparent": parent,
+            },
+        },
+    }
+    r = httpx.post(
+        tgw.url("tasks"),
+        json=body,
+        headers=modern_headers(tgw.tokens["tasks"], "tools/call", "crashy_trace"),
+        timeout=30,
+    )
+    assert r.json()["result"]["content"][0]["text"] == parent

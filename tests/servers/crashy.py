@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Annotated
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
 server = MCPServer("crashy")
@@ -61,6 +61,13 @@ def hog() -> str:
         block = bytearray(16 << 20)
         block[::4096] = b"x" * len(block[::4096])
         held.append(block)
+
+
+@server.tool()
+def trace(ctx: Context) -> str:
+    """The W3C trace context this request arrived with (its ``_meta.traceparent``)."""
+    meta = ctx.request_context.meta or {}
+    return str(meta.get("traceparent"))
 
 
 @server.tool()
