@@ -100,6 +100,7 @@ def bwrap_args(
     seccomp_fd: int,
     info_fd: int,
     hostname: str = "sandbox",
+    trampoline: bool = True,
 ) -> list[str]:
     """bwrap's arguments, without the program name: the launcher hands them to a bwrap
     that is already running, in its namespace and cgroup, through ``--args FD``."""
@@ -127,21 +128,26 @@ def bwrap_args(
     ]
     for name, value in sorted(env.items()):
         args += ["--setenv", name, value]
+    # The jail's own mounts first, the runtime on top: a server installed under /tmp (a
+    # checkout there, say) must stay visible, not be hidden by the jail's tmpfs.
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    args += ["--size", str(limits.tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp"]  # noqa: S108
+    args += ["--size", str(limits.home_bytes), "--perms", "0700", "--tmpfs", HOME]
     for target, link in plan.symlinks:
         args += ["--symlink", target, link]
     for path in plan.ro_paths:
         args += ["--ro-bind", path, path]
-    args += ["--proc", "/proc", "--dev", "/dev"]
-    args += ["--size", str(limits.tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp"]  # noqa: S108
-    args += ["--size", str(limits.home_bytes), "--perms", "0700", "--tmpfs", HOME]
+    for src, dest in plan.binds:
+        args += ["--ro-bind", src, dest]
     for dest, fd in sorted(data_fds.items()):
         args += ["--perms", "0444", "--ro-bind-data", str(fd), dest]
     # bwrap builds the new root on a tmpfs of its own, writable by the sandbox user:
     # only /tmp and $HOME may stay writable.
     args += ["--remount-ro", "/"]
     args += ["--seccomp", str(seccomp_fd), "--info-fd", str(info_fd)]
-    exec_line = f"unset {EXEC_VAR}; exec " + " ".join(shlex.quote(a) for a in plan.argv)
-    args += ["--setenv", EXEC_VAR, exec_line]
+    if trampoline:
+        exec_line = f"unset {EXEC_VAR}; exec " + " ".join(shlex.quote(a) for a in plan.argv)
+        args += ["--setenv", EXEC_VAR, exec_line]
     args += ["--chdir", plan.workdir or HOME]
     return args
 

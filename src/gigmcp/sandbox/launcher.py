@@ -63,6 +63,7 @@ class _Zygote:
     seccomp_fd: int
     limits: jail.JailLimits
     info_w_child: int = -1
+    trampoline: bool = True
 
     def close_fds(self) -> None:
         for name in ("args_w", "info_r"):
@@ -174,7 +175,7 @@ class SandboxLauncher:
         self.network = SandboxNetwork(config.subnet, [config.proxy_port], pool_size=0)
         self.identities = SourceTable()
         self.cgroups = cgroups.CgroupManager()
-        self._plans: dict[tuple[tuple[str, ...], str | None], runtime.RuntimePlan] = {}
+        self._plans: dict[tuple[tuple[str, ...], str | None, str | None], runtime.RuntimePlan] = {}
         self._seq = 0
         self._live: set[_JailedProcess] = set()
         self._zygotes: list[_Zygote] = []
@@ -209,11 +210,16 @@ class SandboxLauncher:
         await self.network.aclose()
 
     async def _plan(self, spec: LaunchSpec) -> runtime.RuntimePlan:
-        key = (spec.command, spec.cwd)
+        key = (spec.command, spec.cwd, spec.rootfs)
         found = self._plans.get(key)
         if found is None:
             try:
-                found = await asyncio.to_thread(runtime.plan, spec.command, spec.cwd)
+                if spec.rootfs is not None:
+                    found = await asyncio.to_thread(
+                        runtime.plan_rootfs, spec.rootfs, spec.command, spec.cwd
+                    )
+                else:
+                    found = await asyncio.to_thread(runtime.plan, spec.command, spec.cwd)
             except runtime.RuntimeError_ as exc:
                 raise LaunchError(f"cannot jail {spec.key.server_name}: {exc}") from exc
             self._plans[key] = found
@@ -233,7 +239,11 @@ class SandboxLauncher:
             except Exception:
                 return  # the pool is for speed only: a cold launch says what is wrong
 
-    async def _make_zygote(self, limits: jail.JailLimits) -> _Zygote:
+    async def _make_zygote(
+        self, limits: jail.JailLimits, command: tuple[str, ...] | None = None
+    ) -> _Zygote:
+        """``command`` None: the shared shell trampoline (poolable). An image's root may
+        have no shell, so an image runs its own command, on bwrap's argv directly."""
         self._seq += 1
         name = f"jail-{os.getpid()}-{self._seq}"
         # The namespace (netlink, on the network thread) and the cgroup (mkdir and
@@ -272,7 +282,8 @@ class SandboxLauncher:
             child_fds.append(args_r)
             info_r, info_w = os.pipe()
             child_fds.append(info_w)
-            argv = with_rlimits([jail.BWRAP, "--args", str(args_r), *jail.TRAMPOLINE], limits)
+            tail = jail.TRAMPOLINE if command is None else ("--", *command)
+            argv = with_rlimits([jail.BWRAP, "--args", str(args_r), *tail], limits)
             # The spawn: this thread enters the namespace, forks, and comes straight back.
             self.network.enter(lease)
             try:
@@ -295,7 +306,16 @@ class SandboxLauncher:
             # means every process of the jail is born inside the cgroup.
             await asyncio.to_thread(cgroup.add, proc.pid)
             return _Zygote(
-                lease, cgroup, proc, args_w, info_r, data_fds, seccomp_fd, limits, info_w
+                lease,
+                cgroup,
+                proc,
+                args_w,
+                info_r,
+                data_fds,
+                seccomp_fd,
+                limits,
+                info_w,
+                trampoline=command is None,
             )
         except BaseException:
             if proc is not None:
@@ -325,14 +345,18 @@ class SandboxLauncher:
     async def launch(self, spec: LaunchSpec) -> LaunchedProcess:
         plan = await self._plan(spec)
         limits = spec.limits if isinstance(spec.limits, jail.JailLimits) else self.limits
-        pooled = next(
-            (z for z in self._zygotes if z.limits.nofile == limits.nofile
-             and z.limits.fsize_bytes == limits.fsize_bytes),
-            None,
-        )  # fmt: skip
+        pooled = None
+        if plan.kind != "rootfs":
+            pooled = next(
+                (z for z in self._zygotes if z.limits.nofile == limits.nofile
+                 and z.limits.fsize_bytes == limits.fsize_bytes),
+                None,
+            )  # fmt: skip
         if pooled is not None:
             self._zygotes.remove(pooled)
             z = pooled
+        elif plan.kind == "rootfs":
+            z = await self._make_zygote(limits, command=plan.argv)
         else:
             z = await self._make_zygote(limits)
         self._schedule_fill()
@@ -383,6 +407,7 @@ class SandboxLauncher:
             z.seccomp_fd,
             z.info_w_child,
             hostname=spec.key.server_name[:63] or "sandbox",
+            trampoline=z.trampoline,
         )
         payload = b"".join(a.encode() + b"\0" for a in args)
         # A pipe holds 64 KiB; argument lists are far smaller, so this never blocks.

@@ -52,10 +52,76 @@ class RuntimeError_(Exception):
 @dataclass(frozen=True, slots=True)
 class RuntimePlan:
     argv: tuple[str, ...]
-    kind: str  # "python" | "node" | "binary"
+    kind: str  # "python" | "node" | "binary" | "rootfs"
     ro_paths: tuple[str, ...]  # bound read-only at the same path inside
     symlinks: tuple[tuple[str, str], ...]  # (target, link) recreated inside
     workdir: str | None
+    binds: tuple[tuple[str, str], ...] = ()  # (host path, path inside), read-only
+
+
+# What the jail provides itself on top of an image's root: never taken from the image.
+JAIL_OWNED = {"proc", "dev", "sys", "tmp", "home", "run"}
+JAIL_ETC = {"passwd", "group", "hosts", "resolv.conf", "nsswitch.conf", "ssl"}
+IMAGE_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+
+def plan_rootfs(rootfs: str, command: tuple[str, ...], cwd: str | None = None) -> RuntimePlan:
+    """An extracted image as the jail's root: each top-level entry bound read-only at
+    its place (links recreated as links), /etc entry by entry so that the jail's own
+    passwd, hosts, resolver and CA bundle win, and the command resolved inside it."""
+    root = os.path.realpath(rootfs)
+    if not os.path.isdir(root):
+        raise RuntimeError_(f"image root {rootfs} is not a directory")
+    if not command:
+        raise RuntimeError_("empty command")
+    binds: list[tuple[str, str]] = []
+    links: list[tuple[str, str]] = []
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        inside = "/" + entry.name
+        if entry.name in JAIL_OWNED:
+            continue
+        if entry.is_symlink():
+            links.append((os.readlink(entry.path), inside))
+        elif entry.name == "etc" and entry.is_dir():
+            for sub in sorted(os.scandir(entry.path), key=lambda e: e.name):
+                if sub.name in JAIL_ETC:
+                    continue
+                if sub.is_symlink():
+                    links.append((os.readlink(sub.path), f"/etc/{sub.name}"))
+                else:
+                    binds.append((sub.path, f"/etc/{sub.name}"))
+        else:
+            binds.append((entry.path, inside))
+    exe = command[0]
+    if not exe.startswith("/"):
+        found = next((f"{d}/{exe}" for d in IMAGE_PATH if _exists_in(root, f"{d}/{exe}")), None)
+        if found is None:
+            raise RuntimeError_(f"command not found in the image: {exe}")
+        exe = found
+    elif not _exists_in(root, exe):
+        raise RuntimeError_(f"command not found in the image: {exe}")
+    return RuntimePlan((exe, *command[1:]), "rootfs", (), tuple(links), cwd, tuple(binds))
+
+
+def _exists_in(root: str, path: str) -> bool:
+    """Whether ``path`` names a file inside the image, following the image's own links
+    without ever leaving it (an absolute link is resolved against the image's root)."""
+    current = path
+    for _ in range(40):
+        parts = [p for p in current.split("/") if p]
+        resolved = ""
+        for i, part in enumerate(parts):
+            candidate = os.path.join(root, resolved.lstrip("/"), part)
+            if os.path.islink(candidate):
+                target = os.readlink(candidate)
+                base = "/" if target.startswith("/") else (resolved or "/")
+                rest = "/".join(parts[i + 1 :])
+                current = os.path.normpath(os.path.join(base, target, rest))
+                break
+            resolved = f"{resolved}/{part}"
+        else:
+            return os.path.isfile(os.path.join(root, resolved.lstrip("/")))
+    return False
 
 
 _elf_cache: dict[tuple[str, int, int], tuple[tuple[str, ...], str | None]] = {}

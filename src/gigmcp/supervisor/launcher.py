@@ -34,6 +34,8 @@ class LaunchSpec:
     owner_id: int = 0
     # Launcher-specific resource limits (the sandbox's JailLimits); None = its defaults.
     limits: object | None = None
+    # An extracted image to run as the jail's root (the command is resolved inside it).
+    rootfs: str | None = None
 
 
 class LaunchedProcess(Protocol):
