@@ -60,6 +60,8 @@ class GatewayProc:
     # The core's suites test routing, not isolation: they run servers unjailed, so they
     # also run where namespaces are not available. tests/sandbox runs them jailed.
     jailed: bool = False
+    # A command the gateway runs under (setpriv with a reduced capability set, say).
+    wrapper: tuple[str, ...] = ()
 
     @property
     def base(self) -> str:
@@ -93,7 +95,7 @@ class GatewayProc:
         self.port = free_port()
         run_env = dict(self.env, GIG_LISTEN=f"127.0.0.1:{self.port}", **env)
         self.proc = subprocess.Popen(
-            [GIGMCP, "serve", *(() if self.jailed else ("--insecure-no-sandbox",))],
+            [*self.wrapper, GIGMCP, "serve", *(() if self.jailed else ("--insecure-no-sandbox",))],
             env=run_env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from gigmcp.sandbox import cgroups, nft, seccomp
 from gigmcp.sandbox.jail import BWRAP, SANDBOX_GID, SANDBOX_UID
 
-CAP_NET_ADMIN = 12
-CAP_SYS_ADMIN = 21
+# What the gateway uses: kill (signal jails, which run as another uid), setgid/setuid
+# (start bwrap as 65534), net_admin (veths, addresses, nftables), sys_admin (a network
+# namespace per instance, setns into it). Nothing else: file access is as uid 0's own.
+NEEDED_CAPS = {"KILL": 5, "SETGID": 6, "SETUID": 7, "NET_ADMIN": 12, "SYS_ADMIN": 21}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,17 +47,13 @@ def _effective_caps() -> int:
 
 def check_privileges() -> Check:
     caps = _effective_caps()
-    missing = [
-        n
-        for n, bit in (("NET_ADMIN", CAP_NET_ADMIN), ("SYS_ADMIN", CAP_SYS_ADMIN))
-        if not caps >> bit & 1
-    ]
+    missing = [n for n, bit in NEEDED_CAPS.items() if not caps >> bit & 1]
     if missing:
         return Check(
             "privileges",
             f"missing capabilities: {', '.join('CAP_' + m for m in missing)}",
-            "run the gateway as root, or in a container with "
-            "--cap-add NET_ADMIN --cap-add SYS_ADMIN",
+            "run the gateway as root, or in a container with --cap-add NET_ADMIN "
+            "--cap-add SYS_ADMIN (KILL, SETUID and SETGID are Docker defaults)",
         )
     return Check("privileges", None, detail="root" if os.geteuid() == 0 else "capabilities")
 
