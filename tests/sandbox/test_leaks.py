@@ -144,3 +144,26 @@ def _orphaned_jail_zombies() -> set[int]:
             if state == "Z" and ppid == "1" and head.endswith("(bwrap"):
                 found.add(int(pid))
     return found
+
+
+async def test_closing_while_the_pool_refills_leaks_nothing() -> None:
+    """Shutdown can cut a zygote's construction short at any await: its pipes, process,
+    cgroup and namespace must go all the same."""
+    from gigmcp.sandbox.launcher import SandboxConfig, SandboxLauncher
+
+    fds = set(os.listdir("/proc/self/fd"))
+    for delay in (0.0, 0.002, 0.005, 0.01, 0.02, 0.05):
+        sandbox = SandboxLauncher(SandboxConfig(subnet=SUBNET, pool_size=4))
+        await sandbox.start()
+        await asyncio.sleep(delay)
+        await sandbox.aclose()
+    await asyncio.sleep(0.1)
+    leaked = {}
+    for fd in set(os.listdir("/proc/self/fd")) - fds:
+        try:
+            leaked[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # listdir's own descriptor
+    assert leaked == {}
+    assert _gigmcp_cgroups() == []
+    assert await asyncio.to_thread(_sandbox_links) == set()

@@ -179,6 +179,8 @@ class SandboxLauncher:
         self._seq = 0
         self._live: set[_JailedProcess] = set()
         self._zygotes: list[_Zygote] = []
+        self._building: set[asyncio.Task[_Zygote]] = set()
+        self._orphans: set[asyncio.Task[None]] = set()
         self._filler: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -197,6 +199,10 @@ class SandboxLauncher:
         if self._filler is not None:
             self._filler.cancel()
             await asyncio.gather(self._filler, return_exceptions=True)
+        # Zygotes under construction finish (they are never cut short: see _zygote);
+        # those nobody claimed are discarded by their own callbacks.
+        await asyncio.gather(*self._building, return_exceptions=True)
+        await asyncio.gather(*self._orphans, return_exceptions=True)
         for z in self._zygotes:
             await self._discard(z)
         self._zygotes.clear()
@@ -235,9 +241,32 @@ class SandboxLauncher:
     async def _fill(self) -> None:
         while len(self._zygotes) < self.config.pool_size and not self._closing:
             try:
-                self._zygotes.append(await self._make_zygote(self.limits))
+                self._zygotes.append(await self._zygote(self.limits))
             except Exception:
                 return  # the pool is for speed only: a cold launch says what is wrong
+
+    async def _zygote(
+        self, limits: jail.JailLimits, command: tuple[str, ...] | None = None
+    ) -> _Zygote:
+        """Build a zygote in a task of its own: netlink work on the network thread and a
+        cgroup on a worker finish whatever happens to the caller, so a caller cancelled
+        half-way (a client gone, a shutdown) must not strand what they made. The caller
+        is shielded; if it goes away, the finished zygote is discarded instead."""
+        task = asyncio.get_running_loop().create_task(self._make_zygote(limits, command))
+        self._building.add(task)
+        task.add_done_callback(self._building.discard)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(self._discard_unclaimed)
+            raise
+
+    def _discard_unclaimed(self, task: asyncio.Task[_Zygote]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return
+        orphan = asyncio.get_running_loop().create_task(self._discard(task.result()))
+        self._orphans.add(orphan)
+        orphan.add_done_callback(self._orphans.discard)
 
     async def _make_zygote(
         self, limits: jail.JailLimits, command: tuple[str, ...] | None = None
@@ -265,6 +294,7 @@ class SandboxLauncher:
         lease: NetLease = lease_or_err
         cgroup: cgroups.Cgroup | None = cgroup_or_err
         child_fds: list[int] = []
+        parent_fds: list[int] = []
         proc: subprocess.Popen[bytes] | None = None
         try:
             assert cgroup is not None
@@ -280,8 +310,10 @@ class SandboxLauncher:
             child_fds.append(seccomp_fd)
             args_r, args_w = os.pipe()
             child_fds.append(args_r)
+            parent_fds.append(args_w)
             info_r, info_w = os.pipe()
             child_fds.append(info_w)
+            parent_fds.append(info_r)
             tail = jail.TRAMPOLINE if command is None else ("--", *command)
             argv = with_rlimits([jail.BWRAP, "--args", str(args_r), *tail], limits)
             # The spawn: this thread enters the namespace, forks, and comes straight back.
@@ -318,9 +350,16 @@ class SandboxLauncher:
                 trampoline=command is None,
             )
         except BaseException:
+            # Also when cancelled (a pool refill cut short by shutdown): nothing may stay
+            # open or alive.
+            for fd in parent_fds:
+                os.close(fd)
             if proc is not None:
                 proc.kill()
                 await asyncio.to_thread(proc.wait)
+                for stream in (proc.stdin, proc.stdout, proc.stderr):
+                    if stream is not None:
+                        stream.close()
             if cgroup is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(cgroup.remove)
@@ -356,9 +395,9 @@ class SandboxLauncher:
             self._zygotes.remove(pooled)
             z = pooled
         elif plan.kind == "rootfs":
-            z = await self._make_zygote(limits, command=plan.argv)
+            z = await self._zygote(limits, command=plan.argv)
         else:
-            z = await self._make_zygote(limits)
+            z = await self._zygote(limits)
         self._schedule_fill()
         identity = Identity(
             spec.key,
