@@ -308,6 +308,13 @@ class CgroupManager:
                 shares = max(2, limits.cpu_weight * 1024 // 100)
                 _write(os.path.join(cdir, "cpu.shares"), str(shares))
 
+    def close(self) -> None:
+        """At a clean shutdown: remove our parent directories if no instance is left."""
+        for h in {*self._chosen.values(), *([self._v2] if self._v2 else [])}:
+            with contextlib.suppress(OSError):
+                os.rmdir(h.parent)  # fails while an instance cgroup remains: fine
+        self._prepared = False
+
     def reconcile(self) -> list[str]:
         """Kill and remove every instance cgroup a crashed earlier run left behind."""
         names: set[str] = set()

@@ -213,6 +213,7 @@ class SandboxLauncher:
                     await process.wait()
             with contextlib.suppress(Exception):
                 await process.cleanup()
+        await asyncio.to_thread(self.cgroups.close)
         await self.network.aclose()
 
     async def _plan(self, spec: LaunchSpec) -> runtime.RuntimePlan:
