@@ -15,7 +15,7 @@ from tests.router.test_aggregation import connect, text_of
 
 pytestmark = pytest.mark.root
 
-NEEDED = ("net_admin", "sys_admin", "setuid", "setgid", "kill")
+NEEDED = ("net_admin", "sys_admin", "setuid", "setgid", "kill", "dac_override")
 JAILED_TIME = (str(ROOT / "tests" / "peers" / "pyvenv" / "bin" / "mcp-server-time"),)
 
 
@@ -40,13 +40,13 @@ async def test_jailed_servers_work_with_only_the_named_capabilities(capped: Gate
     assert capped.proc is not None
     status = Path(f"/proc/{capped.proc.pid}/status").read_text()  # noqa: ASYNC240
     cap_eff = int(next(x for x in status.splitlines() if x.startswith("CapEff:")).split()[1], 16)
-    assert cap_eff == sum(1 << b for b in (12, 21, 7, 6, 5)), hex(cap_eff)
+    assert cap_eff == sum(1 << b for b in (12, 21, 7, 6, 5, 1)), hex(cap_eff)
     async with connect(capped, "capped", "auto") as c:
         assert "x-capped" in text_of(await c.call_tool("everything_echo", {"message": "x-capped"}))
         assert "UTC" in text_of(await c.call_tool("time_get_current_time", {"timezone": "UTC"}))
 
 
-@pytest.mark.parametrize("missing", ["sys_admin", "net_admin", "setuid"])
+@pytest.mark.parametrize("missing", ["sys_admin", "net_admin", "setuid", "dac_override"])
 def test_a_missing_capability_is_named_at_start_up(tmp_path: Path, missing: str) -> None:
     caps = [c for c in NEEDED if c != missing]
     out = subprocess.run(

@@ -19,10 +19,18 @@ from dataclasses import dataclass
 from gigmcp.sandbox import cgroups, nft, seccomp
 from gigmcp.sandbox.jail import BWRAP, SANDBOX_GID, SANDBOX_UID
 
-# What the gateway uses: kill (signal jails, which run as another uid), setgid/setuid
-# (start bwrap as 65534), net_admin (veths, addresses, nftables), sys_admin (a network
-# namespace per instance, setns into it). Nothing else: file access is as uid 0's own.
-NEEDED_CAPS = {"KILL": 5, "SETGID": 6, "SETUID": 7, "NET_ADMIN": 12, "SYS_ADMIN": 21}
+# What the gateway uses: dac_override (create its cgroups: cgroupfs roots are mode 0555
+# even for root), kill (signal jails, which run as another uid), setgid/setuid (start
+# bwrap as 65534), net_admin (veths, addresses, nftables), sys_admin (a network namespace
+# per instance, setns into it). Nothing else.
+NEEDED_CAPS = {
+    "DAC_OVERRIDE": 1,
+    "KILL": 5,
+    "SETGID": 6,
+    "SETUID": 7,
+    "NET_ADMIN": 12,
+    "SYS_ADMIN": 21,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +61,7 @@ def check_privileges() -> Check:
             "privileges",
             f"missing capabilities: {', '.join('CAP_' + m for m in missing)}",
             "run the gateway as root, or in a container with --cap-add NET_ADMIN "
-            "--cap-add SYS_ADMIN (KILL, SETUID and SETGID are Docker defaults)",
+            "--cap-add SYS_ADMIN (DAC_OVERRIDE, KILL, SETUID and SETGID are Docker defaults)",
         )
     return Check("privileges", None, detail="root" if os.geteuid() == 0 else "capabilities")
 
