@@ -6,6 +6,7 @@ client yet."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Iterator
@@ -226,3 +227,12 @@ def test_trace_context_in_meta_reaches_the_server(tgw: GatewayProc) -> None:
         timeout=30,
     )
     assert r.json()["result"]["content"][0]["text"] == parent
+
+
+def test_the_upstream_is_never_offered_tasks_the_gateway_could_not_route(tgw: GatewayProc) -> None:
+    """The gateway materialises tasks itself; an upstream must not answer with a task
+    handle of its own, so the extension is not passed on (other capabilities are)."""
+    got = call(tgw, "crashy_caps", {}, capabilities={"sampling": {}, "extensions": {"x-other": {}}})
+    seen = json.loads(got["result"]["content"][0]["text"])
+    assert "sampling" in seen
+    assert TASKS not in json.dumps(seen)

@@ -71,6 +71,13 @@ def trace(ctx: Context) -> str:
 
 
 @server.tool()
+def caps(ctx: Context) -> str:
+    """The client capabilities this request arrived with, as JSON."""
+    declared = ctx.client_capabilities
+    return declared.model_dump_json(exclude_none=True) if declared is not None else "null"
+
+
+@server.tool()
 def pid() -> str:
     return str(os.getpid())
 

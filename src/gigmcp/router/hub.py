@@ -558,7 +558,7 @@ class ProfileHub:
             meta["progressToken"] = gateway_token
         if upstream.era == "modern":
             meta[v.META_PROTOCOL_VERSION] = upstream.protocol_version
-            meta[v.META_CLIENT_CAPABILITIES] = ctx.client_capabilities
+            meta[v.META_CLIENT_CAPABILITIES] = _without_tasks(ctx.client_capabilities)
             if ctx.client_info is not None:
                 meta[v.META_CLIENT_INFO] = ctx.client_info
             if ctx.log_level is not None:
@@ -901,6 +901,21 @@ class ProfileHub:
         for listener in list(self.listeners):
             if listener.wants(method, uri if uri is not None else level):
                 listener.deliver(message)
+
+
+def _without_tasks(capabilities: JSON) -> JSON:
+    """The gateway runs tasks itself (router/tasks.py); an upstream told that the client
+    takes tasks could answer with a handle whose id the gateway cannot route back."""
+    ext = capabilities.get("extensions")
+    if not isinstance(ext, dict) or TASKS_EXTENSION not in ext:
+        return capabilities
+    out = dict(capabilities)
+    rest = {k: val for k, val in ext.items() if k != TASKS_EXTENSION}
+    if rest:
+        out["extensions"] = rest
+    else:
+        out.pop("extensions")
+    return out
 
 
 def _header_matches(header: str | None, value: Any) -> bool:
