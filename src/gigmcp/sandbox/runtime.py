@@ -317,7 +317,7 @@ def plan(command: tuple[str, ...], cwd: str | None, path_env: str | None = None)
             # `python -m pkg` or `python file.py`: the file's folder is the package.
             for arg in command[1:]:
                 if not arg.startswith("-") and os.path.isfile(arg):
-                    ro.add(os.path.dirname(os.path.abspath(arg)))
+                    ro.add(_package_dir(os.path.dirname(os.path.abspath(arg))))
                     break
         for p in py_paths[1:]:
             elves.extend(_native_modules(p, (".so",)))
@@ -330,7 +330,7 @@ def plan(command: tuple[str, ...], cwd: str | None, path_env: str | None = None)
             if target is not None:
                 target = os.path.abspath(target)
         if target is not None:
-            root = _node_root(target)
+            root = _package_dir(_node_root(target))
             ro.add(root)
             elves.extend(_native_modules(root, (".node",)))
     else:
@@ -339,7 +339,7 @@ def plan(command: tuple[str, ...], cwd: str | None, path_env: str | None = None)
     if script is not None:
         ro.add(script)
     if cwd:
-        ro.add(os.path.abspath(cwd))
+        ro.add(_package_dir(os.path.abspath(cwd)))
     ro.update(library_closure(elves))
     # The names the executables are called by must exist inside too, and every link on
     # the way (a venv's bin/python -> python3 -> /usr/bin/python3 -> python3.11).
@@ -352,6 +352,26 @@ def plan(command: tuple[str, ...], cwd: str | None, path_env: str | None = None)
             raise RuntimeError_(f"{p} is not readable")
     symlinks = tuple((os.readlink(link), link) for link in MERGED_USR_LINKS if os.path.islink(link))
     return RuntimePlan(tuple(argv), kind, _outermost(ro), symlinks, workdir)
+
+
+# Folders that are never a package of their own: binding one would show the jail a
+# slice of the host (a script dropped in /tmp must not expose all of /tmp).
+SHARED_DIRS = frozenset(
+    {"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/media", "/mnt",
+     "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/usr", "/usr/bin",
+     "/usr/lib", "/usr/local", "/usr/local/bin", "/usr/local/lib", "/var", "/var/lib"}
+    | {"/tmp", "/var/tmp"}  # noqa: S108 - refused, never used
+)  # fmt: skip
+
+
+def _package_dir(path: str) -> str:
+    real = os.path.realpath(path)
+    if real in SHARED_DIRS or path in SHARED_DIRS:
+        raise RuntimeError_(
+            f"{path} is a shared system folder, not a package: install the server in a "
+            "folder of its own (the jail shows that folder, read-only)"
+        )
+    return path
 
 
 def _symlink_chain(path: str) -> list[str]:
