@@ -56,3 +56,19 @@ def test_attack_a_script_dropped_in_tmp_does_not_expose_tmp(tmp_path: Path) -> N
 def test_a_missing_command_is_named() -> None:
     with pytest.raises(runtime.RuntimeError_, match="command not found on PATH: no-such-server"):
         runtime.plan(("no-such-server",), None)
+
+
+def test_attack_a_nul_byte_cannot_inject_bwrap_options() -> None:
+    from gigmcp.sandbox import jail
+
+    plan = runtime.plan(("/usr/bin/true",), None)
+    net = jail.JailNetwork("10.213.0.1", "10.213.0.2", 3128)
+    env = jail.environment({"X": "v\0--bind\0/\0/host"}, net)
+    with pytest.raises(ValueError, match="NUL"):
+        jail.bwrap_args(plan, env, jail.JailLimits(), {}, 3, 4)
+
+
+def test_attack_library_names_cannot_bind_a_directory() -> None:
+    closure = runtime.library_closure(["/usr/bin/true"])
+    assert all(os.path.isfile(os.path.realpath(p)) for p in closure)
+    assert not any(p.endswith(("/..", "/.")) for p in closure)

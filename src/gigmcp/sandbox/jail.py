@@ -149,6 +149,10 @@ def bwrap_args(
         exec_line = f"unset {EXEC_VAR}; exec " + " ".join(shlex.quote(a) for a in plan.argv)
         args += ["--setenv", EXEC_VAR, exec_line]
     args += ["--chdir", plan.workdir or HOME]
+    # The options travel NUL-separated through --args: a NUL inside a value would start
+    # a new option of its own choosing (a writable --bind of the host, say).
+    if any("\0" in a for a in args):
+        raise ValueError("a jail argument contains a NUL byte (an environment value or argv)")
     return args
 
 

@@ -190,16 +190,21 @@ def library_closure(elves: Iterable[str]) -> set[str]:
             continue
         seen.add(path)
         needed, interp = _elf_needs(path)
-        if interp and _under(os.path.realpath(interp), LIBRARY_DIRS):
+        if (
+            interp
+            and _under(os.path.realpath(interp), LIBRARY_DIRS)
+            and os.path.isfile(os.path.realpath(interp))
+        ):
             out.add(_loader_name(interp))
         for name in needed:
-            if "/" in name:
-                continue  # a path in DT_NEEDED is the package choosing what we expose
+            if "/" in name or name in (".", "..") or not name:
+                continue  # the package choosing what we expose, not a library name
             for d in LIBRARY_DIRS:
                 candidate = os.path.join(d, name)
                 if os.path.exists(candidate):
                     real = os.path.realpath(candidate)
-                    if _under(real, LIBRARY_DIRS):
+                    # A regular file only: a name like ".." must never bind a directory.
+                    if _under(real, LIBRARY_DIRS) and os.path.isfile(real):
                         out.add(_loader_name(candidate))
                         todo.append(real)
                     break
