@@ -1,6 +1,11 @@
 """The network of a sandbox, attack by attack: its only way out is the proxy port of its
 own host end. Probes run inside real namespaces as uid 65534; every listener is on an
 address the test made (its sandbox's host end, loopback, or a namespace of its own).
+
+Two walls stand in the way: the host table and the table inside each sandbox namespace.
+The attacks marked ``WALLS`` run three times: with both, and with each wall alone (the
+other one deleted, as a host ``nft flush ruleset`` would delete the host's), so each wall
+is shown to hold by itself.
 """
 
 from __future__ import annotations
@@ -67,6 +72,24 @@ def listener(host: str, port: int, proto: str = "tcp") -> Iterator[list[str]]:
         sock.close()
 
 
+WALLS = pytest.mark.parametrize("wall", ["both", "host-only", "inside-only"])
+
+
+def keep_only(net: SandboxNetwork, wall: str, *leases: NetLease) -> None:
+    """Delete the wall that ``wall`` says is not standing."""
+    if wall == "inside-only":
+        with Nft() as n:
+            n.run(f"delete table inet {TABLE}")
+    elif wall == "host-only":
+        for lease in leases:
+            net.enter(lease)
+            try:
+                with Nft() as n:  # made inside: it speaks to the sandbox's namespace
+                    n.run(f"delete table inet {TABLE}")
+            finally:
+                net.leave()
+
+
 @pytest.fixture
 async def net() -> AsyncIterator[SandboxNetwork]:
     network = SandboxNetwork(SUBNET, [PROXY_PORT], pool_size=0)
@@ -84,16 +107,34 @@ async def test_a_sandbox_reaches_the_proxy_port_of_its_own_host_end(net: Sandbox
     assert seen == [lease.slot.sandbox_ip]
 
 
-async def test_attack_other_ports_of_the_host_end_are_dropped(net: SandboxNetwork) -> None:
+@WALLS
+async def test_attack_other_ports_of_the_host_end_are_dropped(
+    net: SandboxNetwork, wall: str
+) -> None:
     lease = await net.acquire()
+    keep_only(net, wall, lease)
     with listener(lease.slot.host_ip, 8080) as seen:
         result = connect(net, lease, lease.slot.host_ip, 8080)
-    assert not result["ok"] and result["error"] == "TimeoutError"
+    assert not result["ok"]
+    assert result["error"] in ("TimeoutError", "PermissionError")  # dropped on the way in or out
     assert seen == []
 
 
-async def test_attack_udp_to_the_proxy_address_is_dropped(net: SandboxNetwork) -> None:
+@WALLS
+async def test_a_sandbox_reaches_the_proxy_behind_either_wall(
+    net: SandboxNetwork, wall: str
+) -> None:
     lease = await net.acquire()
+    keep_only(net, wall, lease)
+    with listener(lease.slot.host_ip, PROXY_PORT) as seen:
+        assert connect(net, lease, lease.slot.host_ip, PROXY_PORT)["ok"]
+    assert seen == [lease.slot.sandbox_ip]
+
+
+@WALLS
+async def test_attack_udp_to_the_proxy_address_is_dropped(net: SandboxNetwork, wall: str) -> None:
+    lease = await net.acquire()
+    keep_only(net, wall, lease)
     with listener(lease.slot.host_ip, PROXY_PORT, "udp") as seen:
         result = connect(net, lease, lease.slot.host_ip, PROXY_PORT, "udp")
     assert not result["ok"]
@@ -109,8 +150,12 @@ async def test_attack_host_loopback_services_are_unreachable(net: SandboxNetwork
     assert seen == []
 
 
-async def test_attack_the_hosts_other_addresses_are_unreachable(net: SandboxNetwork) -> None:
+@WALLS
+async def test_attack_the_hosts_other_addresses_are_unreachable(
+    net: SandboxNetwork, wall: str
+) -> None:
     lease = await net.acquire()
+    keep_only(net, wall, lease)
     ours = await asyncio.to_thread(_host_addresses)
     others = sorted(a for a in ours if a and not a.startswith(("127.", "10.213.")))
     if not others:
@@ -123,8 +168,10 @@ async def test_attack_the_hosts_other_addresses_are_unreachable(net: SandboxNetw
     assert seen == [lease.slot.sandbox_ip]
 
 
-async def test_attack_another_sandbox_is_unreachable(net: SandboxNetwork) -> None:
+@WALLS
+async def test_attack_another_sandbox_is_unreachable(net: SandboxNetwork, wall: str) -> None:
     a, b = await net.acquire(), await net.acquire()
+    keep_only(net, wall, a, b)
     with listener(b.slot.host_ip, PROXY_PORT) as seen:
         # b's host end is the proxy for b only.
         assert not connect(net, a, b.slot.host_ip, PROXY_PORT)["ok"]
@@ -157,8 +204,10 @@ async def test_attack_another_sandbox_is_unreachable(net: SandboxNetwork) -> Non
         server.wait()
 
 
-async def test_the_host_sends_nothing_new_into_a_sandbox(net: SandboxNetwork) -> None:
+@WALLS
+async def test_the_host_sends_nothing_new_into_a_sandbox(net: SandboxNetwork, wall: str) -> None:
     lease = await net.acquire()
+    keep_only(net, wall, lease)
     inner = udp_sink_inside(net, lease)
     with contextlib.suppress(OSError):  # EPERM from our drop is the expected outcome
         subprocess.run(["/usr/bin/python3", "-c", UDP_SEND, lease.slot.sandbox_ip], check=False)
@@ -234,12 +283,22 @@ def udp_sink_inside(net: SandboxNetwork, lease: NetLease) -> subprocess.Popen[st
 
 
 UDP_SEND = "import socket,sys;socket.socket(socket.AF_INET,socket.SOCK_DGRAM).sendto(b'x',(sys.argv[1],4443))"
+UDP_SEND_TRY = f"""
+import json
+try:
+    {UDP_SEND}; r = 'yes'
+except OSError as e:
+    r = type(e).__name__
+print(json.dumps({{'sent': r}}))
+"""
 
 
+@WALLS
 async def test_attack_nothing_is_forwarded_either_way_even_with_forwarding_on(
-    net: SandboxNetwork,
+    net: SandboxNetwork, wall: str
 ) -> None:
     lease = await net.acquire()
+    keep_only(net, wall, lease)
     with outside_namespace() as outside:
         # Control: the outside namespace hears the host, so only our rules stand between.
         sink = subprocess.Popen(
@@ -260,7 +319,8 @@ async def test_attack_nothing_is_forwarded_either_way_even_with_forwarding_on(
             text=True,
         )
         assert sink.stdout is not None and sink.stdout.readline().strip() == "up"
-        run_in(net, lease, UDP_SEND + ";print('{}')", "10.250.9.2")
+        sent = run_in(net, lease, UDP_SEND_TRY, "10.250.9.2")
+        assert sent["sent"] in ("yes", "PermissionError")  # the wall inside answers EPERM
         assert sink.communicate(timeout=5)[0].strip() == "nothing"
         # Outside -> sandbox: does it arrive?
         inner = udp_sink_inside(net, lease)
@@ -317,6 +377,27 @@ async def test_attack_a_spoofed_source_address_is_dropped(net: SandboxNetwork) -
     genuine = next(line for line in lines if f"saddr {a.slot.sandbox_ip} " in line)
     assert "packets 0 " in forged, f"forged packets got past the guard: {forged.strip()}"
     assert "packets 0 " not in genuine, "control: genuine packets are counted"
+
+
+async def test_a_removed_host_table_is_put_back_with_every_running_sandbox(
+    net: SandboxNetwork,
+) -> None:
+    lease = await net.acquire()
+    assert await net.check_table() is False, "control: nothing to restore"
+    with Nft() as n:
+        # What a host firewall reload does to it (never flush the whole ruleset here: it
+        # would take the machine's own firewall with it).
+        n.run(f"delete table inet {TABLE}")
+    assert await net.check_table() is True
+    listing = net.firewall_listing()
+    assert f'"{lease.slot.host_ifname}" . {lease.slot.sandbox_ip}' in listing
+    # Restored, it works again as the only wall.
+    keep_only(net, "host-only", lease)
+    with listener(lease.slot.host_ip, 8080) as seen:
+        assert not connect(net, lease, lease.slot.host_ip, 8080)["ok"]
+    with listener(lease.slot.host_ip, PROXY_PORT):
+        assert connect(net, lease, lease.slot.host_ip, PROXY_PORT)["ok"]
+    assert seen == []
 
 
 async def test_an_exhausted_pool_refuses_cleanly() -> None:

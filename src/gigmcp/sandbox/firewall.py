@@ -14,6 +14,13 @@ Owns ``table inet gigmcp``. What it enforces, for every interface named ``gmv*``
 Drops in our base chains are final whatever other tables accept, which is why the rules
 are drops keyed on our interface prefix and not a policy. It must never touch another
 table, and it must never accept anything that another table would drop.
+
+A second wall stands inside every sandbox namespace (``inside_ruleset``): the same
+table name, policy drop, letting out only TCP to the host end's proxy ports and in only
+what comes back from there. The host table can be flushed by anyone with root on the
+host (``nft flush ruleset``, a firewall manager reloading); the one inside cannot be
+touched by the jail (the namespace belongs to the host's user namespace, where the jail
+holds no capability) and dies with the namespace.
 """
 
 from __future__ import annotations
@@ -61,6 +68,25 @@ table inet {TABLE} {{
 """
 
 
+def inside_ruleset(host_ip: str, ports: Iterable[int]) -> str:
+    """The wall inside one sandbox namespace: out only to the proxy, in only from it."""
+    port_list = ", ".join(str(int(p)) for p in sorted(set(ports))) or "0"
+    return f"""
+table inet {TABLE} {{
+    chain output {{
+        type filter hook output priority filter; policy drop;
+        oifname "lo" accept
+        ip daddr {host_ip} tcp dport {{ {port_list} }} accept
+    }}
+    chain input {{
+        type filter hook input priority filter; policy drop;
+        iifname "lo" accept
+        ip saddr {host_ip} tcp sport {{ {port_list} }} accept
+    }}
+}}
+"""
+
+
 class Firewall:
     """Installs the table and keeps its sets in step with the running instances.
 
@@ -95,6 +121,14 @@ class Firewall:
                 f"delete element inet {TABLE} host_ends "
                 f'{{ "{slot.host_ifname}" . {slot.host_ip} }}\n'
             )
+
+    def present(self) -> bool:
+        """Whether our table is still in the host ruleset, with its guard chain."""
+        try:
+            self._nft.run(f"list chain inet {TABLE} guard_input")
+        except NftError:
+            return False
+        return True
 
     def listing(self) -> str:
         return self._nft.run(f"list table inet {TABLE}")

@@ -9,7 +9,9 @@ kernel frees a namespace (and its veth) as soon as its last process and our desc
 are gone: a gateway killed with SIGKILL leaves no namespace behind.
 
 Inside: ``lo`` up, ``eth0`` with the sandbox address, a default route to the host end,
-IPv6 off. It must never give a sandbox any route but the one to its host end, and never
+IPv6 off, and an nftables wall of its own (``firewall.inside_ruleset``) that lets out
+only TCP to the proxy, so the host table is not the only thing between a sandbox and the
+world. It must never give a sandbox any route but the one to its host end, and never
 hand the same namespace or address to two instances.
 """
 
@@ -19,6 +21,7 @@ import asyncio
 import ctypes
 import fcntl
 import ipaddress
+import logging
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,13 +31,17 @@ from typing import Any, TypeVar
 from pyroute2 import IPRoute
 
 from gigmcp.sandbox.addresses import IFNAME_PREFIX, AddressPool, Slot
-from gigmcp.sandbox.firewall import Firewall
+from gigmcp.sandbox.firewall import Firewall, inside_ruleset
+from gigmcp.sandbox.nft import Nft
 
 CLONE_NEWNET = 0x40000000
 # One gateway per host owns the sandbox network: the firewall table and the interface
 # names are host-wide, and a second gateway reconciling them would cut the first off.
 LOCK_PATH = "/run/gigmcp-sandbox.lock"
 _T = TypeVar("_T")
+# How often the host table is checked for having been removed behind our back.
+WATCH_INTERVAL_S = 5.0
+log = logging.getLogger(__name__)
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -72,6 +79,7 @@ class SandboxNetwork:
         self._ready: list[NetLease] = []
         self._leased: dict[int, NetLease] = {}
         self._refill: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
         self._host_fd = -1
         self._ipr: IPRoute | None = None
         self._firewall: Firewall | None = None
@@ -99,12 +107,14 @@ class SandboxNetwork:
             raise
         self._started = True
         self._schedule_refill()
+        self._watch = asyncio.get_running_loop().create_task(self._watch_table())
         return removed
 
     async def aclose(self) -> None:
-        if self._refill is not None:
-            self._refill.cancel()
-            await asyncio.gather(self._refill, return_exceptions=True)
+        for task in (self._refill, self._watch):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         for lease in [*self._ready, *self._leased.values()]:
             await self.release(lease)
         self._ready.clear()
@@ -156,6 +166,23 @@ class SandboxNetwork:
         assert self._firewall is not None
         return self._thread.submit(self._firewall.listing).result()
 
+    async def check_table(self) -> bool:
+        """Put the host table back if something removed it; True if it had to.
+
+        The wall inside each namespace holds meanwhile; this restores the second one
+        (and the anti-spoofing the proxy's identities rest on) within one interval."""
+        # The lease lists belong to the event loop: read them here, not on the thread.
+        slots = [lease.slot for lease in [*self._ready, *self._leased.values()] if not lease.closed]
+        return await self._call(self._restore_sync, slots)
+
+    async def _watch_table(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            try:
+                await self.check_table()
+            except Exception:
+                log.exception("cannot check the sandbox firewall table")
+
     # -- the network thread ------------------------------------------------------------
     async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
         result: _T = await asyncio.wrap_future(self._thread.submit(fn, *args))
@@ -193,6 +220,20 @@ class SandboxNetwork:
         self._firewall.install()
         return removed
 
+    def _restore_sync(self, slots: list[Slot]) -> bool:
+        assert self._firewall is not None
+        if self._firewall.present():
+            return False
+        log.error(
+            "the sandbox firewall table (inet %s) was removed from the host ruleset; "
+            "putting it back (something flushed the ruleset: exclude our table from it)",
+            "gigmcp",
+        )
+        self._firewall.install()
+        for slot in slots:
+            self._firewall.admit(slot)
+        return True
+
     def _check_overlap(self) -> None:
         assert self._ipr is not None
         net = self.addresses.network
@@ -227,6 +268,10 @@ class SandboxNetwork:
                 for knob in ("all", "default"):
                     with open(f"/proc/sys/net/ipv6/conf/{knob}/disable_ipv6", "w") as f:
                         f.write("1")
+                # A libnftables context talks to the namespace it was created in: make it
+                # here, use it, free it, all before leaving.
+                with Nft() as nft:
+                    nft.run(inside_ruleset(slot.host_ip, self.proxy_ports))
                 inner = IPRoute()
             finally:
                 self.leave()
