@@ -5,7 +5,7 @@ It binds libseccomp with ctypes because the Debian bindings (python3-seccomp) ex
 for the system Python, not for our venv, and a filter hand-assembled in BPF would lose
 libseccomp's knowledge of each architecture's syscall numbers and of its quirks (x32).
 
-Policy, default *allow* (the namespaces, the cgroup and uid 65534 are the walls; the
+Policy, default *allow* (the namespaces, the cgroup and an unprivileged uid are the walls; the
 filter removes the kernel surface a server has no reason to touch, which is where the
 privilege escalations of the last decade were found):
 
@@ -15,16 +15,24 @@ privilege escalations of the last decade were found):
   process_vm_readv/writev, the keyring (keyctl, add_key, request_key), bpf,
   perf_event_open, userfaultfd, kexec_load/kexec_file_load, module loading, swap,
   reboot, acct, quotactl/quotactl_fd, lookup_dcookie, nfsservctl, iopl/ioperm (x86),
-  open_by_handle_at, clone with any namespace flag, and the TIOCSTI and TIOCLINUX
+  open_by_handle_at, modify_ldt (x86), uselib, syslog (the kernel log holds kernel
+  addresses), clone with any namespace flag, and the TIOCSTI, TIOCLINUX and TIOCSETD
   ioctls (compared on the low 32 bits, as the kernel reads them, so high bits cannot
-  smuggle them past). Killing rather than failing: no honest server calls these, so
-  one that does is compromised and should not get a second try;
+  smuggle them past; TIOCSETD attaches a line discipline, old and often exploited
+  kernel code, to a pty the jail can open). Killing rather than failing: no honest
+  server calls these, so one that does is compromised and should not get a second try;
 - fail with ENOSYS, not kill, for clone3 (its flags live in memory a filter cannot read:
   glibc then falls back to clone, whose flags we check) and io_uring (Node's libuv
   probes it and must fall back, not die);
 - fail with EAFNOSUPPORT for sockets of any family but AF_UNIX, AF_INET and AF_INET6
   (no packet, netlink, vsock, alg, ... sockets: rarely used code, often exploited);
-  an errno because runtimes probe families and must carry on;
+  an errno because runtimes probe families and must carry on. Inside AF_INET/AF_INET6,
+  only stream and datagram sockets (ESOCKTNOSUPPORT otherwise) of protocol 0, TCP or
+  UDP (EPROTONOSUPPORT otherwise): no SCTP, DCCP, UDP-Lite, MPTCP, ICMP or raw, whose
+  kernel code a server does not need and whose traffic the proxy could not vet anyway;
+- fail with EPERM for fanotify_init, kcmp and the NUMA memory-policy calls (mbind,
+  set_mempolicy, migrate_pages, move_pages): nothing a server needs, but runtimes may
+  probe them;
 - fail with EPERM for personality() other than the default persona (0) or a query
   (0xffffffff), so ADDR_NO_RANDOMIZE and friends cannot switch off hardening;
 - kill anything made through a foreign syscall ABI (32-bit int 0x80, x32 with bit
@@ -89,7 +97,9 @@ KILLED = (
     "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
     "swapon", "swapoff", "reboot", "acct", "quotactl", "quotactl_fd",
     "iopl", "ioperm", "open_by_handle_at", "lookup_dcookie", "nfsservctl",
+    "modify_ldt", "uselib", "syslog",
 )  # fmt: skip
+EPERM_CALLS = ("fanotify_init", "kcmp", "mbind", "set_mempolicy", "migrate_pages", "move_pages")
 ENOSYS_CALLS = ("clone3", "io_uring_setup", "io_uring_enter", "io_uring_register")
 NAMESPACE_FLAGS = {
     "CLONE_NEWNS": 0x00020000,
@@ -105,7 +115,12 @@ NAMESPACE_FLAGS = {
 }
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
+TIOCSETD = 0x5423
 ALLOWED_FAMILIES = (1, 2, 10)  # AF_UNIX, AF_INET, AF_INET6
+INET_FAMILIES = (2, 10)
+INET_TYPES = (1, 2)  # SOCK_STREAM, SOCK_DGRAM (the low 4 bits; the rest are flags)
+INET_PROTOCOLS = (0, 6, 17)  # default, IPPROTO_TCP, IPPROTO_UDP
+_SOCK_TYPE_MASK = 0xF
 _AF_MAX_CHECKED = 64
 _LOW32 = 0xFFFFFFFF
 
@@ -228,7 +243,7 @@ def _policy(f: _Filter) -> None:
         f.rule(_KILL_PROCESS, "clone", (0, _CMP_MASKED_EQ, flag, flag))
     # The request is an unsigned int to the kernel: match the low 32 bits only, or
     # 0xffffffff00005412 would be "not TIOCSTI" to the filter and TIOCSTI to the tty.
-    for request in (TIOCSTI, TIOCLINUX):
+    for request in (TIOCSTI, TIOCLINUX, TIOCSETD):
         f.rule(_KILL_PROCESS, "ioctl", (1, _CMP_MASKED_EQ, _LOW32, request))
     # A rule compares each argument once, so "not in {1, 2, 10}" is spelled as one rule
     # per refused value. Families are ints: the kernel reads the low 32 bits only, so
@@ -243,6 +258,26 @@ def _policy(f: _Filter) -> None:
         # have bit 31 set and land here too.
         for bit in range(6, 32):
             f.rule(eafnosupport, call, (0, _CMP_MASKED_EQ, 1 << bit, 1 << bit))
+    # Inside the INET families: the type's low four bits (the rest are SOCK_NONBLOCK and
+    # SOCK_CLOEXEC) must be stream or datagram, the protocol 0, TCP or UDP. Protocols
+    # are ints read on their low 32 bits: "not 0, 6 or 17" is every other value below
+    # 32 by equality, and any of bits 5..31 set.
+    esocktnosupport = _errno(errno.ESOCKTNOSUPPORT)
+    eprotonosupport = _errno(errno.EPROTONOSUPPORT)
+    for fam in INET_FAMILIES:
+        family = (0, _CMP_MASKED_EQ, _LOW32, fam)
+        for kind in range(_SOCK_TYPE_MASK + 1):
+            if kind not in INET_TYPES:
+                f.rule(
+                    esocktnosupport, "socket", family, (1, _CMP_MASKED_EQ, _SOCK_TYPE_MASK, kind)
+                )
+        for proto in range(32):
+            if proto not in INET_PROTOCOLS:
+                f.rule(eprotonosupport, "socket", family, (2, _CMP_MASKED_EQ, _LOW32, proto))
+        for bit in range(5, 32):
+            f.rule(eprotonosupport, "socket", family, (2, _CMP_MASKED_EQ, 1 << bit, 1 << bit))
+    for name in EPERM_CALLS:
+        f.rule(_errno(errno.EPERM), name)
     # personality(): only the default persona (0) and the query (0xffffffff). "Neither
     # 0 nor all ones" in single masked comparisons on the low 32 bits (the kernel takes
     # an unsigned int): "bit k set, bit 31 clear" or "bit 31 set, bit k clear", k < 31.

@@ -132,6 +132,7 @@ def case_sockets():
         ("raw", socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),
         ("raw6", socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6),
         ("ping", socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP),
+        ("sctp", socket.AF_INET, socket.SOCK_STREAM, 132),
         ("packet", 17, socket.SOCK_RAW, 0),
         ("netlink", 16, socket.SOCK_RAW, 0),
         ("vsock", 40, socket.SOCK_STREAM, 0),
