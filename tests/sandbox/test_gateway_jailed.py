@@ -16,6 +16,7 @@ from mcp.shared.exceptions import MCPError
 from pyroute2 import IPRoute
 
 from gigmcp.sandbox.firewall import TABLE
+from gigmcp.sandbox.jail import HOST_UID_BASE
 from gigmcp.sandbox.nft import Nft
 from tests.gateway_harness import EVERYTHING, MEMORY, NODE, ROOT, GatewayProc, gateway
 from tests.router.test_aggregation import connect, text_of
@@ -83,34 +84,43 @@ async def test_real_servers_work_end_to_end_inside_jails(jailed: GatewayProc, mo
         assert f"jailed-{mode}" in text_of(graph)
 
 
-async def test_each_server_runs_as_65534_in_its_own_namespaces(jailed: GatewayProc) -> None:
+async def test_each_instance_runs_as_its_own_unprivileged_uid_in_its_own_namespaces(
+    jailed: GatewayProc,
+) -> None:
     async with connect(jailed, "alpha", "auto") as c:
         await c.call_tool("everything_echo", {"message": "warm"})
         await c.call_tool("time_get_current_time", {"timezone": "UTC"})
-    servers = []
+    own_netns = os.readlink("/proc/self/ns/net")
+    by_netns: dict[str, list[tuple[bytes, list[str]]]] = {}
     for pid in jailed.descendants():
         try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")  # noqa: ASYNC240
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()  # noqa: ASYNC240
             status = Path(f"/proc/{pid}/status").read_text()  # noqa: ASYNC240
             netns = os.readlink(f"/proc/{pid}/ns/net")
         except OSError:
             continue
-        # bwrap's monitor, the jail's init and the server itself: every process of an
-        # instance, not only the server, runs as nobody in the instance's namespace.
+        if netns == own_netns:
+            continue  # the gateway's own helpers
+        uids = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
+        by_netns.setdefault(netns, []).append((cmd, uids))
+    # Every process of an instance (bwrap's monitor, the jail's init, the server), not
+    # only the server: one uid per instance, real, effective, saved and fs alike, in the
+    # instance range, never root and never the host's nobody.
+    servers = {}
+    for netns, procs in by_netns.items():
+        uids = {u for _cmd, four in procs for u in four}
+        assert len(uids) == 1, (netns, procs)
+        uid = int(uids.pop())
+        assert uid >= HOST_UID_BASE, procs
         for name in (b"server-everything", b"mcp-server-time"):
-            if any(name in a for a in cmd):
-                uid = next(
-                    line.split()[1:] for line in status.splitlines() if line.startswith("Uid:")
-                )
-                servers.append((name, uid, netns))
-    assert {name for name, _u, _n in servers} == {b"server-everything", b"mcp-server-time"}
-    own_netns = os.readlink("/proc/self/ns/net")
-    for _name, uids, netns in servers:
-        assert set(uids) == {"65534"}, uids  # real, effective, saved, fs: nobody, outside too
-        assert netns != own_netns
-    per_server = {name: {n for m, _u, n in servers if m == name} for name, _u, _n in servers}
-    assert all(len(v) == 1 for v in per_server.values()), per_server
-    assert per_server[b"server-everything"] != per_server[b"mcp-server-time"]
+            if any(name in cmd for cmd, _u in procs):
+                # (A pooled zygote, waiting for its server, is bwrap alone.)
+                assert len(procs) >= 3, f"expected monitor, init and server: {procs}"
+                servers[name] = (netns, uid)
+    assert set(servers) == {b"server-everything", b"mcp-server-time"}
+    everything, time_server = servers[b"server-everything"], servers[b"mcp-server-time"]
+    assert everything[0] != time_server[0], "one network namespace per instance"
+    assert everything[1] != time_server[1], "one host uid per instance"
 
 
 async def test_an_instance_that_breaks_its_memory_limit_dies_alone_and_says_why(

@@ -9,6 +9,7 @@ not planned, or a writable host path into a jail.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shlex
 from collections.abc import Mapping
@@ -16,8 +17,22 @@ from dataclasses import dataclass
 
 from gigmcp.sandbox.runtime import RuntimePlan
 
-SANDBOX_UID = 65534
+SANDBOX_UID = 65534  # inside every jail
 SANDBOX_GID = 65534
+# Outside, each instance runs as a host uid of its own: HOST_UID_BASE + its network
+# slot. Not the host's nobody: per-user kernel limits (inotify instances, pipe buffers,
+# message queues, process counts) are counted per host uid, so a shared uid would let
+# one instance starve the others, and a host process running as nobody could read
+# /proc/<pid>/environ of every jail. The range sits above what distributions and
+# subordinate-id ranges hand out, and maps to nothing on the host.
+HOST_UID_BASE = 2_000_000_000
+
+
+def host_uid(slot_index: int) -> int:
+    """The host uid and gid of the instance in address slot ``slot_index``."""
+    return HOST_UID_BASE + slot_index
+
+
 HOME = "/home/sandbox"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 BWRAP = "/usr/bin/bwrap"
@@ -131,6 +146,9 @@ def bwrap_args(
     # The jail's own mounts first, the runtime on top: a server installed under /tmp (a
     # checkout there, say) must stay visible, not be hidden by the jail's tmpfs.
     args += ["--proc", "/proc", "--dev", "/dev"]
+    # POSIX shared memory and semaphores live here: a sized tmpfs of its own, because
+    # /dev itself is made read-only below.
+    args += ["--size", str(limits.tmp_bytes), "--perms", "1777", "--tmpfs", "/dev/shm"]  # noqa: S108
     args += ["--size", str(limits.tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp"]  # noqa: S108
     args += ["--size", str(limits.home_bytes), "--perms", "0700", "--tmpfs", HOME]
     for target, link in plan.symlinks:
@@ -141,9 +159,10 @@ def bwrap_args(
         args += ["--ro-bind", src, dest]
     for dest, fd in sorted(data_fds.items()):
         args += ["--perms", "0444", "--ro-bind-data", str(fd), dest]
-    # bwrap builds the new root on a tmpfs of its own, writable by the sandbox user:
-    # only /tmp and $HOME may stay writable.
-    args += ["--remount-ro", "/"]
+    # bwrap builds the new root and /dev on tmpfs of its own, writable by the sandbox
+    # user: only /tmp, $HOME and /dev/shm may stay writable (bwrap's remount is not
+    # recursive, so those keep their own flags).
+    args += ["--remount-ro", "/dev", "--remount-ro", "/"]
     args += ["--seccomp", str(seccomp_fd), "--info-fd", str(info_fd)]
     if trampoline:
         exec_line = f"unset {EXEC_VAR}; exec " + " ".join(shlex.quote(a) for a in plan.argv)
@@ -157,10 +176,16 @@ def bwrap_args(
 
 
 def memfd(name: str, data: bytes) -> int:
-    """A sealed-in-spirit anonymous file for bwrap to copy from (it reads it once)."""
-    fd = os.memfd_create(name, 0)
+    """A sealed anonymous file for bwrap to copy from. Sealed because a pooled zygote
+    holds it for a while: nothing, not even a process of the same uid opening
+    /proc/<pid>/fd/N, may change what the jail will get."""
+    fd = os.memfd_create(name, os.MFD_ALLOW_SEALING)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
         os.lseek(fd, 0, os.SEEK_SET)
     except BaseException:
         os.close(fd)

@@ -1,7 +1,8 @@
 """The sandbox launcher: the :class:`~gigmcp.supervisor.launcher.Launcher` that jails.
 
 Owns the start and the end of one jailed instance. A jail starts in two halves. First a
-*zygote*: a network namespace, a cgroup, and ``bwrap --args FD`` spawned as uid 65534
+*zygote*: a network namespace, a cgroup, and ``bwrap --args FD`` spawned as the
+instance's own host uid (``jail.host_uid``)
 inside that namespace, under prlimit's rlimits, moved into the cgroup while it sits
 blocked reading its arguments. Then the launch proper: the instance's own arguments
 (binds, environment, seccomp, the command) are written to that descriptor, and bwrap
@@ -36,9 +37,17 @@ from dataclasses import dataclass
 from gigmcp.sandbox import cgroups, jail, runtime, seccomp
 from gigmcp.sandbox.identity import Identity, SourceTable
 from gigmcp.sandbox.netns import NetLease, SandboxNetwork
-from gigmcp.supervisor.launcher import STREAM_LIMIT, LaunchedProcess, LaunchError, LaunchSpec
+from gigmcp.supervisor.launcher import (
+    STDERR_LIMIT,
+    STREAM_LIMIT,
+    LaunchedProcess,
+    LaunchError,
+    LaunchSpec,
+)
 
 START_TIMEOUT = 10.0
+MAX_ARGS_BYTES = 60 * 1024  # under the 64 KiB of a pipe
+PLAN_TTL_S = 30.0
 PRLIMIT = "/usr/bin/prlimit"
 
 
@@ -97,6 +106,9 @@ class _JailedProcess:
         asyncio.get_running_loop().add_reader(self._pidfd, self._reap)
         self._reason: str | None = None
         self.jail_pid = -1  # bwrap's init, pid 1 of the jail, as the host sees it
+        # A pidfd, not the number: once the init has died its pid can be reused, and a
+        # signal by number would then reach a stranger.
+        self.jail_pidfd = -1
         self._cleaning: asyncio.Task[None] | None = None
 
     def _reap(self) -> None:
@@ -110,6 +122,9 @@ class _JailedProcess:
         loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
         self._pidfd = -1
+        if self.jail_pidfd >= 0:
+            os.close(self.jail_pidfd)
+            self.jail_pidfd = -1
         code = os.waitstatus_to_exitcode(status)
         self._proc.returncode = code  # so Popen never waits for a pid we reaped
         with contextlib.suppress(Exception):
@@ -129,9 +144,9 @@ class _JailedProcess:
         # monitor first would orphan the init to the host's pid 1, which in a container
         # may never reap it. The init forwards no signal, so there is nothing gentler to
         # send; a server that wants to end cleanly gets EOF on stdin first.
-        if not self._exit.done() and self.jail_pid > 0:
+        if not self._exit.done() and self.jail_pidfd >= 0:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.jail_pid, signal.SIGKILL)
+                signal.pidfd_send_signal(self.jail_pidfd, signal.SIGKILL)
 
     def kill(self) -> None:
         self.terminate()
@@ -141,9 +156,9 @@ class _JailedProcess:
             asyncio.get_running_loop().call_later(1.0, self._kill_monitor)
 
     def _kill_monitor(self) -> None:
-        if not self._exit.done():
+        if not self._exit.done() and self._pidfd >= 0:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
 
     def set_cleanup(self, cleanup: Callable[[], object]) -> None:
         self._cleanup = cleanup
@@ -175,7 +190,11 @@ class SandboxLauncher:
         self.network = SandboxNetwork(config.subnet, [config.proxy_port], pool_size=0)
         self.identities = SourceTable()
         self.cgroups = cgroups.CgroupManager()
-        self._plans: dict[tuple[tuple[str, ...], str | None, str | None], runtime.RuntimePlan] = {}
+        # Plans are cached for PLAN_TTL_S: reading ELF headers costs milliseconds, and an
+        # upgraded package (new libraries, a moved interpreter) is planned afresh soon.
+        self._plans: dict[
+            tuple[tuple[str, ...], str | None, str | None], tuple[float, runtime.RuntimePlan]
+        ] = {}
         self._seq = 0
         self._live: set[_JailedProcess] = set()
         self._zygotes: list[_Zygote] = []
@@ -218,7 +237,9 @@ class SandboxLauncher:
 
     async def _plan(self, spec: LaunchSpec) -> runtime.RuntimePlan:
         key = (spec.command, spec.cwd, spec.rootfs)
-        found = self._plans.get(key)
+        now = asyncio.get_running_loop().time()
+        cached = self._plans.get(key)
+        found = cached[1] if cached is not None and now - cached[0] < PLAN_TTL_S else None
         if found is None:
             try:
                 if spec.rootfs is not None:
@@ -229,7 +250,7 @@ class SandboxLauncher:
                     found = await asyncio.to_thread(runtime.plan, spec.command, spec.cwd)
             except runtime.RuntimeError_ as exc:
                 raise LaunchError(f"cannot jail {spec.key.server_name}: {exc}") from exc
-            self._plans[key] = found
+            self._plans[key] = (now, found)
         return found
 
     # -- zygotes ------------------------------------------------------------------------
@@ -328,8 +349,8 @@ class SandboxLauncher:
                     stderr=subprocess.PIPE,
                     pass_fds=tuple(child_fds),
                     env={},
-                    user=jail.SANDBOX_UID,
-                    group=jail.SANDBOX_GID,
+                    user=jail.host_uid(lease.slot.index),
+                    group=jail.host_uid(lease.slot.index),
                     extra_groups=[],
                     start_new_session=True,
                 )
@@ -450,14 +471,26 @@ class SandboxLauncher:
             trampoline=z.trampoline,
         )
         payload = b"".join(a.encode() + b"\0" for a in args)
-        # A pipe holds 64 KiB; argument lists are far smaller, so this never blocks.
-        os.write(z.args_w, payload)
+        # One write into an empty pipe, which holds 64 KiB: it never blocks the event
+        # loop, and a definition too large for it (a huge environment) is refused.
+        if len(payload) > MAX_ARGS_BYTES:
+            raise LaunchError(
+                f"the jail's options take {len(payload)} bytes, more than {MAX_ARGS_BYTES}: "
+                "shorten the server's environment or arguments"
+            )
+        if os.write(z.args_w, payload) != len(payload):
+            raise LaunchError("bubblewrap did not take its options in one piece")
         os.close(z.args_w)
         z.args_w = -1
         info_r, z.info_r = z.info_r, -1
         jail_pid = await self._read_info(z.proc, info_r)
-        process = await _wrap(z.proc, z.cgroup, limits)
-        process.jail_pid = jail_pid
+        jail_pidfd = _pidfd_in(jail_pid, z.cgroup)
+        try:
+            process = await _wrap(z.proc, z.cgroup, limits)
+        except BaseException:
+            os.close(jail_pidfd)
+            raise
+        process.jail_pid, process.jail_pidfd = jail_pid, jail_pidfd
         return process
 
     async def _read_info(self, proc: subprocess.Popen[bytes], info_r: int) -> int:
@@ -479,6 +512,19 @@ class SandboxLauncher:
             return int(json.loads(raw)["child-pid"])
         except (ValueError, KeyError, TypeError):
             raise LaunchError(f"bubblewrap failed: {_stderr_of(proc)}") from None
+
+
+def _pidfd_in(pid: int, cgroup: cgroups.Cgroup) -> int:
+    """A pidfd for ``pid``, checked to be the process in our cgroup that the number named
+    when bwrap reported it (a pid that died and was reused in between is not ours)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        raise LaunchError("the jail's init died as it started") from None
+    if pid not in cgroup.pids():
+        os.close(fd)
+        raise LaunchError("the jail's init died as it started")
+    return fd
 
 
 def _cg_limits(limits: jail.JailLimits) -> cgroups.Limits:
@@ -515,7 +561,7 @@ async def _wrap(
     assert proc.stderr is not None
     stdout = asyncio.StreamReader(limit=STREAM_LIMIT)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdout), proc.stdout)
-    stderr = asyncio.StreamReader(limit=STREAM_LIMIT)
+    stderr = asyncio.StreamReader(limit=STDERR_LIMIT)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stderr), proc.stderr)
     transport, protocol = await loop.connect_write_pipe(
         lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), proc.stdin

@@ -18,6 +18,9 @@ from gigmcp.upstream.types import InstanceKey
 # Results of 1 MB and more arrive as one line; the default 64 KiB StreamReader limit
 # would cut them off.
 STREAM_LIMIT = 64 * 1024 * 1024
+# stderr is only ever a log: a server writing megabytes without a newline must not make
+# the gateway hold them (the log pump reads on in chunks past this).
+STDERR_LIMIT = 64 * 1024
 
 
 class LaunchError(Exception):
