@@ -113,3 +113,9 @@ def test_image_links_cannot_point_the_resolver_outside(image: str) -> None:
     os.symlink("/usr/bin/python3", f"{image}/usr/bin/sneaky")
     with pytest.raises(runtime.RuntimeError_, match="not found in the image"):
         runtime.plan_rootfs(image, ("sneaky",))
+
+
+@pytest.mark.parametrize("root", ["/", "/usr", "/etc", "/tmp", "/./"])
+def test_attack_the_hosts_own_folders_are_not_an_image(root: str) -> None:
+    with pytest.raises(runtime.RuntimeError_, match="host system folder"):
+        runtime.plan_rootfs(root, ("/bin/sh",))

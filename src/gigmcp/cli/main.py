@@ -319,6 +319,8 @@ def doctor() -> None:
     for c in checks:
         if c.ok:
             typer.echo(f"ok       {c.name:<{width}}  {c.detail}".rstrip())
+            if c.warning:
+                typer.echo(f"WARNING  {c.name:<{width}}  {c.warning}")
         else:
             typer.echo(
                 f"MISSING  {c.name:<{width}}  {c.problem}\n         {'':<{width}}  fix: {c.fix}"

@@ -116,6 +116,20 @@ def available() -> str | None:
     return None
 
 
+def swap_accounted() -> bool:
+    """Whether the memory controller can keep swap out of an instance's reach (v2
+    ``memory.swap.max``, v1 ``memory.memsw.*``, both absent without swap accounting)."""
+    try:
+        chosen, _ = _plan()
+    except OSError:
+        return False
+    mem = chosen.get("memory")
+    if mem is None:
+        return False
+    name = "memory.swap.max" if mem.version == 2 else "memory.memsw.limit_in_bytes"
+    return os.path.exists(os.path.join(mem.own, name))
+
+
 class Cgroup:
     def __init__(self, name: str, dirs: dict[str, str], v2_dir: str | None, limits: Limits):
         self.name = name

@@ -12,17 +12,19 @@ from __future__ import annotations
 import ctypes
 import os
 import shutil
+import stat
 import subprocess
 import threading
 from dataclasses import dataclass
 
 from gigmcp.sandbox import cgroups, nft, seccomp
-from gigmcp.sandbox.jail import BWRAP, SANDBOX_GID, SANDBOX_UID
+from gigmcp.sandbox.jail import BWRAP, SANDBOX_UID, host_uid
+from gigmcp.sandbox.launcher import PRLIMIT
 
 # What the gateway uses: dac_override (create its cgroups: cgroupfs roots are mode 0555
 # even for root), kill (signal jails, which run as another uid), setgid/setuid (start
-# bwrap as 65534), net_admin (veths, addresses, nftables), sys_admin (a network namespace
-# per instance, setns into it). Nothing else.
+# bwrap as an instance's own uid), net_admin (veths, addresses, nftables), sys_admin (a
+# network namespace per instance, setns into it). Nothing else.
 NEEDED_CAPS = {
     "DAC_OVERRIDE": 1,
     "KILL": 5,
@@ -39,6 +41,7 @@ class Check:
     problem: str | None  # None = fine
     fix: str = ""
     detail: str = ""
+    warning: str = ""  # works, but weaker than it should be
 
     @property
     def ok(self) -> bool:
@@ -73,6 +76,22 @@ def check_bwrap() -> Check:
         out = subprocess.run([BWRAP, "--version"], capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return Check("bubblewrap", f"cannot run {BWRAP}: {exc}", "reinstall bubblewrap")
+    mode = os.stat(BWRAP).st_mode
+    if mode & (stat.S_ISUID | stat.S_ISGID):
+        # A setuid bwrap builds the jail with host privileges and refuses some of the
+        # options we rely on; ours is meant to run unprivileged in a user namespace.
+        return Check(
+            "bubblewrap",
+            f"{BWRAP} is setuid/setgid: the jail would be built with host privileges",
+            f"chmod u-s,g-s {BWRAP} (Debian's package is not setuid) and allow "
+            "unprivileged user namespaces",
+        )
+    if not os.access(PRLIMIT, os.X_OK):
+        return Check(
+            "bubblewrap",
+            f"{PRLIMIT} not found (it sets each jail's rlimits)",
+            "apt-get install util-linux",
+        )
     version = out.stdout.strip().removeprefix("bubblewrap ")
     parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
     if parts < (0, 8):
@@ -83,8 +102,8 @@ def check_bwrap() -> Check:
 
 
 def check_user_namespaces() -> Check:
-    """bwrap runs as uid 65534 and creates the user namespace itself: that needs
-    unprivileged user namespaces."""
+    """bwrap runs as an unprivileged uid and creates the user namespace itself: that
+    needs unprivileged user namespaces. Probed with a real jail of the same shape."""
     try:
         out = subprocess.run(
             [
@@ -101,8 +120,8 @@ def check_user_namespaces() -> Check:
             capture_output=True,
             text=True,
             timeout=10,
-            user=SANDBOX_UID,
-            group=SANDBOX_GID,
+            user=host_uid(0),
+            group=host_uid(0),
             extra_groups=[],
             env={},
         )
@@ -137,7 +156,9 @@ def check_network_namespaces() -> Check:
     t = threading.Thread(target=probe)
     t.start()
     t.join()
-    if result and result[0] is not None:
+    if not result:
+        return Check("network namespaces", "the probe did not finish", "see the gateway's log")
+    if result[0] is not None:
         return Check(
             "network namespaces",
             f"cannot create one: {result[0]}",
@@ -162,7 +183,21 @@ def check_cgroups() -> Check:
     problem = cgroups.available()
     if problem:
         return Check("cgroups", problem, "mount cgroup2 (or the v1 memory and pids hierarchies)")
-    return Check("cgroups", None)
+    warning = ""
+    if _swap_total() > 0 and not cgroups.swap_accounted():
+        warning = (
+            "swap is on but the memory cgroup does not account it: an instance can go past "
+            "its memory limit into swap (boot with swapaccount=1, or turn swap off)"
+        )
+    return Check("cgroups", None, warning=warning)
+
+
+def _swap_total() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("SwapTotal:"):
+                return int(line.split()[1])
+    return 0
 
 
 def check_seccomp() -> Check:

@@ -70,6 +70,8 @@ def plan_rootfs(rootfs: str, command: tuple[str, ...], cwd: str | None = None) -
     its place (links recreated as links), /etc entry by entry so that the jail's own
     passwd, hosts, resolver and CA bundle win, and the command resolved inside it."""
     root = os.path.realpath(rootfs)
+    if root in SHARED_DIRS or rootfs in SHARED_DIRS:
+        raise RuntimeError_(f"image root {rootfs} is a host system folder, not an image")
     if not os.path.isdir(root):
         raise RuntimeError_(f"image root {rootfs} is not a directory")
     if not command:
