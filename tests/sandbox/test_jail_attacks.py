@@ -8,9 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
+import socket
+import subprocess
+import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,25 +70,35 @@ async def attack(
     return code, (json.loads(lines[-1]) if lines else None)
 
 
-async def test_attack_read_host_files(launcher: SandboxLauncher, tmp_path: Path) -> None:
-    db = tmp_path / "gigmcp.db"
-    key = tmp_path / "master.key"
-    db.write_text(CANARY)
-    key.write_text(CANARY)
-    paths = [
-        str(db),
-        str(key),
-        "/etc/shadow",
-        "/root/.bashrc",
-        "/proc/1/environ",
-        "/work/main/pyproject.toml",
-    ]
-    code, result = await attack(launcher, "read", *paths)
+@pytest.fixture
+def host_secrets() -> Iterator[Path]:
+    """The gateway's database and master key, with a canary inside, readable by anyone:
+    only the jail's view of the filesystem can keep them out. Not under /tmp, which the
+    jail covers with its own tmpfs (a canary there would prove nothing)."""
+    folder = Path(tempfile.mkdtemp(prefix="gigmcp-canary-", dir="/var/lib"))
+    try:
+        folder.chmod(0o755)
+        for name in ("gigmcp.db", "master.key"):
+            (folder / name).write_text(CANARY)
+            (folder / name).chmod(0o644)
+        yield folder
+    finally:
+        shutil.rmtree(folder)
+
+
+async def test_attack_read_host_files(launcher: SandboxLauncher, host_secrets: Path) -> None:
+    db, key = host_secrets / "gigmcp.db", host_secrets / "master.key"
+    assert CANARY in db.read_text(), "control: the canary is there for the reading"
+    paths = [str(db), str(key), "/etc/shadow", "/root/.bashrc", "/work/main/pyproject.toml"]
+    code, result = await attack(launcher, "find", CANARY, *paths, "/proc/*/environ")
     assert code == 0 and result is not None
-    for path in paths[:-2]:
+    for path in paths:
         assert result[path] == "ENOENT", (path, result[path])
-    # /proc/1 inside is the jail's own init, not the host's.
-    assert result["/work/main/pyproject.toml"] == "ENOENT"
+    # /proc inside is the jail's own: its processes' environments, never the host's.
+    environs = {p: r for p, r in result.items() if p.startswith("/proc/")}
+    assert environs and "found" not in environs.values(), environs
+    numbered = sorted(p.split("/")[2] for p in environs if p.split("/")[2].isdigit())
+    assert numbered == ["1", "2"], environs  # the jail's init and the server: no host pid
 
 
 async def test_attack_read_another_instances_files(launcher: SandboxLauncher) -> None:
@@ -92,11 +106,17 @@ async def test_attack_read_another_instances_files(launcher: SandboxLauncher) ->
     try:
         line = await asyncio.wait_for(first.stdout.readline(), 20)
         assert json.loads(line) == {"written": "/tmp/instance-a"}
+        # Through /tmp, or through any process's root or cwd that /proc shows.
         code, result = await attack(
-            launcher, "read", "/tmp/instance-a", f"/proc/{first.pid}/root/tmp/instance-a"
+            launcher,
+            "find",
+            "instance secret",
+            "/tmp/instance-a",
+            "/proc/*/root/tmp/instance-a",
+            "/proc/*/cwd/tmp/instance-a",
         )
         assert code == 0 and result is not None
-        assert set(result.values()) == {"ENOENT"}, result
+        assert "found" not in result.values() and "absent" not in result.values(), result
     finally:
         first.kill()
         await first.wait()
@@ -211,22 +231,22 @@ async def test_attack_reach_the_host_other_sandboxes_or_outside(launcher: Sandbo
         _code, r = await attack(launcher, "connect", "127.0.0.1", "18181", "tcp")
         assert r == {"result": "ECONNREFUSED"}  # the jail's own loopback, empty
     assert api_seen == []
-    victim = await start(launcher, "write_file_then_wait", "/tmp/x", name="victim")
+    # Another sandbox, with a service that answers (it proves so to itself).
+    victim = await start(launcher, "listen_then_wait", "4000", name="victim")
     try:
-        await asyncio.wait_for(victim.stdout.readline(), 20)
+        ready = json.loads(await asyncio.wait_for(victim.stdout.readline(), 20))
         other = next(
             i for i in launcher.identities.snapshot().values() if i.server_name == "victim"
         )
+        assert ready == {"listening": other.sandbox_ip, "self": "pong"}
         with (
             listener(other.host_ip, PROXY_PORT) as seen,
             listener(other.host_ip, 8080, "udp") as useen,
         ):
             for host, port, proto in (
                 (other.host_ip, PROXY_PORT, "tcp"),  # another sandbox's proxy address
-                (other.sandbox_ip, 22, "tcp"),
+                (other.sandbox_ip, 4000, "tcp"),  # another sandbox's own service
                 (other.host_ip, 8080, "udp"),
-                ("::1", PROXY_PORT, "tcp"),
-                ("fe80::1%eth0", PROXY_PORT, "tcp"),
             ):
                 _code, r = await attack(launcher, "connect", host, str(port), proto)
                 assert r is not None and r["result"] != "succeeded", (host, port, proto)
@@ -235,9 +255,47 @@ async def test_attack_reach_the_host_other_sandboxes_or_outside(launcher: Sandbo
         victim.kill()
         await victim.wait()
         await victim.cleanup()
-    with outside_namespace():
-        _code, r = await attack(launcher, "connect", "10.250.9.2", "4443", "tcp")
-        assert r is not None and r["result"] != "succeeded"
+
+
+async def test_attack_reach_a_server_outside_with_the_host_forwarding(
+    launcher: SandboxLauncher,
+) -> None:
+    # A listener in a namespace of the test's own, routed from the host, and the host set
+    # to forward for every new interface: only the walls stand between.
+    default = Path("/proc/sys/net/ipv4/conf/default/forwarding")
+    before = default.read_text()
+    with outside_namespace() as outside:
+        Path("/proc/sys/net/ipv4/conf/gmtout0/forwarding").write_text("1")
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", outside, PY, "-c", TCP_PONG, "10.250.9.2"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert server.stdout is not None and server.stdout.readline().strip() == "up"
+            assert _connect_from_host("10.250.9.2", 4443) == b"pong", "control: it answers"
+            default.write_text("1")
+            try:
+                _code, r = await attack(launcher, "connect", "10.250.9.2", "4443", "tcp")
+            finally:
+                default.write_text(before)
+            assert r is not None and r["result"] != "succeeded", r
+        finally:
+            server.kill()
+            server.wait()
+
+
+TCP_PONG = (
+    "import socket,sys;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
+    "s.bind((sys.argv[1],4443));s.listen();print('up',flush=True)\n"
+    "while True:\n c,_=s.accept();c.recv(16);c.sendall(b'pong');c.close()"
+)
+
+
+def _connect_from_host(host: str, port: int) -> bytes:
+    with socket.create_connection((host, port), timeout=2) as c:
+        c.sendall(b"ping")
+        return c.recv(16)
 
 
 async def test_a_jailed_server_reaches_the_proxy_named_in_its_environment(

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import threading
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from pyroute2 import IPRoute
@@ -38,7 +39,7 @@ def listener(host: str, port: int, proto: str = "tcp") -> Iterator[list[str]]:
     """Answers "pong" to anyone; records who connected."""
     seen: list[str] = []
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-    sock = socket.socket(socket.AF_INET, kind)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.settimeout(0.2)
@@ -76,11 +77,11 @@ WALLS = pytest.mark.parametrize("wall", ["both", "host-only", "inside-only"])
 
 
 def keep_only(net: SandboxNetwork, wall: str, *leases: NetLease) -> None:
-    """Delete the wall that ``wall`` says is not standing."""
-    if wall == "inside-only":
+    """Delete the wall(s) that ``wall`` says are not standing ("none": both, a control)."""
+    if wall in ("inside-only", "none"):
         with Nft() as n:
             n.run(f"delete table inet {TABLE}")
-    elif wall == "host-only":
+    if wall in ("host-only", "none"):
         for lease in leases:
             net.enter(lease)
             try:
@@ -377,6 +378,35 @@ async def test_attack_a_spoofed_source_address_is_dropped(net: SandboxNetwork) -
     genuine = next(line for line in lines if f"saddr {a.slot.sandbox_ip} " in line)
     assert "packets 0 " in forged, f"forged packets got past the guard: {forged.strip()}"
     assert "packets 0 " not in genuine, "control: genuine packets are counted"
+
+
+@pytest.mark.parametrize("wall", ["both", "host-only", "inside-only", "none"])
+async def test_attack_ipv6_switched_back_on_by_root_inside_still_goes_nowhere(
+    net: SandboxNetwork, wall: str
+) -> None:
+    # IPv6 is off on both ends; suppose it were not (root in the namespace turning it
+    # on, a host sysctl default): the walls must drop IPv6 by themselves.
+    lease = await net.acquire()
+    host_if = lease.slot.host_ifname
+    Path(f"/proc/sys/net/ipv6/conf/{host_if}/disable_ipv6").write_text("0")
+    subprocess.run(["ip", "-6", "addr", "add", "fd9c::1/64", "dev", host_if, "nodad"], check=True)
+    turn_on = """
+    import json, subprocess
+    for knob in ('all', 'default', 'eth0'):
+        open(f'/proc/sys/net/ipv6/conf/{knob}/disable_ipv6', 'w').write('0')
+    subprocess.run(['ip', '-6', 'addr', 'add', 'fd9c::2/64', 'dev', 'eth0', 'nodad'], check=True)
+    print(json.dumps({'on': True}))
+    """
+    assert run_in(net, lease, turn_on, root=True) == {"on": True}
+    keep_only(net, wall, lease)
+    with listener("fd9c::1", PROXY_PORT) as seen:
+        result = connect(net, lease, "fd9c::1", PROXY_PORT)
+    if wall == "none":
+        assert result == {"ok": True, "data": "pong"}, "control: without walls it connects"
+        assert seen == ["fd9c::2"]
+    else:
+        assert not result["ok"] and result["error"] in ("TimeoutError", "PermissionError"), result
+        assert seen == []
 
 
 async def test_a_removed_host_table_is_put_back_with_every_running_sandbox(

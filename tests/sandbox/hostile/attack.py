@@ -8,10 +8,12 @@ the seccomp filter answers with SIGSYS never print, and the test sees the signal
 import contextlib
 import ctypes
 import errno
+import glob
 import json
 import os
 import socket
 import sys
+import threading
 import time
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -53,6 +55,51 @@ def read(path):
 
 def case_read(*paths):
     report(**{p: outcome(lambda p=p: read(p)) for p in paths})
+
+
+def case_find(canary, *patterns):
+    """For each path (globs expanded, as an attacker would walk /proc): the error that
+    stopped the read, or whether the canary was in what it read."""
+    out = {}
+    for pattern in patterns:
+        for path in sorted(glob.glob(pattern)) or [pattern]:
+            try:
+                out[path] = "found" if canary.encode() in read_all(path) else "absent"
+            except OSError as e:
+                out[path] = errno.errorcode.get(e.errno, str(e.errno))
+    report(**out)
+
+
+def read_all(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def case_listen_then_wait(port):
+    """A service inside this jail, on all its addresses; proves it answers itself."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("0.0.0.0", int(port)))
+    srv.listen()
+
+    def serve():
+        while True:
+            conn, _ = srv.accept()
+            with conn:
+                conn.recv(16)
+                conn.sendall(b"pong")
+
+    threading.Thread(target=serve, daemon=True).start()
+    # The address routing picks toward the proxy is this jail's own (a UDP connect
+    # sends nothing).
+    proxy_host = os.environ["HTTPS_PROXY"].removeprefix("http://").rsplit(":", 1)[0]
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.connect((proxy_host, 9))
+    mine = probe.getsockname()[0]
+    c = socket.create_connection((mine, int(port)), timeout=2)
+    c.sendall(b"ping")
+    report(listening=mine, self=c.recv(16).decode())
+    sys.stdin.read()
 
 
 def case_write(*paths):
