@@ -38,7 +38,7 @@ def capped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProc]:
 
 async def test_jailed_servers_work_with_only_the_named_capabilities(capped: GatewayProc) -> None:
     assert capped.proc is not None
-    status = Path(f"/proc/{capped.proc.pid}/status").read_text()  # noqa: ASYNC240
+    status = Path(f"/proc/{capped.proc.pid}/status").read_text()
     cap_eff = int(next(x for x in status.splitlines() if x.startswith("CapEff:")).split()[1], 16)
     assert cap_eff == sum(1 << b for b in (12, 21, 7, 6, 5, 1)), hex(cap_eff)
     async with connect(capped, "capped", "auto") as c:

@@ -94,8 +94,8 @@ async def test_each_instance_runs_as_its_own_unprivileged_uid_in_its_own_namespa
     by_netns: dict[str, list[tuple[bytes, list[str]]]] = {}
     for pid in jailed.descendants():
         try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()  # noqa: ASYNC240
-            status = Path(f"/proc/{pid}/status").read_text()  # noqa: ASYNC240
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            status = Path(f"/proc/{pid}/status").read_text()
             netns = os.readlink(f"/proc/{pid}/ns/net")
         except OSError:
             continue
