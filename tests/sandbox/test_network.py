@@ -505,3 +505,21 @@ async def test_many_cycles_leave_no_interface_element_or_descriptor() -> None:
     with Nft() as n:
         assert TABLE not in n.run("list tables")
     assert set(os.listdir("/proc/self/fd")) <= fds_before | {"3"}  # listdir's own fd
+
+
+async def test_tcp_80_and_443_to_anywhere_meet_the_proxy_instead() -> None:
+    # What a client that ignores HTTPS_PROXY does: connect straight to an address. The
+    # namespace sends it to the proxy's transparent ports; nothing else leaves.
+    network = SandboxNetwork(SUBNET, [3128, 3129, 3130], pool_size=0, redirect=(3129, 3130))
+    await network.start()
+    try:
+        lease = await network.acquire()
+        host = lease.slot.host_ip
+        with listener(host, 3130) as tls_seen, listener(host, 3129) as http_seen:
+            assert connect(network, lease, "11.0.0.1", 443) == {"ok": True, "data": "pong"}
+            assert connect(network, lease, "11.0.0.1", 80) == {"ok": True, "data": "pong"}
+            other = connect(network, lease, "11.0.0.1", 8443)
+        assert tls_seen == [lease.slot.sandbox_ip] and http_seen == [lease.slot.sandbox_ip]
+        assert not other["ok"] and other["error"] in ("PermissionError", "TimeoutError")
+    finally:
+        await network.aclose()

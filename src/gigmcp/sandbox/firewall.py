@@ -5,7 +5,8 @@ Owns ``table inet gigmcp``. What it enforces, for every interface named ``gmv*``
 - a sandbox may send only IPv4, only from the address assigned to its own interface
   (anti-spoofing: no instance can pass for another, so the proxy's source-IP identity
   holds);
-- the host accepts from it only TCP to its own host-end address on the proxy's ports;
+- the host accepts from it only TCP to its own host-end address on the proxy's ports,
+  and accepts the proxy's ports from nowhere else (the proxy listens on every address);
   the API, the database, other host services and other sandboxes stay unreachable;
 - nothing from or to a sandbox interface is forwarded, so there is no route anywhere
   but the proxy, whatever the host's ``ip_forward`` says;
@@ -53,6 +54,7 @@ table inet {TABLE} {{
         type filter hook input priority filter - 10; policy accept;
         iifname {wildcard} iifname . ip daddr @host_ends tcp dport @proxy_ports accept
         iifname {wildcard} drop
+        tcp dport @proxy_ports drop
     }}
     chain guard_forward {{
         type filter hook forward priority filter - 10; policy accept;
@@ -68,11 +70,26 @@ table inet {TABLE} {{
 """
 
 
-def inside_ruleset(host_ip: str, ports: Iterable[int]) -> str:
-    """The wall inside one sandbox namespace: out only to the proxy, in only from it."""
+def inside_ruleset(
+    host_ip: str, ports: Iterable[int], redirect: tuple[int, int] | None = None
+) -> str:
+    """The wall inside one sandbox namespace: out only to the proxy, in only from it.
+
+    With ``redirect`` (the proxy's transparent HTTP and TLS ports), TCP to port 80 or 443
+    anywhere is sent to the proxy instead, so a client that ignores HTTPS_PROXY still
+    meets the proxy rather than a dropped packet."""
     port_list = ", ".join(str(int(p)) for p in sorted(set(ports))) or "0"
+    nat = ""
+    if redirect is not None:
+        http, tls = (int(p) for p in redirect)
+        nat = f"""
+    chain to_proxy {{
+        type nat hook output priority -100; policy accept;
+        ip daddr != {host_ip} tcp dport 80 dnat ip to {host_ip}:{http}
+        ip daddr != {host_ip} tcp dport 443 dnat ip to {host_ip}:{tls}
+    }}"""
     return f"""
-table inet {TABLE} {{
+table inet {TABLE} {{{nat}
     chain output {{
         type filter hook output priority filter; policy drop;
         oifname "lo" accept
@@ -82,6 +99,7 @@ table inet {TABLE} {{
         type filter hook input priority filter; policy drop;
         iifname "lo" accept
         ip saddr {host_ip} tcp sport {{ {port_list} }} accept
+        ct state established,related accept
     }}
 }}
 """

@@ -187,7 +187,11 @@ class SandboxLauncher:
         self.config = config
         self.limits = limits or jail.JailLimits()
         # Zygotes are the pool; each holds a namespace of its own.
-        self.network = SandboxNetwork(config.subnet, [config.proxy_port], pool_size=0)
+        p = config.proxy_port
+        # The explicit proxy, then its transparent HTTP and TLS entrances.
+        self.network = SandboxNetwork(
+            config.subnet, [p, p + 1, p + 2], pool_size=0, redirect=(p + 1, p + 2)
+        )
         self.identities = SourceTable()
         self.cgroups = cgroups.CgroupManager()
         # Plans are cached for PLAN_TTL_S: reading ELF headers costs milliseconds, and an

@@ -71,9 +71,16 @@ class SandboxNetwork:
     they hold addresses but no identity, and nothing can reach them.
     """
 
-    def __init__(self, subnet: str, proxy_ports: Iterable[int], pool_size: int = 2) -> None:
+    def __init__(
+        self,
+        subnet: str,
+        proxy_ports: Iterable[int],
+        pool_size: int = 2,
+        redirect: tuple[int, int] | None = None,
+    ) -> None:
         self.addresses = AddressPool(subnet)
         self.proxy_ports = tuple(proxy_ports)
+        self.redirect = redirect
         self.pool_size = pool_size
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gigmcp-net")
         self._ready: list[NetLease] = []
@@ -271,7 +278,7 @@ class SandboxNetwork:
                 # A libnftables context talks to the namespace it was created in: make it
                 # here, use it, free it, all before leaving.
                 with Nft() as nft:
-                    nft.run(inside_ruleset(slot.host_ip, self.proxy_ports))
+                    nft.run(inside_ruleset(slot.host_ip, self.proxy_ports, self.redirect))
                 inner = IPRoute()
             finally:
                 self.leave()
