@@ -1,6 +1,8 @@
-"""The store's tests run on both backends: SQLite, and a real PostgreSQL server that the
-fixture starts itself (a throwaway cluster on a Unix socket, no TCP), one database per
-test. Without PostgreSQL's server binaries the PostgreSQL cases skip, saying so."""
+"""Both database backends for the tests that take ``database_url``: SQLite, and a real
+PostgreSQL server that the fixture starts itself (a throwaway cluster on a Unix socket,
+no TCP), one database per test. Without PostgreSQL's server binaries the PostgreSQL
+cases skip, saying so. A pytest plugin (see tests/conftest.py), shared by the store's
+and the vault's tests."""
 
 from __future__ import annotations
 
