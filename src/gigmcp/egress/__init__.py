@@ -1,0 +1,1 @@
+"""The egress proxy: the sandboxes' only way out."""

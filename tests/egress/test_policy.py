@@ -1,0 +1,60 @@
+"""The allowlist: exact hosts, or one extra label under a "*." suffix; then the port."""
+
+from __future__ import annotations
+
+import pytest
+
+from gigmcp.egress.hosts import HostError, canonical_host
+from gigmcp.egress.policy import EgressPolicy
+
+POLICY = EgressPolicy(["api.example.com", "*.svc.example.com", "bücher.example"])
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["api.example.com", "API.EXAMPLE.COM.", "eu.svc.example.com", "XN--BCHER-KVA.EXAMPLE.",
+     "bücher.example"],
+)  # fmt: skip
+def test_allowed_hosts_in_any_spelling(host: str) -> None:
+    assert POLICY.check(canonical_host(host), 443).allowed
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("api.example.com.evil.com", "host-not-allowed"),
+        ("evilapi.example.com", "host-not-allowed"),
+        ("example.com", "host-not-allowed"),
+        ("svc.example.com", "host-not-allowed"),  # "*." needs one more label
+        ("a.b.svc.example.com", "host-not-allowed"),  # ... exactly one
+        ("127.0.0.1", "ip-literal"),
+        ("[::1]", "ip-literal"),
+    ],
+)
+def test_attack_hosts_outside_the_allowlist(host: str, reason: str) -> None:
+    decision = POLICY.check(canonical_host(host), 443)
+    assert not decision.allowed and decision.reason == reason
+
+
+def test_ports_are_443_and_80_unless_the_manifest_says_otherwise() -> None:
+    host = canonical_host("api.example.com")
+    assert POLICY.check(host, 80).allowed
+    for port in (22, 8443, 3128):
+        assert POLICY.check(host, port).reason == "port-not-allowed"
+    assert EgressPolicy(["api.example.com"], [8443]).check(host, 8443).allowed
+    assert EgressPolicy(["api.example.com"], [8443]).check(host, 443).reason == "port-not-allowed"
+
+
+def test_an_empty_allowlist_allows_nothing() -> None:
+    decision = EgressPolicy([]).check(canonical_host("api.example.com"), 443)
+    assert decision.reason == "no-allowlist"
+
+
+@pytest.mark.parametrize(
+    ("hosts", "ports"),
+    [(["*.com"], [443]), (["1.2.3.4"], [443]), (["host:443"], [443]), (["ok.example"], [0]),
+     (["ok.example"], [65536]), (["ok.example"], [True])],
+)  # fmt: skip
+def test_attack_bad_policies_are_refused_when_built(hosts: list[str], ports: list[int]) -> None:
+    with pytest.raises(HostError):
+        EgressPolicy(hosts, ports)
