@@ -37,6 +37,8 @@ class Settings:
     database_url: str
     listen: str = "127.0.0.1:8080"
     master_key: Secret | None = field(default=None, repr=False)
+    # During a master key rotation: the key being retired, readable only.
+    master_key_previous: Secret | None = field(default=None, repr=False)
     public_url: str | None = None
     oidc_issuer: str | None = None
     oidc_client_id: str | None = None
@@ -47,7 +49,9 @@ class Settings:
     registry_pubkey: str | None = None
     sandbox_subnet: str = "10.213.0.0/16"
     sandbox_pool: int = 2
-    egress_port: int = 3128
+    egress_port: int = 3128  # and the next two, for transparent HTTP and TLS
+    egress_dns: str | None = None  # a DNS server for the proxy, else the system resolver
+    egress_ca_bundle: Path | None = None  # extra CAs to trust upstream (PEM)
     allowed_origins: tuple[str, ...] = ()
     max_body_bytes: int = 4 * 1024 * 1024
     request_timeout: float = 120.0
@@ -108,6 +112,41 @@ def _port(name: str, raw: str) -> int:
     return int(raw)
 
 
+def _egress_port(raw: str) -> int:
+    port = _port("GIG_EGRESS_PORT", raw)
+    if port > 65533:
+        raise ConfigError(
+            "GIG_EGRESS_PORT: the proxy uses this port and the next two; at most 65533"
+        )
+    return port
+
+
+def _dns_server(raw: str | None) -> str | None:
+    if raw is None or not raw.strip():
+        return None
+    host, sep, port = raw.strip().rpartition(":") if raw.count(":") == 1 else (raw.strip(), "", "")
+    try:
+        ipaddress.ip_address(host.strip("[]") if sep else raw.strip())
+    except ValueError:
+        raise ConfigError(f"GIG_EGRESS_DNS: expected an IP address[:port], got {raw!r}") from None
+    if sep:
+        _port("GIG_EGRESS_DNS", port)
+    return raw.strip()
+
+
+def _ca_bundle(raw: str | None) -> Path | None:
+    if raw is None or not raw.strip():
+        return None
+    path = Path(raw)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"GIG_EGRESS_CA_BUNDLE: cannot read {path}: {exc.strerror}") from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ConfigError(f"GIG_EGRESS_CA_BUNDLE: {path} holds no PEM certificate")
+    return path
+
+
 def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
     raw = env.get(name)
     if raw is None:
@@ -130,12 +169,12 @@ def _url(name: str, value: str | None, schemes: tuple[str, ...]) -> str | None:
     return value
 
 
-def _master_key(raw: str | None) -> Secret | None:
+def _master_key(raw: str | None, name: str = "GIG_MASTER_KEY") -> Secret | None:
     if raw is None:
         return None
     if len(raw) != 64 or any(c not in "0123456789abcdefABCDEF" for c in raw):
         raise ConfigError(
-            "GIG_MASTER_KEY: must be 64 hex characters (32 bytes); "
+            f"{name}: must be 64 hex characters (32 bytes); "
             'generate one with: python3 -c "import secrets; print(secrets.token_hex(32))"'
         )
     return Secret(bytes.fromhex(raw))
@@ -200,8 +239,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         database_url=database_url,
         listen=_listen("GIG_LISTEN", env.get("GIG_LISTEN", "127.0.0.1:8080")),
         sandbox_pool=_count("GIG_SANDBOX_POOL", env.get("GIG_SANDBOX_POOL", "2"), 0, 64),
-        egress_port=_port("GIG_EGRESS_PORT", env.get("GIG_EGRESS_PORT", "3128")),
+        egress_port=_egress_port(env.get("GIG_EGRESS_PORT", "3128")),
+        egress_dns=_dns_server(env.get("GIG_EGRESS_DNS")),
+        egress_ca_bundle=_ca_bundle(env.get("GIG_EGRESS_CA_BUNDLE")),
         master_key=_master_key(_read(env, "GIG_MASTER_KEY", secret=True)),
+        master_key_previous=_master_key(
+            _read(env, "GIG_MASTER_KEY_PREVIOUS", secret=True), "GIG_MASTER_KEY_PREVIOUS"
+        ),
         public_url=_url("GIG_PUBLIC_URL", env.get("GIG_PUBLIC_URL"), ("http", "https")),
         oidc_issuer=_url("GIG_OIDC_ISSUER", oidc["GIG_OIDC_ISSUER"] or None, ("http", "https")),
         oidc_client_id=oidc["GIG_OIDC_CLIENT_ID"] or None,
@@ -252,3 +296,19 @@ def ensure_master_key(settings: Settings) -> str | None:
         "*" * 72 + f"\n* gigmcp: no GIG_MASTER_KEY given: generated a new master key in {path}\n"
         "* (mode 0600). Back it up: without it the vault cannot be decrypted.\n" + "*" * 72
     )
+
+
+def master_keys(settings: Settings) -> tuple[Secret, Secret | None]:
+    """The current master key and the previous one (during a rotation), after
+    :func:`ensure_master_key`: from the environment, or from the data directory."""
+    current = settings.master_key
+    if current is None:
+        path = settings.data_dir / "master.key"
+        try:
+            current = _master_key(path.read_text().strip(), f"master key file {path}")
+        except OSError as exc:
+            raise ConfigError(f"GIG_MASTER_KEY: cannot read {path}: {exc.strerror}") from exc
+    assert current is not None
+    if settings.master_key_previous is not None and settings.master_key_previous == current:
+        raise ConfigError("GIG_MASTER_KEY_PREVIOUS: is the same key as GIG_MASTER_KEY")
+    return current, settings.master_key_previous

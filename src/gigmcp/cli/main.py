@@ -7,6 +7,7 @@ stdout so ``$(gigmcp token mint p)`` works.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
@@ -152,10 +153,17 @@ def server_add(
     nofile: int = typer.Option(None, "--nofile", help="Open files limit (default 1024)."),
     tmp_size: str = typer.Option(None, "--tmp-size", help="Size of /tmp (default 64M)."),
     home_size: str = typer.Option(None, "--home-size", help="Size of $HOME (default 64M)."),
+    egress: list[str] = typer.Option([], "--egress", help="Allowed host (or *.suffix)."),
+    egress_port: list[int] = typer.Option([], "--egress-port", help="Allowed port (443, 80)."),
+    credential: list[str] = typer.Option(
+        [], "--credential", help="Credential definition (JSON, as in a registry manifest)."
+    ),
 ) -> None:
     """Add a stdio server: gigmcp server add NAME [--env K=V] [--memory 1G] -- COMMAND [ARGS]..."""
     command = list(ctx.args)
     limits = _limits(memory, pids, cpu_weight, nofile, tmp_size, home_size)
+    egress_json = _egress(egress, egress_port)
+    creds = _credentials(credential)
     literal: dict[str, str] = {}
     for item in env:
         key, sep, value = item.partition("=")
@@ -163,8 +171,46 @@ def server_add(
             fail(f"--env expects KEY=VALUE, got {item!r} (use --env-name KEY for a declared name)")
         literal[key] = value
     _, engine, uid = _store()
-    _run(lambda: admin.add_server(engine, uid, name, command, literal, list(env_name), cwd, limits))
+    _run(
+        lambda: admin.add_server(
+            engine, uid, name, command, literal, list(env_name), cwd, limits, egress_json, creds
+        )
+    )
     typer.echo(f"added server {name}", err=True)
+
+
+def _egress(hosts: list[str], ports: list[int]) -> dict[str, Any]:
+    out: dict[str, Any] = {"hosts": list(hosts)}
+    if ports:
+        out["ports"] = list(ports)
+    return out
+
+
+def _credentials(raw: list[str]) -> list[dict[str, Any]]:
+    out = []
+    for item in raw:
+        try:
+            parsed = json.loads(item)
+        except json.JSONDecodeError as exc:
+            fail(f"--credential: not JSON ({exc.msg}): {item[:80]!r}")
+        if not isinstance(parsed, dict):
+            fail('--credential: a JSON object like {"id": ..., "type": ..., "inject": {...}}')
+        out.append(parsed)
+    return out
+
+
+@server_app.command("egress")
+def server_egress(
+    name: str,
+    egress: list[str] = typer.Option([], "--egress", help="Allowed host (or *.suffix)."),
+    egress_port: list[int] = typer.Option([], "--egress-port", help="Allowed port."),
+    credential: list[str] = typer.Option([], "--credential", help="Credential definition."),
+) -> None:
+    """Replace a server's egress allowlist (and credential definitions, if given)."""
+    _, engine, uid = _store()
+    creds = _credentials(credential) if credential else None
+    _run(lambda: admin.set_egress(engine, uid, name, _egress(egress, egress_port), creds))
+    typer.echo(f"egress of {name} updated; it applies from its next start", err=True)
 
 
 def _limits(
@@ -332,6 +378,7 @@ def doctor() -> None:
 
 
 def _register_serve() -> None:
+    from gigmcp.cli import credentials  # noqa: F401 - registers its commands
     from gigmcp.cli.serve import serve
 
     app.command("serve")(serve)

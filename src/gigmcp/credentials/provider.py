@@ -31,7 +31,7 @@ def launch_environment(
 ) -> dict[str, str]:
     """Literal values plus provided values for declared names, and nothing else."""
     env = dict(server.env)
-    declared = set(server.env_names)
+    declared = set(server.env_names) | {c.env for c in server.credentials}
     for name, value in provider.environment_for(key, server).items():
         if name in declared:
             env[name] = value

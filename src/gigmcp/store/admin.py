@@ -12,17 +12,20 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gigmcp.auth import tokens
+from gigmcp.credentials.definitions import DefinitionError, parse_credentials, parse_egress
 from gigmcp.store.limits import LimitError
 from gigmcp.store.limits import check as check_limits
 from gigmcp.store.models import (
     AuditRow,
     ConfigRevision,
+    CredentialValue,
     Profile,
     ProfileServer,
     ProfileToken,
@@ -30,6 +33,8 @@ from gigmcp.store.models import (
     Server,
     User,
 )
+from gigmcp.vault import store as vault_store
+from gigmcp.vault.keys import Keyring, VaultError
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 SERVER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -115,11 +120,14 @@ def add_server(
     env_names: list[str],
     cwd: str | None,
     limits: dict[str, int] | None = None,
+    egress: dict[str, Any] | None = None,
+    credentials: list[dict[str, Any]] | None = None,
 ) -> None:
     try:
         checked = check_limits(dict(limits or {}))
     except LimitError as exc:
         raise AdminError(str(exc)) from exc
+    egress_json, credentials_json = _definitions(egress, credentials)
     if not SERVER_NAME.match(name):
         raise AdminError(
             f"invalid server name {name!r}: a-z, 0-9 and '-' only "
@@ -141,6 +149,8 @@ def add_server(
                     env_names=env_names,
                     cwd=cwd,
                     limits=checked,
+                    egress=egress_json,
+                    credentials=credentials_json,
                 )
             )
     except IntegrityError as exc:
@@ -156,6 +166,100 @@ def set_limits(engine: Engine, user_id: int, name: str, limits: dict[str, int]) 
     with change(engine, "server.limits", user_id, server=name) as s:
         srv = _server(s, name)
         srv.limits = {**(srv.limits or {}), **checked}
+
+
+def _definitions(
+    egress: dict[str, Any] | None, credentials: list[dict[str, Any]] | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    try:
+        parsed = parse_egress(egress)
+        creds = parse_credentials(credentials, parsed)
+    except DefinitionError as exc:
+        raise AdminError(str(exc)) from exc
+    return parsed.to_json(), [c.to_json() for c in creds]
+
+
+def set_egress(
+    engine: Engine,
+    user_id: int,
+    name: str,
+    egress: dict[str, Any],
+    credentials: list[dict[str, Any]] | None = None,
+) -> None:
+    """Replace a server's egress allowlist (and, if given, its credential definitions);
+    running instances pick it up at their next start."""
+    with change(engine, "server.egress", user_id, server=name) as s:
+        srv = _server(s, name)
+        egress_json, creds_json = _definitions(
+            egress, srv.credentials if credentials is None else credentials
+        )
+        srv.egress, srv.credentials = egress_json, creds_json
+
+
+def set_credential(
+    engine: Engine, keyring: Keyring, user_id: int, server: str, credential_id: str, value: bytes
+) -> None:
+    """Store a credential value for (this user, server), sealed by the vault. The audit
+    row names the credential, never the value."""
+    if not value:
+        raise AdminError("the value is empty (it is read from standard input)")
+    if len(value) > 64 * 1024:
+        raise AdminError("the value is longer than 64 KiB")
+    if any(b in value for b in (b"\r", b"\n", b"\0")):
+        raise AdminError(
+            "the value holds a line break or NUL (a trailing newline from echo is removed; "
+            "use printf '%s' to be exact)"
+        )
+    with change(engine, "credential.set", user_id, server=server, detail=credential_id) as s:
+        srv = _server(s, server)
+        known = {c.get("id") for c in srv.credentials or []}
+        if credential_id not in known:
+            raise AdminError(
+                f"server {server!r} declares no credential {credential_id!r}"
+                + (f" (it declares: {', '.join(sorted(map(str, known)))})" if known else "")
+            )
+        vault_store.put(s, keyring, user_id, srv.id, credential_id, value)
+
+
+def unset_credential(engine: Engine, user_id: int, server: str, credential_id: str) -> None:
+    with change(engine, "credential.unset", user_id, server=server, detail=credential_id) as s:
+        srv = _server(s, server)
+        row = s.scalar(
+            select(CredentialValue).where(
+                CredentialValue.owner_id == user_id,
+                CredentialValue.server_id == srv.id,
+                CredentialValue.credential_id == credential_id,
+            )
+        )
+        if row is None:
+            raise AdminError(f"no value is set for {server}/{credential_id}")
+        s.delete(row)
+
+
+def list_credentials(engine: Engine, user_id: int) -> list[tuple[str, str, str, bool]]:
+    """(server, credential id, sealed|entrusted, value set?) for every declared credential."""
+    out = []
+    with Session(engine) as s:
+        have = {
+            (r.server_id, r.credential_id)
+            for r in s.scalars(select(CredentialValue).where(CredentialValue.owner_id == user_id))
+        }
+        for srv in s.scalars(select(Server).order_by(Server.name)):
+            for c in srv.credentials or []:
+                kind = "sealed" if "header" in c.get("inject", {}) else "entrusted"
+                out.append((srv.name, str(c["id"]), kind, (srv.id, c["id"]) in have))
+    return out
+
+
+def rotate_master_key(engine: Engine, keyring: Keyring, user_id: int) -> vault_store.Rotation:
+    """Re-wrap every credential value under the current master key, in one transaction."""
+    try:
+        result = vault_store.rotate(engine, keyring)
+    except VaultError as exc:
+        raise AdminError(f"rotation stopped, nothing changed: {exc}") from exc
+    with change(engine, "vault.rotate", user_id, detail=f"{result.rewrapped} to {result.key_id}"):
+        pass
+    return result
 
 
 def remove_server(engine: Engine, user_id: int, name: str) -> None:

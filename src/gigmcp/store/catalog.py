@@ -15,11 +15,13 @@ import hmac
 import logging
 import sqlite3
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session
 
 from gigmcp.auth import tokens
+from gigmcp.credentials.definitions import DefinitionError, parse_credentials, parse_egress
 from gigmcp.store.db import make_engine, migrate
 from gigmcp.store.models import AuditRow, Profile, ProfileServer, ProfileToken, ProfileTool, Server
 from gigmcp.store.views import Assignment, AuditEvent, ProfileView, ServerDef, TokenGrant
@@ -79,6 +81,7 @@ class StoreCatalog:
                     env_names=tuple(srv.env_names),
                     cwd=srv.cwd,
                     limits=tuple(sorted((srv.limits or {}).items())),
+                    **_egress_and_credentials(srv),
                 )
                 assigned.setdefault(a.profile_id, []).append(
                     Assignment(sdef, a.default_enabled, tuple(overrides.get(a.id, ())))
@@ -195,3 +198,16 @@ def _aware(at: datetime | None) -> datetime | None:
 
 
 __all__ = ["StoreCatalog"]
+
+
+def _egress_and_credentials(srv: Server) -> dict[str, Any]:
+    # Stored definitions were checked when written; one that no longer parses (a rule
+    # tightened since) leaves the server with no egress rather than stopping the catalog.
+    try:
+        egress = parse_egress(srv.egress)
+        return {"egress": egress, "credentials": parse_credentials(srv.credentials, egress)}
+    except DefinitionError as exc:
+        log.error(
+            "server %s: stored egress/credentials are invalid (%s); egress off", srv.name, exc
+        )
+        return {}

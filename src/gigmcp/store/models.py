@@ -9,7 +9,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -50,7 +60,70 @@ class Server(Base):
     env_names: Mapped[list[str]] = mapped_column(JSON, default=list)
     cwd: Mapped[str | None] = mapped_column(String(4096))
     limits: Mapped[dict[str, int]] = mapped_column(JSON, default=dict, server_default="{}")
+    # Where the server may go, and the credentials it uses (credentials/definitions.py).
+    egress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
+    credentials: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON, default=list, server_default="[]"
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CredentialValue(Base):
+    """One credential value, set per owner and server: only ever as vault ciphertext.
+
+    ``record_id`` is random and part of the ciphertext's associated data together with
+    the owner, server and credential id, so a ciphertext copied to another row does not
+    open. ``key_id`` repeats the master key id from the ciphertext's header so that a
+    rotation can find what is left to re-wrap."""
+
+    __tablename__ = "credential_values"
+    __table_args__ = (UniqueConstraint("owner_id", "server_id", "credential_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(32), unique=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    server_id: Mapped[int] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"), index=True)
+    credential_id: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(16), index=True)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class VaultItem(Base):
+    """A secret of the gateway itself (the egress CA's private key), as vault ciphertext."""
+
+    __tablename__ = "vault_items"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[str] = mapped_column(String(16), index=True)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class EgressAuditRow(Base):
+    """One request (or refused connection) through the egress proxy. Never a value:
+    the path has no query string, and a credential appears by its id only."""
+
+    __tablename__ = "egress_audit"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    owner_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    profile_id: Mapped[int | None] = mapped_column(Integer)
+    server: Mapped[str | None] = mapped_column(String(63))
+    instance: Mapped[str | None] = mapped_column(String(128))
+    source_ip: Mapped[str] = mapped_column(String(45))
+    method: Mapped[str | None] = mapped_column(String(16))
+    scheme: Mapped[str | None] = mapped_column(String(8))
+    host: Mapped[str | None] = mapped_column(String(255))
+    port: Mapped[int | None] = mapped_column(Integer)
+    path: Mapped[str | None] = mapped_column(String(1024))
+    status: Mapped[int | None] = mapped_column(Integer)
+    bytes_out: Mapped[int] = mapped_column(Integer, default=0)  # sandbox → upstream body
+    bytes_in: Mapped[int] = mapped_column(Integer, default=0)  # upstream → sandbox body
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+    decision: Mapped[str] = mapped_column(String(16))  # allowed | denied | error
+    reason: Mapped[str] = mapped_column(String(64))
+    credential: Mapped[str | None] = mapped_column(String(64))
 
 
 class ProfileServer(Base):

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from gigmcp.credentials.definitions import CredentialDef, Egress
+
 
 @dataclass(frozen=True, slots=True)
 class ServerDef:
@@ -26,6 +28,8 @@ class ServerDef:
     cwd: str | None = None
     # Sandbox limits the operator set (see store/limits.py); unset ones take defaults.
     limits: tuple[tuple[str, int], ...] = ()
+    egress: Egress = field(default_factory=Egress)
+    credentials: tuple[CredentialDef, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

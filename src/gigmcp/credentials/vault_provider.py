@@ -1,0 +1,115 @@
+"""The vault-backed credential provider: what each instance gets, and what the proxy
+swaps back.
+
+At every launch an instance gets, for each *sealed* credential of its server, a fresh
+high-entropy placeholder in the credential's variable; the real value, read from the
+vault for the profile owner, stays here for the egress proxy to inject toward the
+credential's hosts and to scrub from whatever comes back. *Entrusted* credentials go
+into the environment as they are (the egress allowlist still applies to them).
+
+Owns the per-instance table instance → (placeholder, real value, definition). Values of
+running instances are held in memory because the proxy needs them on every request and
+to scrub responses; they are dropped when the instance is forgotten. It must never hand
+a value to another owner's instance, reuse a placeholder, or show a value in a repr.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import string
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from gigmcp.credentials.definitions import CredentialDef
+from gigmcp.store.views import ServerDef
+from gigmcp.upstream.types import InstanceKey
+from gigmcp.vault import store as vault_store
+from gigmcp.vault.keys import Keyring, VaultError
+
+log = logging.getLogger(__name__)
+PLACEHOLDER_PREFIX = "gigmcp_ph_"
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_placeholder() -> str:
+    # Letters and digits only: unchanged by every encoding a request may apply, and
+    # shaped like an API key. 32 of 62 symbols: about 190 bits.
+    return PLACEHOLDER_PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(32))
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    credential: CredentialDef
+    placeholder: str
+    value: bytes | None = field(repr=False)  # None: the owner has not set it
+
+    def __repr__(self) -> str:
+        state = "set" if self.value else "not set"
+        return f"Sealed({self.credential.id}, {state})"
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceCredentials:
+    key: InstanceKey
+    owner_id: int
+    server: ServerDef
+    sealed: tuple[Sealed, ...] = ()
+
+    def scrub_pairs(self) -> dict[bytes, bytes]:
+        """Real value → placeholder, for every sealed value that is set."""
+        return {s.value: s.placeholder.encode() for s in self.sealed if s.value}
+
+    def __repr__(self) -> str:
+        return f"InstanceCredentials({self.key}, owner={self.owner_id}, {list(self.sealed)})"
+
+
+class VaultCredentials:
+    """A :class:`~gigmcp.credentials.provider.CredentialProvider` backed by the vault."""
+
+    def __init__(
+        self, engine: Engine, keyring: Keyring, owner_of: Callable[[InstanceKey], int | None]
+    ) -> None:
+        self._engine = engine
+        self._keyring = keyring
+        self._owner_of = owner_of
+        self._instances: dict[InstanceKey, InstanceCredentials] = {}
+
+    def environment_for(self, key: InstanceKey, server: ServerDef) -> dict[str, str]:
+        if not server.credentials:
+            self._instances.pop(key, None)
+            return {}
+        owner = self._owner_of(key)
+        values: dict[str, bytes] = {}
+        if owner is not None:
+            try:
+                with Session(self._engine) as s:
+                    values = vault_store.values_for(s, self._keyring, owner, server.id)
+            except VaultError as exc:
+                # The instance starts without its credentials rather than not at all;
+                # the log says why (never with a value).
+                log.error("credentials of %s for owner %s: %s", server.name, owner, exc)
+        env: dict[str, str] = {}
+        sealed: list[Sealed] = []
+        for cred in server.credentials:
+            value = values.get(cred.id)
+            if cred.sealed:
+                ph = new_placeholder()
+                sealed.append(Sealed(cred, ph, value))
+                env[cred.env] = ph
+            elif value is not None:
+                env[cred.env] = value.decode("utf-8", "replace")
+        self._instances[key] = InstanceCredentials(key, owner or 0, server, tuple(sealed))
+        return env
+
+    def for_instance(self, key: InstanceKey) -> InstanceCredentials | None:
+        return self._instances.get(key)
+
+    def forget(self, key: InstanceKey) -> None:
+        self._instances.pop(key, None)
+
+    def __repr__(self) -> str:
+        return f"VaultCredentials({len(self._instances)} instances, {self._keyring!r})"

@@ -1,0 +1,1 @@
+"""The vault: secrets at rest, envelope-encrypted under the master key."""
