@@ -14,6 +14,7 @@ from typing import Any
 
 from gigmcp.config import Settings
 from gigmcp.credentials.provider import CredentialProvider, NoCredentials, launch_environment
+from gigmcp.egress.proxy import EgressProxy
 from gigmcp.endpoint.asgi import McpEndpoint
 from gigmcp.router.gateway import Router
 from gigmcp.router.hub import GATEWAY_INFO
@@ -38,12 +39,14 @@ class Gateway:
         settings: Settings,
         launcher: Launcher | None = None,
         credentials: CredentialProvider | None = None,
+        egress: EgressProxy | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = StoreCatalog(settings.database_url)
         self.router = Router(self.catalog, request_timeout=settings.request_timeout)
         self.credentials: CredentialProvider = credentials or NoCredentials()
         self.launcher: Launcher = launcher or PlainLauncher()
+        self.egress = egress
         self.supervisor = Supervisor(
             self.launcher,
             self.router,
@@ -64,9 +67,10 @@ class Gateway:
     def _spec_for(self, key: InstanceKey, server: ServerDef) -> LaunchSpec:
         env = launch_environment(self.credentials, key, server)
         limits = dataclasses.replace(JailLimits(), **dict(server.limits))
-        return LaunchSpec(
-            key, server.command, env, server.cwd, owner_id=server.owner_id, limits=limits
-        )
+        # The instance acts for the profile's owner: their credentials, their audit rows.
+        profile = self.catalog.profile(key.profile_id)
+        owner = profile.owner_id if profile is not None else server.owner_id
+        return LaunchSpec(key, server.command, env, server.cwd, owner_id=owner, limits=limits)
 
     async def start(self) -> None:
         await self.catalog.start()
@@ -77,12 +81,18 @@ class Gateway:
             removed = await starter()
             if any(removed.values()):
                 log.warning("removed leftovers of an earlier run: %s", removed)
+        if self.egress is not None:
+            await self.egress.audit.start()
+            await self.egress.start()
         self.router.start()
 
     async def stop(self) -> None:
         await self.endpoint.aclose()
         await self.router.aclose()
         await self.supervisor.shutdown()
+        if self.egress is not None:
+            await self.egress.aclose()
+            await self.egress.audit.aclose()
         closer = getattr(self.launcher, "aclose", None)
         if closer is not None:
             await closer()

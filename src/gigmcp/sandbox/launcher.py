@@ -44,6 +44,7 @@ from gigmcp.supervisor.launcher import (
     LaunchError,
     LaunchSpec,
 )
+from gigmcp.upstream.types import InstanceKey
 
 START_TIMEOUT = 10.0
 MAX_ARGS_BYTES = 60 * 1024  # under the 64 KiB of a pipe
@@ -193,6 +194,9 @@ class SandboxLauncher:
             config.subnet, [p, p + 1, p + 2], pool_size=0, redirect=(p + 1, p + 2)
         )
         self.identities = SourceTable()
+        # Called with an instance's key once it is gone and its address unregistered
+        # (the egress proxy drops what it kept for it).
+        self.on_instance_end: list[Callable[[InstanceKey], None]] = []
         self.cgroups = cgroups.CgroupManager()
         # Plans are cached for PLAN_TTL_S: reading ELF headers costs milliseconds, and an
         # upgraded package (new libraries, a moved interpreter) is planned afresh soon.
@@ -451,6 +455,9 @@ class SandboxLauncher:
             self.identities.remove(lease.slot.sandbox_ip)
             await self.network.release(lease)
             self._live.discard(process)
+            for hook in self.on_instance_end:
+                with contextlib.suppress(Exception):
+                    hook(spec.key)
 
         process.set_cleanup(cleanup)
         self._live.add(process)

@@ -1,0 +1,104 @@
+"""Credentials at the boundary: what a request toward one host carries, and what comes
+back scrubbed.
+
+For one instance and one destination: each sealed credential whose hosts include the
+destination has its header set to the real value in the manifest's format (whatever
+the sandbox put there is dropped); a placeholder found anywhere else in the request
+(target, any header, the body) for a credential whose hosts do *not* include the
+destination is an exfiltration attempt, and the request is refused. Responses are
+scrubbed of every real value of the instance, also in encoded forms.
+
+Owns these decisions for one request. It must never inject toward a host outside the
+credential's hosts, never let a real value out toward the sandbox, and never put a
+value in an error, an audit row or a log line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from gigmcp.credentials.vault_provider import InstanceCredentials, Sealed
+from gigmcp.egress.hosts import Host
+from gigmcp.egress.policy import EgressPolicy
+from gigmcp.egress.scrub import Detector, Scrubber
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class Exfiltration(Exception):
+    """A placeholder heading for a host its credential does not belong to."""
+
+    def __init__(self, credential_id: str) -> None:
+        super().__init__(f"placeholder of {credential_id} sent to a host it does not belong to")
+        self.credential_id = credential_id
+
+
+@dataclass(frozen=True, slots=True)
+class _Cred:
+    sealed: Sealed
+    hosts: EgressPolicy
+
+
+class InstanceKeys:
+    """Everything about one instance's credentials the proxy needs per request, built
+    once per launch (the real values are held here for the instance's lifetime)."""
+
+    def __init__(self, creds: InstanceCredentials | None, egress_hosts: Iterable[str]) -> None:
+        server_hosts = tuple(egress_hosts)
+        self._creds: dict[str, _Cred] = {}
+        needles: dict[bytes, str] = {}
+        if creds is not None:
+            for s in creds.sealed:
+                hosts = s.credential.hosts or server_hosts
+                self._creds[s.credential.id] = _Cred(s, EgressPolicy(hosts))
+                needles[s.placeholder.encode()] = s.credential.id
+            self._pairs = creds.scrub_pairs()
+        else:
+            self._pairs = {}
+        self._needles = needles
+
+    @property
+    def scrubs(self) -> bool:
+        return bool(self._pairs)
+
+    def scrubber(self) -> Scrubber:
+        return Scrubber(self._pairs)
+
+    def detector(self) -> Detector | None:
+        return Detector(self._needles) if self._needles else None
+
+    def belongs(self, credential_id: str, host: Host) -> bool:
+        cred = self._creds.get(credential_id)
+        return cred is not None and cred.hosts.matches(host)
+
+    def check_found(self, found: Iterable[str], host: Host) -> None:
+        for cid in sorted(found):
+            if not self.belongs(cid, host):
+                raise Exfiltration(cid)
+
+    def rewrite(self, host: Host, target: bytes, headers: Headers) -> tuple[Headers, list[str]]:
+        """The headers to send upstream, and the ids of the credentials injected.
+        Raises Exfiltration when a placeholder is out of place."""
+        detector = self.detector()
+        if detector is not None:
+            found = detector.scan(target)
+            for _name, value in headers:
+                found |= detector.scan(value)
+            self.check_found(found, host)
+        inject = [c.sealed for c in self._creds.values() if c.hosts.matches(host)]
+        if not inject:
+            return headers, []
+        owned = {s.credential.header.lower().encode() for s in inject if s.credential.header}
+        out = [(n, v) for n, v in headers if n.lower() not in owned]
+        injected: list[str] = []
+        for s in inject:
+            if s.value is None or s.credential.header is None:
+                continue
+            rendered = s.credential.render(s.value.decode("utf-8", "replace"))
+            out.append((s.credential.header.encode(), rendered.encode()))
+            injected.append(s.credential.id)
+        return out, injected
+
+    def __repr__(self) -> str:
+        return f"InstanceKeys({sorted(self._creds)})"

