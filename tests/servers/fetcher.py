@@ -40,7 +40,11 @@ def fetch(url: str, body: str = "", use_key: bool = True) -> str:
 def inventory() -> str:
     files = {}
     for root in ("/tmp", os.environ.get("HOME", "/home/sandbox")):
-        for dirpath, _dirs, names in os.walk(root):
+        device = os.stat(root).st_dev
+        for dirpath, dirs, names in os.walk(root):
+            # Only the jail's own writable tmpfs: a package installed under the host's
+            # /tmp is bound read-only inside it, and is not this server's to report.
+            dirs[:] = [d for d in dirs if os.stat(os.path.join(dirpath, d)).st_dev == device]
             for name in names:
                 path = os.path.join(dirpath, name)
                 try:
