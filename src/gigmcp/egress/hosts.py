@@ -14,6 +14,7 @@ zone ids, control characters, wildcards and underscores are errors, not guesses.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -82,6 +83,18 @@ def _looks_ipv4(labels: list[str]) -> bool:
 
 
 def canonical_host(raw: str) -> Host:
+    """The canonical :class:`Host` for ``raw``; HostError if it has none."""
+    if not isinstance(raw, str) or not raw:
+        raise HostError("an empty host")
+    if len(raw) > 1024:
+        raise HostError("a host longer than 1024 characters")
+    return _canonical_cached(raw)
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical_cached(raw: str) -> Host:
+    # Every request repeats the same few host spellings; the answer (or the error,
+    # which is not cached) depends on the string alone.
     if not isinstance(raw, str) or not raw:
         raise HostError("an empty host")
     if len(raw) > 1024:

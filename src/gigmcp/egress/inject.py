@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from gigmcp.credentials.vault_provider import InstanceCredentials, Sealed
 from gigmcp.egress.hosts import Host
 from gigmcp.egress.policy import EgressPolicy
-from gigmcp.egress.scrub import Detector, Scrubber
+from gigmcp.egress.scrub import Detector, Scrubber, ScrubRules
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -53,20 +53,23 @@ class InstanceKeys:
                 hosts = s.credential.hosts or server_hosts
                 self._creds[s.credential.id] = _Cred(s, EgressPolicy(hosts))
                 needles[s.placeholder.encode()] = s.credential.id
-            self._pairs = creds.scrub_pairs()
+            pairs = creds.scrub_pairs()
         else:
-            self._pairs = {}
-        self._needles = needles
+            pairs = {}
+        # Compiled once per launch; each stream gets a cheap scrubber/detector of its own.
+        self._rules = ScrubRules(pairs)
+        self._scrubs = bool(pairs)
+        self._detector = Detector(needles) if needles else None
 
     @property
     def scrubs(self) -> bool:
-        return bool(self._pairs)
+        return self._scrubs
 
     def scrubber(self) -> Scrubber:
-        return Scrubber(self._pairs)
+        return Scrubber(self._rules)
 
     def detector(self) -> Detector | None:
-        return Detector(self._needles) if self._needles else None
+        return Detector(self._detector) if self._detector is not None else None
 
     def belongs(self, credential_id: str, host: Host) -> bool:
         cred = self._creds.get(credential_id)

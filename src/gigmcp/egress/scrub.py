@@ -75,21 +75,36 @@ def _compile(forms: list[bytes]) -> re.Pattern[bytes]:
     return re.compile(b"|".join(re.escape(f) for f in ordered))
 
 
-class Scrubber:
+class ScrubRules:
+    """The compiled spellings of a set of secrets: built once (per instance), shared by
+    every :class:`Scrubber` of its streams."""
+
     def __init__(self, pairs: Mapping[bytes, bytes]) -> None:
-        self._replace: dict[bytes, bytes] = {}
+        self.replace: dict[bytes, bytes] = {}
         for secret, placeholder in pairs.items():
             if not secret:
                 continue
             mine = dict(_forms(placeholder))
             for kind, form in _forms(secret):
-                if len(form) >= MIN_FORM and form not in self._replace:
-                    self._replace[form] = mine[kind]
-        self._pattern = _compile(list(self._replace)) if self._replace else None
-        self._hold = max((len(f) for f in self._replace), default=1) - 1
-        self._by_first: dict[int, list[bytes]] = {}
-        for form in self._replace:
-            self._by_first.setdefault(form[0], []).append(form)
+                if len(form) >= MIN_FORM and form not in self.replace:
+                    self.replace[form] = mine[kind]
+        self.pattern = _compile(list(self.replace)) if self.replace else None
+        self.hold = max((len(f) for f in self.replace), default=1) - 1
+        self.by_first: dict[int, list[bytes]] = {}
+        for form in self.replace:
+            self.by_first.setdefault(form[0], []).append(form)
+
+    def __repr__(self) -> str:
+        return f"ScrubRules({len(self.replace)} spellings)"
+
+
+class Scrubber:
+    def __init__(self, pairs: Mapping[bytes, bytes] | ScrubRules) -> None:
+        rules = pairs if isinstance(pairs, ScrubRules) else ScrubRules(pairs)
+        self._replace = rules.replace
+        self._pattern = rules.pattern
+        self._hold = rules.hold
+        self._by_first = rules.by_first
         self._tail = b""
         self.replaced = 0
 
@@ -155,14 +170,20 @@ class Scrubber:
 
 
 class Detector:
-    def __init__(self, needles: Mapping[bytes, str]) -> None:
-        self._ids: dict[bytes, str] = {}
+    def __init__(self, needles: Mapping[bytes, str] | Detector) -> None:
+        self._ids: dict[bytes, str]
+        self._pattern: re.Pattern[bytes] | None
+        self._keep: int
+        self._tail = b""
+        if isinstance(needles, Detector):  # a fresh stream over the same compiled needles
+            self._ids, self._pattern, self._keep = needles._ids, needles._pattern, needles._keep
+            return
+        self._ids = {}
         for needle, ident in needles.items():
             for form in encoded_forms(needle):
                 self._ids.setdefault(form, ident)
         self._pattern = _compile(list(self._ids)) if self._ids else None
         self._keep = max((len(f) for f in self._ids), default=1) - 1
-        self._tail = b""
 
     def scan(self, data: bytes) -> set[str]:
         if self._pattern is None:

@@ -18,7 +18,7 @@ import contextlib
 import ssl
 from typing import Protocol
 
-READ_SIZE = 65536
+READ_SIZE = 256 * 1024
 
 
 class Stream(Protocol):
