@@ -67,7 +67,7 @@ class StdioClient:
         loop = asyncio.get_running_loop()
         # Spawned on the loop's own thread on purpose: the parent-death signal set in
         # preexec follows the thread that forked, and this one lives as long as the run.
-        self.proc = subprocess.Popen(  # noqa: ASYNC220
+        self.proc = subprocess.Popen(
             self.argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
