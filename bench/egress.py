@@ -187,7 +187,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             proxy = EgressProxy(
                 identities=ids, grants={key_: grant}.get, resolver=DnsResolver(DNS),
                 leaves=LeafCache(gw_ca), upstream_tls=upstream_context(up_ca.cert_pem()),
-                audit=audit, ports=ProxyPorts(3128, 3129, 3130), bind=PROXY,
+                audit=audit, ports=ProxyPorts.from_base(3128), bind=PROXY,
             )  # fmt: skip
             await proxy.start()
             arms: dict[str, tuple[Path, list[str]]] = {

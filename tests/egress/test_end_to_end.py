@@ -29,6 +29,7 @@ FETCHER = (
     str(ROOT / "tests" / "peers" / "pyvenv" / "bin" / "python"),
     str(ROOT / "tests" / "servers" / "fetcher.py"),
 )
+NODEFETCH = ("/usr/bin/node", str(ROOT / "tests" / "peers" / "nodefetch.mjs"))
 CREDENTIAL = {
     "id": "api_key",
     "type": "api_key",
@@ -53,15 +54,22 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Gatew
                 "--egress", "api.example.test", "--egress", "other.example.test",
                 "--credential", json.dumps(CREDENTIAL),
             )  # fmt: skip
+            g.add_server(
+                "nodefetch", NODEFETCH,
+                "--egress", "api.example.test", "--credential", json.dumps(CREDENTIAL),
+            )  # fmt: skip
             g.cli("credential", "set", "fetcher", "api_key", stdin=CANARY + "\n")
-            g.profile("e2e", "fetcher")
+            g.cli("credential", "set", "nodefetch", "api_key", stdin=CANARY + "\n")
+            g.profile("e2e", "fetcher", "nodefetch")
             g.start()
             yield the_lab, g
 
 
-async def call(g: GatewayProc, tool: str, **args: object) -> dict[str, object]:
+async def call(
+    g: GatewayProc, tool: str, server: str = "fetcher", **args: object
+) -> dict[str, object]:
     async with connect(g, "e2e", "auto") as c:
-        result = await c.call_tool(f"fetcher_{tool}", args)
+        result = await c.call_tool(f"{server}_{tool}", args)
     assert not result.is_error, text_of(result)
     return json.loads(text_of(result))  # type: ignore[no-any-return]
 
@@ -107,6 +115,23 @@ async def test_attack_a_host_outside_the_allowlist_is_refused(
     the_lab.reset()
     answer = await call(g, "fetch", url="https://evil.example.test/", use_key=False)
     assert answer["status"] in (0, 403)
+    assert the_lab.hits_on("11.0.0.3") == []
+
+
+async def test_a_server_that_ignores_the_proxy_still_meets_it(
+    world: tuple[Lab, GatewayProc],
+) -> None:
+    # Node 20's fetch ignores HTTPS_PROXY: it asks the jail's resolver (the proxy's
+    # DNS), connects to the address it got, and the namespace sends it to the proxy.
+    the_lab, g = world
+    the_lab.reset()
+    answer = await call(g, "fetch", server="nodefetch", url="https://api.example.test/v1/node")
+    assert answer["status"] == 200, answer
+    assert [h.headers["authorization"] for h in the_lab.hits_on("11.0.0.1")] == [f"Bearer {CANARY}"]
+    assert CANARY not in json.dumps(answer)
+    # A name off the allowlist does not even resolve.
+    answer = await call(g, "fetch", server="nodefetch", url="https://evil.example.test/")
+    assert answer["status"] == 0 and "ENOTFOUND" in str(answer["body"])
     assert the_lab.hits_on("11.0.0.3") == []
 
 

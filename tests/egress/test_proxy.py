@@ -14,6 +14,10 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dns.asyncquery
+import dns.exception
+import dns.message
+import dns.rcode
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -35,7 +39,7 @@ pytestmark = pytest.mark.root
 
 KEY = InstanceKey(1, "api")
 REAL = "sk_live_REALKEY_0123456789abcdefghijKLMN"
-PORTS = ProxyPorts(3128, 3129, 3130)
+PORTS = ProxyPorts.from_base(3128)
 EGRESS = {
     "hosts": ["api.example.test", "other.example.test", "internal.example.test",
               "private.example.test", "metadata.example.test", "mixed.example.test",
@@ -441,3 +445,48 @@ async def test_keep_alive_reuses_upstream_connections(world: World) -> None:
     assert status == 200, err
     assert len(world.lab.hits_on("11.0.0.1")) == 5
     assert world.proxy.pool.reused >= 3
+
+
+# -- the sandboxes' resolver -------------------------------------------------------------
+
+
+async def ask(name: str, rdtype: str = "A", source: str = SANDBOX_IP) -> dns.message.Message | None:
+    query = dns.message.make_query(name, rdtype)
+    try:
+        return await dns.asyncquery.udp(query, PROXY_IP, port=PORTS.dns, source=source, timeout=1.5)
+    except dns.exception.Timeout:
+        return None
+
+
+async def test_the_resolver_answers_allowlisted_names_with_a_way_back_to_the_proxy(
+    world: World,
+) -> None:
+    answer = await ask("API.example.test.")
+    assert answer is not None and answer.rcode() == dns.rcode.NOERROR
+    assert [r.address for r in answer.answer[0]] == ["192.0.2.1"]
+    six = await ask("api.example.test", "AAAA")
+    assert six is not None and six.rcode() == dns.rcode.NOERROR and not six.answer
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["evil.example.test", "leak-the-key.evil.example.test", "localhost", "1.0.0.127.in-addr.arpa"],
+)
+async def test_attack_other_names_get_nxdomain_and_are_never_forwarded(
+    world: World, name: str
+) -> None:
+    answer = await ask(name)
+    assert answer is not None and answer.rcode() == dns.rcode.NXDOMAIN and not answer.answer
+    assert world.proxy.dns is not None and world.proxy.dns.refused >= 1
+
+
+async def test_attack_an_unknown_source_gets_no_dns_answer(world: World) -> None:
+    assert await ask("api.example.test", source=OTHER_SANDBOX_IP) is None
+
+
+async def test_the_proxys_resolver_keeps_an_a_record_when_aaaa_is_nxdomain(world: World) -> None:
+    # The lab's server answers NXDOMAIN to AAAA for names that only have an A record;
+    # that negative answer must not hide the A record on the next lookup.
+    resolver = DnsResolver(world.lab.dns)
+    for _ in range(3):
+        assert [str(a) for a in await resolver.lookup("api.example.test")] == ["11.0.0.1"]

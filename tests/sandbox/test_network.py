@@ -510,7 +510,9 @@ async def test_many_cycles_leave_no_interface_element_or_descriptor() -> None:
 async def test_tcp_80_and_443_to_anywhere_meet_the_proxy_instead() -> None:
     # What a client that ignores HTTPS_PROXY does: connect straight to an address. The
     # namespace sends it to the proxy's transparent ports; nothing else leaves.
-    network = SandboxNetwork(SUBNET, [3128, 3129, 3130], pool_size=0, redirect=(3129, 3130))
+    network = SandboxNetwork(
+        SUBNET, [3128, 3129, 3130, 3131], pool_size=0, redirect=(3129, 3130, 3131)
+    )
     await network.start()
     try:
         lease = await network.acquire()
@@ -520,6 +522,11 @@ async def test_tcp_80_and_443_to_anywhere_meet_the_proxy_instead() -> None:
             assert connect(network, lease, "11.0.0.1", 80) == {"ok": True, "data": "pong"}
             other = connect(network, lease, "11.0.0.1", 8443)
         assert tls_seen == [lease.slot.sandbox_ip] and http_seen == [lease.slot.sandbox_ip]
+        # DNS to anywhere is answered by the proxy's resolver; other UDP goes nowhere.
+        with listener(host, 3131, "udp") as dns_seen:
+            assert connect(network, lease, "11.0.0.1", 53, "udp")["ok"]
+            assert not connect(network, lease, "11.0.0.1", 5353, "udp")["ok"]
+        assert dns_seen == [lease.slot.sandbox_ip]
         assert not other["ok"] and other["error"] in ("PermissionError", "TimeoutError")
     finally:
         await network.aclose()

@@ -77,7 +77,7 @@ def _attach_egress(gateway: Gateway, settings: Settings, parts: _EgressParts) ->
         leaves=LeafCache(parts.ca),
         upstream_tls=upstream_context(extra),
         audit=EgressAudit(parts.engine),
-        ports=ProxyPorts(p, p + 1, p + 2),
+        ports=ProxyPorts.from_base(p),
     )
     identities = gateway.launcher.identities
 

@@ -1,13 +1,15 @@
 """The egress proxy: every sandbox's only way out, embedded in the gateway's event loop.
 
-Three listeners, reachable only from sandbox interfaces (the firewall drops the ports
-everywhere else, and every connection is checked again here):
+Three listeners and a resolver, reachable only from sandbox interfaces (the firewall
+drops the ports everywhere else, and every connection is checked again here):
 
 - the explicit proxy (``HTTPS_PROXY``): CONNECT for HTTPS, absolute-form for plain HTTP;
 - transparent HTTP and transparent TLS: a sandbox's TCP 80 and 443 to anywhere are
   redirected here by the rules inside its namespace, so a client that ignores the proxy
   variables still meets the proxy; the destination comes from the Host header or the
-  TLS server name.
+  TLS server name;
+- the sandboxes' DNS (``dns.py``, UDP): it answers only allowlisted names, with an
+  address that leads back here.
 
 For every connection, before any TLS work: who is it (source address → instance; the
 connection must arrive on that instance's own host end), may it go there (allowlist,
@@ -41,6 +43,7 @@ from gigmcp.credentials.vault_provider import InstanceCredentials
 from gigmcp.egress import sni
 from gigmcp.egress.audit import EgressAudit, EgressEvent, audit_path
 from gigmcp.egress.certs import LeafCache
+from gigmcp.egress.dns import DnsServer, SandboxDns, serve_dns
 from gigmcp.egress.hosts import Host, HostError, canonical_host, split_authority
 from gigmcp.egress.inject import Exfiltration, InstanceKeys
 from gigmcp.egress.policy import EgressPolicy
@@ -74,10 +77,11 @@ class ProxyPorts:
     explicit: int = 3128
     http: int = 3129
     tls: int = 3130
+    dns: int = 3131  # UDP
 
-    @property
-    def all(self) -> tuple[int, int, int]:
-        return (self.explicit, self.http, self.tls)
+    @classmethod
+    def from_base(cls, base: int) -> ProxyPorts:
+        return cls(base, base + 1, base + 2, base + 3)
 
 
 class Denied(Exception):
@@ -135,6 +139,7 @@ class EgressProxy:
             InstanceKey, tuple[InstanceCredentials | None, EgressPolicy, InstanceKeys]
         ] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._dns: DnsServer | None = None
 
     # -- life cycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -150,15 +155,20 @@ class EgressProxy:
                     limit=MAX_HEADER_BYTES,
                 )  # fmt: skip
                 self._servers.append(server)
+            port = self.ports.dns
+            self._dns = await serve_dns(self.bind, port, self.identities, self._policy, self.audit)
         except OSError as exc:
             await self.aclose()
             raise OSError(
                 exc.errno,
                 f"the egress proxy cannot listen on port {port} ({exc.strerror}): another "
-                "program holds it; set GIG_EGRESS_PORT to a free base port (it uses three)",
+                "program holds it; set GIG_EGRESS_PORT to a free base port (it uses four)",
             ) from None
 
     async def aclose(self) -> None:
+        if self._dns is not None:
+            self._dns.close()
+            self._dns = None
         for server in self._servers:
             server.close()
         for task in list(self._tasks):
@@ -170,6 +180,10 @@ class EgressProxy:
                 await server.wait_closed()
         self._servers.clear()
         await self.pool.aclose()
+
+    @property
+    def dns(self) -> SandboxDns | None:
+        return self._dns.dns if self._dns is not None else None
 
     def forget(self, key: InstanceKey) -> None:
         """An instance ended: drop its compiled keys and its idle upstream connections."""
@@ -223,8 +237,14 @@ class EgressProxy:
                 EgressEvent(source_ip=source, decision="denied", reason="unknown-source")
             )
             return None
-        grant = self.grants(identity.key)
-        compiled = self._compiled.get(identity.key)
+        compiled = self._compile(identity.key)
+        return _Client(identity, compiled[1], compiled[2], source)
+
+    def _compile(
+        self, key: InstanceKey
+    ) -> tuple[InstanceCredentials | None, EgressPolicy, InstanceKeys]:
+        grant = self.grants(key)
+        compiled = self._compiled.get(key)
         if compiled is None or compiled[0] is not grant:
             # Built once per launch (a relaunch brings a new grant): the policy, and the
             # instance's keys with its scrubber and detector.
@@ -232,8 +252,11 @@ class EgressProxy:
             hosts = server.egress.hosts if server is not None else ()
             ports = server.egress.ports if server is not None else (443, 80)
             compiled = (grant, EgressPolicy(hosts, ports), InstanceKeys(grant, hosts))
-            self._compiled[identity.key] = compiled
-        return _Client(identity, compiled[1], compiled[2], source)
+            self._compiled[key] = compiled
+        return compiled
+
+    def _policy(self, key: InstanceKey) -> EgressPolicy:
+        return self._compile(key)[1]
 
     # -- the three entrances -------------------------------------------------------------
     async def _explicit(self, client: _Client, stream: PlainStream) -> None:

@@ -67,11 +67,15 @@ class DnsResolver:
 
     def __init__(self, server: str) -> None:
         host, _, port = server.rpartition(":") if server.count(":") == 1 else (server, "", "")
-        self._resolver = dns.asyncresolver.Resolver(configure=False)
-        self._resolver.nameservers = [host]
-        self._resolver.port = int(port) if port else 53
-        self._resolver.lifetime = RESOLVE_TIMEOUT_S
-        self._resolver.cache = dns.resolver.LRUCache(4096)
+        # One resolver (and cache) per record type: dnspython caches NXDOMAIN for a name
+        # whatever the type, so a server that says NXDOMAIN to AAAA where it has an A
+        # record would otherwise make the A record vanish too.
+        self._resolvers = {t: dns.asyncresolver.Resolver(configure=False) for t in ("A", "AAAA")}
+        for r in self._resolvers.values():
+            r.nameservers = [host]
+            r.port = int(port) if port else 53
+            r.lifetime = RESOLVE_TIMEOUT_S
+            r.cache = dns.resolver.LRUCache(4096)
 
     async def lookup(self, name: str) -> list[IPAddress]:
         results = await asyncio.gather(
@@ -90,7 +94,7 @@ class DnsResolver:
 
     async def _query(self, name: str, rdtype: str) -> list[IPAddress]:
         try:
-            answer = await self._resolver.resolve(name, rdtype, search=False)
+            answer = await self._resolvers[rdtype].resolve(name, rdtype, search=False)
         except dns.resolver.NoAnswer:
             return []
         except dns.exception.DNSException as exc:

@@ -5,8 +5,9 @@ Owns ``table inet gigmcp``. What it enforces, for every interface named ``gmv*``
 - a sandbox may send only IPv4, only from the address assigned to its own interface
   (anti-spoofing: no instance can pass for another, so the proxy's source-IP identity
   holds);
-- the host accepts from it only TCP to its own host-end address on the proxy's ports,
-  and accepts the proxy's ports from nowhere else (the proxy listens on every address);
+- the host accepts from it only TCP to its own host-end address on the proxy's ports
+  (and UDP on the proxy's DNS port), and accepts those ports from nowhere else (the
+  proxy listens on every address);
   the API, the database, other host services and other sandboxes stay unreachable;
 - nothing from or to a sandbox interface is forwarded, so there is no route anywhere
   but the proxy, whatever the host's ``ip_forward`` says;
@@ -35,15 +36,18 @@ from gigmcp.sandbox.nft import Nft, NftError
 TABLE = "gigmcp"
 
 
-def ruleset(ports: Iterable[int]) -> str:
+def ruleset(ports: Iterable[int], udp_ports: Iterable[int] = ()) -> str:
     port_list = ", ".join(str(int(p)) for p in sorted(set(ports)))
     ports_decl = f"elements = {{ {port_list} }}" if port_list else ""
+    udp_list = ", ".join(str(int(p)) for p in sorted(set(udp_ports)))
+    udp_decl = f"elements = {{ {udp_list} }}" if udp_list else ""
     wildcard = f'"{IFNAME_PREFIX}*"'
     return f"""
 table inet {TABLE} {{
     set sources {{ type ifname . ipv4_addr; }}
     set host_ends {{ type ifname . ipv4_addr; }}
     set proxy_ports {{ type inet_service; {ports_decl} }}
+    set dns_ports {{ type inet_service; {udp_decl} }}
 
     chain guard_prerouting {{
         type filter hook prerouting priority raw; policy accept;
@@ -53,8 +57,10 @@ table inet {TABLE} {{
     chain guard_input {{
         type filter hook input priority filter - 10; policy accept;
         iifname {wildcard} iifname . ip daddr @host_ends tcp dport @proxy_ports accept
+        iifname {wildcard} iifname . ip daddr @host_ends udp dport @dns_ports accept
         iifname {wildcard} drop
         tcp dport @proxy_ports drop
+        udp dport @dns_ports drop
     }}
     chain guard_forward {{
         type filter hook forward priority filter - 10; policy accept;
@@ -71,29 +77,33 @@ table inet {TABLE} {{
 
 
 def inside_ruleset(
-    host_ip: str, ports: Iterable[int], redirect: tuple[int, int] | None = None
+    host_ip: str, ports: Iterable[int], redirect: tuple[int, int, int] | None = None
 ) -> str:
     """The wall inside one sandbox namespace: out only to the proxy, in only from it.
 
-    With ``redirect`` (the proxy's transparent HTTP and TLS ports), TCP to port 80 or 443
-    anywhere is sent to the proxy instead, so a client that ignores HTTPS_PROXY still
-    meets the proxy rather than a dropped packet."""
+    With ``redirect`` (the proxy's transparent HTTP, TLS and DNS ports), TCP to port 80 or
+    443 anywhere is sent to the proxy instead, and DNS (UDP 53) to the proxy's resolver,
+    so a client that ignores HTTPS_PROXY still resolves and meets the proxy rather than
+    a dropped packet. Only the DNS port is reachable over UDP."""
     port_list = ", ".join(str(int(p)) for p in sorted(set(ports))) or "0"
     nat = ""
+    udp = ""
     if redirect is not None:
-        http, tls = (int(p) for p in redirect)
+        http, tls, dns = (int(p) for p in redirect)
         nat = f"""
     chain to_proxy {{
         type nat hook output priority -100; policy accept;
         ip daddr != {host_ip} tcp dport 80 dnat ip to {host_ip}:{http}
         ip daddr != {host_ip} tcp dport 443 dnat ip to {host_ip}:{tls}
+        udp dport 53 dnat ip to {host_ip}:{dns}
     }}"""
+        udp = f"\n        ip daddr {host_ip} udp dport {dns} accept"
     return f"""
 table inet {TABLE} {{{nat}
     chain output {{
         type filter hook output priority filter; policy drop;
         oifname "lo" accept
-        ip daddr {host_ip} tcp dport {{ {port_list} }} accept
+        ip daddr {host_ip} tcp dport {{ {port_list} }} accept{udp}
     }}
     chain input {{
         type filter hook input priority filter; policy drop;
@@ -112,13 +122,16 @@ class Firewall:
     not thread-safe.
     """
 
-    def __init__(self, proxy_ports: Iterable[int]) -> None:
+    def __init__(self, proxy_ports: Iterable[int], dns_ports: Iterable[int] = ()) -> None:
         self.proxy_ports = tuple(proxy_ports)
+        self.dns_ports = tuple(dns_ports)
         self._nft = Nft()
 
     def install(self) -> None:
         """Replace whatever an earlier run left with a fresh table, atomically."""
-        batch = f"table inet {TABLE}\ndelete table inet {TABLE}\n" + ruleset(self.proxy_ports)
+        batch = f"table inet {TABLE}\ndelete table inet {TABLE}\n" + ruleset(
+            self.proxy_ports, self.dns_ports
+        )
         self._nft.run(batch)
 
     def remove(self) -> None:

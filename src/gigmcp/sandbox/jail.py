@@ -92,8 +92,7 @@ def environment(declared: Mapping[str, str], net: JailNetwork) -> dict[str, str]
 
 
 def etc_files(net: JailNetwork, ca_bundle: bytes) -> dict[str, bytes]:
-    """Everything the jail's /etc holds. No resolver yet: with no nameserver line the
-    C library asks 127.0.0.1 inside the jail and fails at once instead of timing out."""
+    """Everything the jail's /etc holds."""
     return {
         "/etc/passwd": (
             "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
@@ -101,7 +100,9 @@ def etc_files(net: JailNetwork, ca_bundle: bytes) -> dict[str, bytes]:
         ).encode(),
         "/etc/group": f"root:x:0:\nsandbox:x:{SANDBOX_GID}:\n".encode(),
         "/etc/hosts": b"127.0.0.1 localhost\n",
-        "/etc/resolv.conf": b"# no resolver in the sandbox: traffic goes through the proxy\n",
+        # The proxy answers: names of the server's allowlist only, each with an address
+        # that the namespace sends to the proxy anyway (its walls redirect UDP 53 there).
+        "/etc/resolv.conf": f"nameserver {net.host_ip}\noptions timeout:2 attempts:2\n".encode(),
         "/etc/nsswitch.conf": b"passwd: files\ngroup: files\nhosts: files dns\n",
         CA_BUNDLE: ca_bundle,
     }

@@ -189,9 +189,9 @@ class SandboxLauncher:
         self.limits = limits or jail.JailLimits()
         # Zygotes are the pool; each holds a namespace of its own.
         p = config.proxy_port
-        # The explicit proxy, then its transparent HTTP and TLS entrances.
+        # The explicit proxy, then its transparent HTTP and TLS entrances and its DNS.
         self.network = SandboxNetwork(
-            config.subnet, [p, p + 1, p + 2], pool_size=0, redirect=(p + 1, p + 2)
+            config.subnet, [p, p + 1, p + 2, p + 3], pool_size=0, redirect=(p + 1, p + 2, p + 3)
         )
         self.identities = SourceTable()
         # Called with an instance's key once it is gone and its address unregistered

@@ -76,7 +76,7 @@ class SandboxNetwork:
         subnet: str,
         proxy_ports: Iterable[int],
         pool_size: int = 2,
-        redirect: tuple[int, int] | None = None,
+        redirect: tuple[int, int, int] | None = None,
     ) -> None:
         self.addresses = AddressPool(subnet)
         self.proxy_ports = tuple(proxy_ports)
@@ -223,7 +223,7 @@ class SandboxNetwork:
                 self._ipr.link("del", index=link["index"])
                 removed.append(name)
         self._check_overlap()
-        self._firewall = Firewall(self.proxy_ports)
+        self._firewall = Firewall(self.proxy_ports, self.redirect[2:] if self.redirect else ())
         self._firewall.install()
         return removed
 
