@@ -44,6 +44,12 @@ def test_defaults_are_embedded(tmp_path: Path) -> None:
         ({"GIG_SANDBOX_POOL": "1000"}, "GIG_SANDBOX_POOL"),
         ({"GIG_EGRESS_PORT": "0"}, "GIG_EGRESS_PORT"),
         ({"GIG_EGRESS_PORT": "http"}, "GIG_EGRESS_PORT"),
+        ({"GIG_EGRESS_PORT": "65533"}, "next three"),
+        ({"GIG_EGRESS_DNS": "dns.example.com"}, "GIG_EGRESS_DNS"),
+        ({"GIG_EGRESS_DNS": "10.0.0.53:99999"}, "GIG_EGRESS_DNS"),
+        ({"GIG_EGRESS_CA_BUNDLE": "/nonexistent/ca.pem"}, "GIG_EGRESS_CA_BUNDLE"),
+        ({"GIG_EGRESS_CA_BUNDLE": "/etc/hostname"}, "no PEM certificate"),
+        ({"GIG_MASTER_KEY_PREVIOUS": "short"}, "GIG_MASTER_KEY_PREVIOUS"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path: Path, env: dict[str, str], names: str) -> None:
@@ -85,3 +91,19 @@ def test_a_world_readable_key_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "master.key").chmod(0o644)
     with pytest.raises(ConfigError, match="chmod 600"):
         ensure_master_key(s)
+
+
+def test_the_previous_master_key_must_differ_from_the_current_one(tmp_path: Path) -> None:
+    from gigmcp.config import master_keys
+
+    same = load_settings(
+        {"GIG_DATA_DIR": str(tmp_path), "GIG_MASTER_KEY": KEY, "GIG_MASTER_KEY_PREVIOUS": KEY}
+    )
+    with pytest.raises(ConfigError, match="GIG_MASTER_KEY_PREVIOUS"):
+        master_keys(same)
+    other = "cd" * 32
+    s = load_settings(
+        {"GIG_DATA_DIR": str(tmp_path), "GIG_MASTER_KEY": KEY, "GIG_MASTER_KEY_PREVIOUS": other}
+    )
+    assert master_keys(s) == (bytes.fromhex(KEY), bytes.fromhex(other))
+    assert other not in repr(s)

@@ -114,9 +114,9 @@ def _port(name: str, raw: str) -> int:
 
 def _egress_port(raw: str) -> int:
     port = _port("GIG_EGRESS_PORT", raw)
-    if port > 65533:
+    if port > 65532:
         raise ConfigError(
-            "GIG_EGRESS_PORT: the proxy uses this port and the next two; at most 65533"
+            "GIG_EGRESS_PORT: the proxy uses this port and the next three; at most 65532"
         )
     return port
 
