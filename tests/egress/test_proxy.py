@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from gigmcp.credentials.definitions import parse_credentials, parse_egress
 from gigmcp.credentials.vault_provider import InstanceCredentials, Sealed
+from gigmcp.egress import proxy as proxy_module
 from gigmcp.egress.audit import EgressAudit
 from gigmcp.egress.certs import CertificateAuthority, LeafCache, upstream_context
 from gigmcp.egress.proxy import EgressProxy, ProxyPorts
@@ -490,3 +491,44 @@ async def test_the_proxys_resolver_keeps_an_a_record_when_aaaa_is_nxdomain(world
     resolver = DnsResolver(world.lab.dns)
     for _ in range(3):
         assert [str(a) for a in await resolver.lookup("api.example.test")] == ["11.0.0.1"]
+
+
+# -- limits -----------------------------------------------------------------------------
+
+
+async def test_an_instance_gets_a_bounded_number_of_connections(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(proxy_module, "MAX_CONNECTIONS_PER_INSTANCE", 2)
+    held = [
+        await asyncio.open_connection(PROXY_IP, PORTS.explicit, local_addr=(SANDBOX_IP, 0))
+        for _ in range(2)
+    ]
+    await asyncio.sleep(0.1)
+    answer = await raw(b"CONNECT api.example.test:443 HTTP/1.1\r\nHost: api.example.test\r\n\r\n")
+    assert answer == b"", "the third connection is closed at once"
+    for _reader, writer in held:
+        writer.close()
+    await asyncio.sleep(0.1)
+    answer = await raw(b"CONNECT api.example.test:443 HTTP/1.1\r\nHost: api.example.test\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200"), "slots come back when connections end"
+    await world.proxy.audit.flush()
+    assert any(r.reason == "too-many-connections" for r in world.audit_rows())
+
+
+async def test_an_idle_connection_is_closed(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(proxy_module, "IDLE_TIMEOUT_S", 0.5)
+    reader, writer = await asyncio.open_connection(
+        PROXY_IP, PORTS.explicit, local_addr=(SANDBOX_IP, 0)
+    )
+    async with asyncio.timeout(5):
+        assert await reader.read() == b""  # closed by the proxy, not by us
+    writer.close()
+
+
+async def test_a_slow_upstream_gets_a_504_not_a_hang(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(proxy_module, "RESPONSE_TIMEOUT_S", 0.5)
+    status, body, _ = await world.curl("http://api.example.test/slow?s=3")
+    assert status == 504 and json.loads(body)["reason"] == "upstream-timeout"
