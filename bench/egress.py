@@ -213,12 +213,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                      ["--proxy", f"{PROXY}:{MITM_PORT}", "--source", CLIENT])  # fmt: skip
             await asyncio.sleep(1.5)  # uvicorn and dnsmasq up
             latencies: dict[str, list[int]] = {a: [] for a in arms}
-            for _round in range(args.rounds):
+            for _round in range(0 if args.download_only else args.rounds):
                 for arm, (ca, extra) in arms.items():
                     r = await client("latency", ca, *extra, "-n", str(args.n), "--warmup", "50")
                     latencies[arm] += r["latencies_ns"]
-            rps: dict[str, list[float]] = {a: [] for a in arms}
-            for _round in range(args.rounds):
+            rps: dict[str, list[float]] = {a: [1.0] if args.download_only else [] for a in arms}
+            for _round in range(0 if args.download_only else args.rounds):
                 for arm, (ca, extra) in arms.items():
                     r = await client("rps", ca, *extra, "--seconds", str(args.seconds),
                                      "--concurrency", str(args.concurrency))  # fmt: skip
@@ -243,7 +243,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     small = {
         a: {"n": len(v), "p50_ms": round(pct(v, 50), 3), "p99_ms": round(pct(v, 99), 3)}
         for a, v in latencies.items()
-    }
+        if v
+    } or {a: {"n": 0, "p50_ms": 0.0, "p99_ms": 0.0} for a in latencies}
     rps_med = {a: round(statistics.median(v), 1) for a, v in rps.items()}
     dl = {a: round(statistics.median(v), 1) for a, v in download.items()}
     added = small["gigmcp"]["p50_ms"] - small["direct"]["p50_ms"]
@@ -280,6 +281,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer rounds, smaller download")
     p.add_argument("--no-mitm", action="store_true", help="skip the mitmproxy arm")
+    p.add_argument("--download-only", action="store_true", help="only the large download")
     args = p.parse_args()
     args.rounds = 2 if args.quick else 4
     args.n = 300 if args.quick else 1000

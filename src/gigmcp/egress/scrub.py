@@ -113,7 +113,7 @@ class Scrubber:
         return self._replace[m[0]]
 
     def replace_all(self, data: bytes) -> bytes:
-        if self._pattern is None:
+        if self._pattern is None or not any(form in data for form in self._replace):
             return data
         return self._pattern.sub(self._sub, data)
 
@@ -121,6 +121,12 @@ class Scrubber:
         if self._pattern is None:
             return chunk
         data = self._tail + chunk
+        if not any(form in data for form in self._replace):
+            # The common case, checked with substring search (far faster than the
+            # regex on large bodies): no whole spelling here; hold only a possible start.
+            keep = self._could_begin(data, max(0, len(data) - self._hold))
+            self._tail = data[keep:]
+            return data[:keep]
         # A match is certain only where every spelling had room to be tried in full.
         limit = len(data) - self._hold
         out: list[bytes] = []
@@ -186,7 +192,7 @@ class Detector:
         self._keep = max((len(f) for f in self._ids), default=1) - 1
 
     def scan(self, data: bytes) -> set[str]:
-        if self._pattern is None:
+        if self._pattern is None or not any(form in data for form in self._ids):
             return set()
         return {self._ids[m[0]] for m in self._pattern.finditer(data)}
 
