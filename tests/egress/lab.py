@@ -161,6 +161,18 @@ def _handler(lab: Lab, address: str, port: int) -> type[BaseHTTPRequestHandler]:
             elif url.path == "/echo-key-gzip":
                 key = self.headers.get("authorization", "").split(" ", 1)[-1].encode()
                 self._send(200, gzip.compress(b"gz:" + key), {"content-encoding": "gzip"})
+            elif url.path == "/sse":
+                # Server-sent events: the second comes two seconds after the first.
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("connection", "close")
+                self.end_headers()
+                self.wfile.write(b"data: one\n\n")
+                self.wfile.flush()
+                time.sleep(2)
+                self.wfile.write(b"data: two\n\n")
+                self.wfile.flush()
+                self.close_connection = True
             elif url.path == "/forge":
                 self._send(200, b"ok", {"x-gigmcp-denied": "forged", "x-gigmcp-other": "y"})
             elif url.path == "/ws" and self.headers.get("upgrade", "").lower() == "websocket":

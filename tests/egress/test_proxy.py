@@ -532,3 +532,19 @@ async def test_a_slow_upstream_gets_a_504_not_a_hang(
     monkeypatch.setattr(proxy_module, "RESPONSE_TIMEOUT_S", 0.5)
     status, body, _ = await world.curl("http://api.example.test/slow?s=3")
     assert status == 504 and json.loads(body)["reason"] == "upstream-timeout"
+
+
+async def test_server_sent_events_are_handed_on_as_they_come(world: World) -> None:
+    # Scrubbing is on for this instance: a small event must still not wait in a buffer.
+    reader, writer = await asyncio.open_connection(PROXY_IP, PORTS.http, local_addr=(SANDBOX_IP, 0))
+    writer.write(b"GET /sse HTTP/1.1\r\nHost: api.example.test\r\n\r\n")
+    await writer.drain()
+    got = b""
+    async with asyncio.timeout(1.5):  # the second event only comes after 2 s
+        while b"data: one" not in got:
+            got += await reader.read(4096)
+    assert b"data: two" not in got
+    async with asyncio.timeout(5):
+        while b"data: two" not in got:
+            got += await reader.read(4096)
+    writer.close()

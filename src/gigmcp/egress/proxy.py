@@ -60,6 +60,7 @@ MAX_HEADER_BYTES = 64 * 1024
 IDLE_TIMEOUT_S = 60.0  # between requests on a kept-alive connection
 RESPONSE_TIMEOUT_S = 300.0  # from request sent to response head
 MAX_CONNECTIONS_PER_INSTANCE = 64
+FLUSH_BYTES = 64 * 1024  # a streamed answer is handed on at least this often
 # Hop-by-hop, proxy-only, or framing headers that are rebuilt rather than passed on.
 REQUEST_DROP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization", b"te",
@@ -522,9 +523,8 @@ class EgressProxy:
         event: EgressEvent,
         websocket: bool,
     ) -> bool:
-        up.writer.write(
-            up.conn.send(h11.Request(method=req.method, target=target.encode(), headers=headers))
-        )
+        # The head leaves with the first piece of the body (or its end): one write.
+        head = up.conn.send(h11.Request(method=req.method, target=target.encode(), headers=headers))
         if conn.client_is_waiting_for_100_continue:
             stream.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
             await stream.drain()
@@ -541,14 +541,17 @@ class EgressProxy:
                             403, "placeholder-exfiltration", str(exc), exc.credential_id
                         ) from None
                 event.bytes_out += len(ev.data)
-                up.writer.write(up.conn.send(h11.Data(data=ev.data)))
+                up.writer.write(head + up.conn.send(h11.Data(data=ev.data)))
+                head = b""
                 await up.writer.drain()
             elif isinstance(ev, h11.EndOfMessage):
-                up.writer.write(up.conn.send(h11.EndOfMessage()))
+                up.writer.write(head + up.conn.send(h11.EndOfMessage()))
                 await up.writer.drain()
                 break
             elif ev is h11.PAUSED:
-                break  # a protocol switch proposal (WebSocket) has no body
+                up.writer.write(head)  # a protocol switch proposal (WebSocket): no body
+                await up.writer.drain()
+                break
             else:
                 raise Denied(400, "bad-request", "the request ended early")
         # The response.
@@ -587,7 +590,9 @@ class EgressProxy:
             )
         )
         while True:
-            rev = await _next_event(up.conn, upstream, RESPONSE_TIMEOUT_S, remote=True)
+            rev = await _next_event(
+                up.conn, upstream, RESPONSE_TIMEOUT_S, remote=True, flush=stream
+            )
             if isinstance(rev, h11.Data):
                 data = bytes(rev.data)
                 event.bytes_in += len(data)
@@ -597,7 +602,8 @@ class EgressProxy:
                     data = scrubber.feed(data)
                 if data:
                     stream.write(conn.send(h11.Data(data=data)))
-                    await stream.drain()
+                    if stream.buffered >= FLUSH_BYTES:
+                        await stream.drain()
             elif isinstance(rev, h11.EndOfMessage):
                 tail = decoder.flush() if decoder is not None else b""
                 if scrubber is not None:
@@ -705,7 +711,11 @@ def _server_conn() -> h11.Connection:
 
 
 async def _next_event(
-    conn: h11.Connection, stream: Stream, timeout: float, remote: bool = False
+    conn: h11.Connection,
+    stream: Stream,
+    timeout: float,
+    remote: bool = False,
+    flush: Stream | None = None,
 ) -> h11.Event | type[h11.PAUSED]:
     while True:
         try:
@@ -715,6 +725,10 @@ async def _next_event(
                 raise Denied(502, "upstream-protocol", "the upstream broke HTTP/1.1") from None
             raise Denied(exc.error_status_hint, "bad-request", "not HTTP/1.1") from None
         if ev is h11.NEED_DATA:
+            if flush is not None and flush.buffered:
+                # About to wait for the upstream: hand on what it sent so far, so that a
+                # stream of small events (server-sent events) never waits in a buffer.
+                await flush.drain()
             async with asyncio.timeout(timeout):
                 data = await stream.read()
             conn.receive_data(data)

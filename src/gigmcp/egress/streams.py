@@ -22,6 +22,8 @@ READ_SIZE = 256 * 1024
 
 
 class Stream(Protocol):
+    buffered: int  # bytes written and not yet handed on by drain()
+
     async def read(self) -> bytes:
         """Some bytes, or b"" at the end of the stream."""
         ...
@@ -42,6 +44,9 @@ class PlainStream:
         self.reader = reader
         self.writer = writer
         self._pending = pending
+        # Writes are gathered until drain(): one send per message, not one per piece.
+        self._out: list[bytes] = []
+        self.buffered = 0
 
     async def read(self) -> bytes:
         if self._pending:
@@ -50,12 +55,23 @@ class PlainStream:
         return await self.reader.read(READ_SIZE)
 
     def write(self, data: bytes) -> None:
-        self.writer.write(data)
+        if data:
+            self._out.append(data)
+            self.buffered += len(data)
+
+    def _push(self) -> None:
+        if self._out:
+            self.writer.write(b"".join(self._out) if len(self._out) > 1 else self._out[0])
+            self._out.clear()
+            self.buffered = 0
 
     async def drain(self) -> None:
+        self._push()
         await self.writer.drain()
 
     def close(self) -> None:
+        with contextlib.suppress(RuntimeError, OSError):
+            self._push()
         self.writer.close()
 
     async def wait_closed(self) -> None:
@@ -78,6 +94,9 @@ class TlsServerStream:
         if initial:
             self._in.write(initial)
         self._eof = False
+        # Plaintext gathered until drain(): one TLS record per message, not per piece.
+        self._plain: list[bytes] = []
+        self.buffered = 0
 
     @property
     def tls_object(self) -> ssl.SSLObject:
@@ -86,7 +105,7 @@ class TlsServerStream:
     def _flush(self) -> None:
         data = self._out.read()
         if data:
-            self._raw.write(data)
+            self._raw.writer.write(data)  # TLS records go out at once, unbuffered
 
     async def _fill(self) -> bool:
         data = await self._raw.read()
@@ -133,19 +152,33 @@ class TlsServerStream:
                 return b""
 
     def write(self, data: bytes) -> None:
+        if data:
+            self._plain.append(data)
+            self.buffered += len(data)
+
+    def _seal(self) -> None:
+        if not self._plain:
+            return
+        data = b"".join(self._plain) if len(self._plain) > 1 else self._plain[0]
+        self._plain.clear()
+        self.buffered = 0
         view = memoryview(data)
         while view:
             n = self._tls.write(view)
             view = view[n:]
-            self._flush()
+        self._flush()
 
     async def drain(self) -> None:
+        self._seal()
         await self._raw.drain()
 
     def close(self) -> None:
+        with contextlib.suppress(ssl.SSLError, ValueError, OSError, RuntimeError):
+            self._seal()
         with contextlib.suppress(ssl.SSLError, ValueError):
             self._tls.unwrap()
-        self._flush()
+        with contextlib.suppress(OSError, RuntimeError):
+            self._flush()
         self._raw.close()
 
     async def wait_closed(self) -> None:
