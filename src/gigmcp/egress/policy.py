@@ -36,7 +36,7 @@ class EgressPolicy:
         port_set = set()
         for p in ports:
             if isinstance(p, bool) or not isinstance(p, int) or not 0 < p < 65536:
-                raise HostError(f"port {p!r} is not 1-65535")
+                raise HostError(f"port {p!r:.20} is not 1-65535")
             port_set.add(p)
         self._exact = frozenset(exact)
         self._suffixes = frozenset(suffixes)
