@@ -76,7 +76,9 @@ def test_a_credential_the_server_does_not_declare_is_refused(engine: Engine, uid
         admin.set_credential(engine, Keyring(OLD), uid, "gh", "aws_key", CANARY)
 
 
-@pytest.mark.parametrize("value", [b"", b"two\nlines", b"cr\rhere", b"nul\0byte"])
+@pytest.mark.parametrize(
+    "value", [b"", b"two\nlines", b"cr\rhere", b"nul\0byte", b"bell\x07", b"del\x7f", b"tab\tx"]
+)
 def test_a_value_that_could_split_a_header_is_refused(
     engine: Engine, uid: int, value: bytes
 ) -> None:

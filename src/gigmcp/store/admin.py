@@ -205,10 +205,12 @@ def set_credential(
         raise AdminError("the value is empty (it is read from standard input)")
     if len(value) > 64 * 1024:
         raise AdminError("the value is longer than 64 KiB")
-    if any(b in value for b in (b"\r", b"\n", b"\0")):
+    # No control character: a value goes into an HTTP header, where h11 would refuse it
+    # with an error quoting the value (and errors get logged).
+    if any(b < 0x20 or b == 0x7F for b in value):
         raise AdminError(
-            "the value holds a line break or NUL (a trailing newline from echo is removed; "
-            "use printf '%s' to be exact)"
+            "the value holds a line break, NUL or other control character (a trailing "
+            "newline from echo is removed; use printf '%s' to be exact)"
         )
     with change(engine, "credential.set", user_id, server=server, detail=credential_id) as s:
         srv = _server(s, server)
