@@ -42,6 +42,7 @@ def test_defaults_are_embedded(tmp_path: Path) -> None:
         ({"GIG_LOG_LEVEL": "loud"}, "GIG_LOG_LEVEL"),
         ({"GIG_SANDBOX_POOL": "2.5"}, "GIG_SANDBOX_POOL"),
         ({"GIG_SANDBOX_POOL": "1000"}, "GIG_SANDBOX_POOL"),
+        ({"GIG_SANDBOX_MODE": "rootless"}, "GIG_SANDBOX_MODE"),
         ({"GIG_EGRESS_PORT": "0"}, "GIG_EGRESS_PORT"),
         ({"GIG_EGRESS_PORT": "http"}, "GIG_EGRESS_PORT"),
         ({"GIG_EGRESS_PORT": "65533"}, "next three"),

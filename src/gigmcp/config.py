@@ -49,6 +49,7 @@ class Settings:
     registry_pubkey: str | None = None
     sandbox_subnet: str = "10.213.0.0/16"
     sandbox_pool: int = 2
+    sandbox_mode: str = "auto"  # auto | root | userns (sandbox/mode.py)
     egress_port: int = 3128  # and the next two, for transparent HTTP and TLS
     egress_dns: str | None = None  # a DNS server for the proxy, else the system resolver
     egress_ca_bundle: Path | None = None  # extra CAs to trust upstream (PEM)
@@ -213,6 +214,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"GIG_SANDBOX_SUBNET: not a CIDR network: {subnet!r}") from exc
     if net.version != 4 or net.prefixlen > 28:
         raise ConfigError("GIG_SANDBOX_SUBNET: needs an IPv4 network of /28 or larger")
+    sandbox_mode = env.get("GIG_SANDBOX_MODE", "auto").strip().lower()
+    if sandbox_mode not in ("auto", "root", "userns"):
+        raise ConfigError(f"GIG_SANDBOX_MODE: expected auto, root or userns, not {sandbox_mode!r}")
     origins = tuple(o.strip() for o in env.get("GIG_ALLOWED_ORIGINS", "").split(",") if o.strip())
     for origin in origins:
         parsed = urlparse(origin)
@@ -259,6 +263,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         registry_pubkey=pubkey,
         sandbox_subnet=str(net),
+        sandbox_mode=sandbox_mode,
         allowed_origins=origins,
         max_body_bytes=int(_number(env, "GIG_MAX_BODY_BYTES", 4 * 1024 * 1024, 1024)),
         request_timeout=_number(env, "GIG_REQUEST_TIMEOUT", 120.0, 0.1),

@@ -35,3 +35,34 @@ def test_user_namespaces_are_probed_with_a_real_jail_as_an_instance_uid() -> Non
 
 def test_network_namespaces_are_probed_for_real() -> None:
     assert doctor.check_network_namespaces().ok
+
+
+@pytest.mark.parametrize("mode", ["root", "userns"])
+def test_network_namespaces_are_probed_for_real_in_each_mode(mode: str) -> None:
+    check = doctor.check_network_namespaces(mode)
+    assert check.ok and check.detail == f"{mode} mode", check
+
+
+def test_userns_mode_probe_names_what_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gigmcp.sandbox import holder
+
+    # An unshare that cannot make the namespaces (what a container whose seccomp profile
+    # refuses unshare(2) looks like from here).
+    monkeypatch.setattr(holder, "UNSHARE", "/bin/false")
+    check = doctor.check_network_namespaces("userns")
+    assert not check.ok
+    assert "userns mode: cannot create a user and network namespace" in (check.problem or "")
+    assert "unprivileged user namespaces" in check.fix
+
+
+def test_auto_picks_root_mode_with_sys_admin_and_userns_without() -> None:
+    from gigmcp.sandbox import mode
+
+    everything = (1 << 41) - 1
+    assert mode.resolve("auto", everything) == "root"
+    assert mode.resolve("auto", everything & ~(1 << 21)) == "userns"
+    assert mode.resolve("root", 0) == "root", "an explicit mode is taken as it is"
+    assert mode.missing("userns", everything & ~(1 << 21)) == []
+    assert mode.missing("root", everything & ~(1 << 21)) == ["SYS_ADMIN"]
+    with pytest.raises(ValueError, match="auto, root, userns"):
+        mode.resolve("rootless")

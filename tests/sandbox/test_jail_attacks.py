@@ -35,11 +35,16 @@ PROXY_PORT = 3128
 SIGSYS_EXIT = 128 + signal.SIGSYS  # bwrap's pid 1 reports a child killed by a signal so
 
 
-@pytest.fixture
-async def launcher(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[SandboxLauncher]:
+@pytest.fixture(params=["root", "userns"])
+async def launcher(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[SandboxLauncher]:
+    """Every attack runs against both modes: the jail is the same, its namespaces are
+    built differently (userns mode: bwrap runs inside the holder's user namespace)."""
     # A secret in the gateway's own environment must never reach a jail.
     monkeypatch.setenv("GIG_TEST_SECRET", CANARY)
-    sandbox = SandboxLauncher(SandboxConfig(subnet="10.213.0.0/24", pool_size=0))
+    config = SandboxConfig(subnet="10.213.0.0/24", pool_size=0, mode=request.param)
+    sandbox = SandboxLauncher(config)
     await sandbox.start()
     try:
         yield sandbox

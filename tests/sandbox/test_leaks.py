@@ -25,8 +25,18 @@ from tests.sandbox.test_gateway_jailed import (
 pytestmark = pytest.mark.root
 
 
-def test_a_killed_gateway_leaves_nothing_and_a_restart_reconciles(tmp_path: Path) -> None:
-    with gateway(tmp_path, jailed=True, GIG_SANDBOX_SUBNET=SUBNET, GIG_SANDBOX_POOL="2") as g:
+@pytest.mark.parametrize("mode", ["root", "userns"])
+def test_a_killed_gateway_leaves_nothing_and_a_restart_reconciles(
+    tmp_path: Path, mode: str
+) -> None:
+    # Userns mode adds a holder process per namespace: it too must go with the gateway.
+    with gateway(
+        tmp_path,
+        jailed=True,
+        GIG_SANDBOX_SUBNET=SUBNET,
+        GIG_SANDBOX_POOL="2",
+        GIG_SANDBOX_MODE=mode,
+    ) as g:
         g.add_server("everything", EVERYTHING)
         g.add_server("memory", MEMORY, "--env", "MEMORY_FILE_PATH=/home/sandbox/m.jsonl")
         g.profile("pp", "everything", "memory")
@@ -80,7 +90,8 @@ def _namespaces(kind: str) -> set[str]:
     return found
 
 
-async def test_many_spawn_kill_cycles_leave_nothing_behind() -> None:
+@pytest.mark.parametrize("mode", ["root", "userns"])
+async def test_many_spawn_kill_cycles_leave_nothing_behind(mode: str) -> None:
     """A few dozen in the default suite; GIG_SLOW_TESTS=1 runs a thousand."""
     from gigmcp.sandbox.launcher import SandboxConfig, SandboxLauncher
     from gigmcp.supervisor.launcher import LaunchSpec
@@ -93,9 +104,10 @@ async def test_many_spawn_kill_cycles_leave_nothing_behind() -> None:
         "links": await asyncio.to_thread(_sandbox_links),
         "net": _namespaces("net"),
         "pid": _namespaces("pid"),
+        "user": _namespaces("user"),
         "cgroups": _gigmcp_cgroups(),
     }
-    sandbox = SandboxLauncher(SandboxConfig(subnet=SUBNET, pool_size=2))
+    sandbox = SandboxLauncher(SandboxConfig(subnet=SUBNET, pool_size=2, mode=mode))
     await sandbox.start()
     try:
         for i in range(cycles):
@@ -118,6 +130,7 @@ async def test_many_spawn_kill_cycles_leave_nothing_behind() -> None:
     assert _gigmcp_cgroups() == before["cgroups"] == []
     assert _namespaces("net") <= before["net"]
     assert _namespaces("pid") <= before["pid"]
+    assert _namespaces("user") <= before["user"]
     # Our jails end init-first, so the monitor reaps the init: no orphan is left to the
     # host's pid 1 (where a container's init might never reap it).
     assert not _orphaned_jail_zombies() & jail_inits

@@ -23,10 +23,10 @@ import pytest
 from pyroute2 import IPRoute
 
 from gigmcp.sandbox.addresses import PoolExhausted
-from gigmcp.sandbox.firewall import TABLE
+from gigmcp.sandbox.firewall import TABLE, inside_ruleset
 from gigmcp.sandbox.netns import NetLease, NetworkError, SandboxNetwork
 from gigmcp.sandbox.nft import Nft
-from tests.sandbox.netprobe import connect, run_in
+from tests.sandbox.netprobe import connect, run_in, spawn_in
 
 pytestmark = pytest.mark.root
 
@@ -83,17 +83,14 @@ def keep_only(net: SandboxNetwork, wall: str, *leases: NetLease) -> None:
             n.run(f"delete table inet {TABLE}")
     if wall in ("host-only", "none"):
         for lease in leases:
-            net.enter(lease)
-            try:
-                with Nft() as n:  # made inside: it speaks to the sandbox's namespace
-                    n.run(f"delete table inet {TABLE}")
-            finally:
-                net.leave()
+            nft = spawn_in(net, lease, ["nft", "delete", "table", "inet", TABLE], root=True)
+            assert nft.wait(timeout=10) == 0
 
 
-@pytest.fixture
-async def net() -> AsyncIterator[SandboxNetwork]:
-    network = SandboxNetwork(SUBNET, [PROXY_PORT], pool_size=0)
+@pytest.fixture(params=["root", "userns"])
+async def net(request: pytest.FixtureRequest) -> AsyncIterator[SandboxNetwork]:
+    """Every attack below runs against both ways of building the namespace."""
+    network = SandboxNetwork(SUBNET, [PROXY_PORT], pool_size=0, mode=request.param)
     await network.start()
     try:
         yield network
@@ -179,21 +176,20 @@ async def test_attack_another_sandbox_is_unreachable(net: SandboxNetwork, wall: 
         assert connect(net, b, b.slot.host_ip, PROXY_PORT)["ok"], "control"
     assert seen == [b.slot.sandbox_ip]
     # A server inside b, listening on b's own address.
-    net.enter(b)
-    try:
-        server = subprocess.Popen(
-            [
-                "/usr/bin/python3",
-                "-c",
-                (
-                    "import socket;s=socket.socket();s.bind(('0.0.0.0',4000));s.listen();"
-                    "print('up',flush=True);c,_=s.accept();c.sendall(b'pong')"
-                ),
-            ],
-            stdout=subprocess.PIPE,
-        )
-    finally:
-        net.leave()
+    server = spawn_in(
+        net,
+        b,
+        [
+            "/usr/bin/python3",
+            "-c",
+            (
+                "import socket;s=socket.socket();s.bind(('0.0.0.0',4000));s.listen();"
+                "print('up',flush=True);c,_=s.accept();c.sendall(b'pong')"
+            ),
+        ],
+        root=True,
+        stdout=subprocess.PIPE,
+    )
     try:
         assert server.stdout is not None and server.stdout.readline().strip() == b"up"
         assert not connect(net, a, b.slot.sandbox_ip, 4000)["ok"]
@@ -213,6 +209,41 @@ async def test_the_host_sends_nothing_new_into_a_sandbox(net: SandboxNetwork, wa
     with contextlib.suppress(OSError):  # EPERM from our drop is the expected outcome
         subprocess.run(["/usr/bin/python3", "-c", UDP_SEND, lease.slot.sandbox_ip], check=False)
     assert inner.communicate(timeout=5)[0].strip() == "nothing"
+
+
+async def test_attack_the_sandbox_cannot_touch_its_own_wall_address_or_routes(
+    net: SandboxNetwork,
+) -> None:
+    lease = await net.acquire()
+    tamper = """
+    import json, subprocess
+    out = {}
+    for name, cmd in {
+        'drop wall': ['/usr/sbin/nft', 'delete', 'table', 'inet', 'gigmcp'],
+        'new route': ['/usr/sbin/ip', 'route', 'add', '11.0.0.0/8', 'dev', 'eth0'],
+        'new address': ['/usr/sbin/ip', 'addr', 'add', '10.99.99.99/32', 'dev', 'eth0'],
+        'lo down': ['/usr/sbin/ip', 'link', 'set', 'lo', 'down'],
+        'ipv6 on': ['/bin/sh', '-c', 'echo 0 > /proc/sys/net/ipv6/conf/all/disable_ipv6'],
+    }.items():
+        out[name] = subprocess.run(cmd, capture_output=True).returncode
+    print(json.dumps(out))
+    """
+    result = run_in(net, lease, tamper)
+    assert all(rc != 0 for rc in result.values()), result
+    # Control: the namespace's owner can (so the refusals above are about privilege, not
+    # broken commands) — and puts the wall back.
+    owner = run_in(net, lease, tamper, root=True)
+    assert owner["drop wall"] == 0 and owner["new address"] == 0, owner
+    rebuild = spawn_in(net, lease, ["nft", "-f", "-"], root=True, stdin=subprocess.PIPE)
+    rebuild.communicate(inside_ruleset(lease.slot.host_ip, [PROXY_PORT]).encode(), timeout=10)
+    assert rebuild.returncode == 0
+    check = spawn_in(
+        net, lease, ["nft", "list", "table", "inet", TABLE], root=True, stdout=subprocess.PIPE
+    )
+    listing = check.communicate(timeout=10)[0].decode()
+    assert "policy drop" in listing, "the namespace's own wall is still standing"
+    with listener(lease.slot.host_ip, PROXY_PORT):
+        assert connect(net, lease, lease.slot.host_ip, PROXY_PORT)["ok"], "and works"
 
 
 async def test_attack_ipv6_is_off_inside(net: SandboxNetwork) -> None:
@@ -270,15 +301,14 @@ UDP_SINK = (
 
 def udp_sink_inside(net: SandboxNetwork, lease: NetLease) -> subprocess.Popen[str]:
     """A one-datagram UDP listener on the sandbox's own address, started inside it."""
-    net.enter(lease)
-    try:
-        sink = subprocess.Popen(
-            ["/usr/bin/python3", "-c", UDP_SINK, lease.slot.sandbox_ip],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-    finally:
-        net.leave()
+    sink = spawn_in(
+        net,
+        lease,
+        ["/usr/bin/python3", "-c", UDP_SINK, lease.slot.sandbox_ip],
+        root=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert sink.stdout is not None and sink.stdout.readline().strip() == "up"
     return sink
 
@@ -489,10 +519,22 @@ async def test_start_up_removes_what_a_crashed_run_left() -> None:
         await network.aclose()
 
 
-async def test_many_cycles_leave_no_interface_element_or_descriptor() -> None:
+def _holders() -> list[int]:
+    """Namespace holders (userns mode) still running: unshare'd shells of ours."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if cmd.startswith(b"/bin/sh\0-c\0set -e; echo 1 > /proc/sys/net/ipv6"):
+                found.append(int(pid))
+    return found
+
+
+@pytest.mark.parametrize("mode", ["root", "userns"])
+async def test_many_cycles_leave_no_interface_element_descriptor_or_process(mode: str) -> None:
     fds_before = set(os.listdir("/proc/self/fd"))
     links_before = await _links()
-    network = SandboxNetwork(SUBNET, [PROXY_PORT], pool_size=2)
+    network = SandboxNetwork(SUBNET, [PROXY_PORT], pool_size=2, mode=mode)
     await network.start()
     try:
         for _ in range(10):
@@ -505,13 +547,15 @@ async def test_many_cycles_leave_no_interface_element_or_descriptor() -> None:
     with Nft() as n:
         assert TABLE not in n.run("list tables")
     assert set(os.listdir("/proc/self/fd")) <= fds_before | {"3"}  # listdir's own fd
+    assert _holders() == []
 
 
-async def test_tcp_80_and_443_to_anywhere_meet_the_proxy_instead() -> None:
+@pytest.mark.parametrize("mode", ["root", "userns"])
+async def test_tcp_80_and_443_to_anywhere_meet_the_proxy_instead(mode: str) -> None:
     # What a client that ignores HTTPS_PROXY does: connect straight to an address. The
     # namespace sends it to the proxy's transparent ports; nothing else leaves.
     network = SandboxNetwork(
-        SUBNET, [3128, 3129, 3130, 3131], pool_size=0, redirect=(3129, 3130, 3131)
+        SUBNET, [3128, 3129, 3130, 3131], pool_size=0, redirect=(3129, 3130, 3131), mode=mode
     )
     await network.start()
     try:

@@ -8,6 +8,7 @@ stdout so ``$(gigmcp token mint p)`` works.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
@@ -359,8 +360,17 @@ def token_revoke(token_id: int) -> None:
 def doctor() -> None:
     """Check that this host can jail MCP servers; say what is missing and how to fix it."""
     from gigmcp.sandbox.doctor import run_checks
+    from gigmcp.sandbox.mode import MODES
 
-    checks = run_checks()
+    # Only this variable: the doctor must run on a host with nothing else configured yet.
+    setting = os.environ.get("GIG_SANDBOX_MODE", "auto").strip().lower()
+    if setting not in MODES:
+        typer.echo(
+            f"gigmcp: GIG_SANDBOX_MODE: expected auto, root or userns, not {setting!r}",
+            err=True,
+        )
+        raise typer.Exit(2)
+    checks = run_checks(setting)
     width = max(len(c.name) for c in checks)
     for c in checks:
         if c.ok:

@@ -127,7 +127,7 @@ def serve(
         from gigmcp.sandbox.doctor import run_checks, summary
         from gigmcp.sandbox.launcher import SandboxConfig, SandboxLauncher
 
-        problems = summary(run_checks())
+        problems = summary(run_checks(settings.sandbox_mode))
         if problems:
             typer.echo(
                 f"gigmcp: cannot jail MCP servers on this host, refusing to start: {problems}. "
@@ -136,9 +136,12 @@ def serve(
                 err=True,
             )
             raise typer.Exit(2)
+        from gigmcp.sandbox.mode import resolve
+
         typer.echo(
             f"gigmcp: every MCP server runs jailed (bubblewrap, own network namespace on "
-            f"{settings.sandbox_subnet}, {settings.sandbox_pool} jails kept ready)",
+            f"{settings.sandbox_subnet}, {resolve(settings.sandbox_mode)} mode, "
+            f"{settings.sandbox_pool} jails kept ready)",
             err=True,
         )
         parts = _egress_parts(settings)
@@ -148,6 +151,7 @@ def serve(
                 proxy_port=settings.egress_port,
                 pool_size=settings.sandbox_pool,
                 ca_bundle=parts.ca.cert_pem(),
+                mode=settings.sandbox_mode,
             )
         )
     host, port = _split_listen(settings.listen)

@@ -17,22 +17,9 @@ import subprocess
 import threading
 from dataclasses import dataclass
 
-from gigmcp.sandbox import cgroups, nft, seccomp
+from gigmcp.sandbox import cgroups, mode, nft, seccomp
 from gigmcp.sandbox.jail import BWRAP, SANDBOX_UID, host_uid
 from gigmcp.sandbox.launcher import PRLIMIT
-
-# What the gateway uses: dac_override (create its cgroups: cgroupfs roots are mode 0555
-# even for root), kill (signal jails, which run as another uid), setgid/setuid (start
-# bwrap as an instance's own uid), net_admin (veths, addresses, nftables), sys_admin (a
-# network namespace per instance, setns into it). Nothing else.
-NEEDED_CAPS = {
-    "DAC_OVERRIDE": 1,
-    "KILL": 5,
-    "SETGID": 6,
-    "SETUID": 7,
-    "NET_ADMIN": 12,
-    "SYS_ADMIN": 21,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,25 +35,19 @@ class Check:
         return self.problem is None
 
 
-def _effective_caps() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("CapEff:"):
-                return int(line.split()[1], 16)
-    return 0
-
-
-def check_privileges() -> Check:
-    caps = _effective_caps()
-    missing = [n for n, bit in NEEDED_CAPS.items() if not caps >> bit & 1]
-    if missing:
+def check_privileges(setting: str = "auto") -> Check:
+    chosen = mode.resolve(setting)
+    lacking = mode.missing(chosen)
+    if lacking:
         return Check(
             "privileges",
-            f"missing capabilities: {', '.join('CAP_' + m for m in missing)}",
-            "run the gateway as root, or in a container with --cap-add NET_ADMIN "
-            "--cap-add SYS_ADMIN (DAC_OVERRIDE, KILL, SETUID and SETGID are Docker defaults)",
+            f"missing capabilities for {chosen} mode: {', '.join('CAP_' + m for m in lacking)}",
+            "run the gateway as root, or in a container with --cap-add NET_ADMIN (userns "
+            "mode; add SYS_ADMIN for root mode); DAC_OVERRIDE, KILL, SETUID and SETGID are "
+            "Docker defaults",
         )
-    return Check("privileges", None, detail="root" if os.geteuid() == 0 else "capabilities")
+    who = "root" if os.geteuid() == 0 and chosen == "root" else "capabilities"
+    return Check("privileges", None, detail=f"{chosen} mode ({who})")
 
 
 def check_bwrap() -> Check:
@@ -76,8 +57,8 @@ def check_bwrap() -> Check:
         out = subprocess.run([BWRAP, "--version"], capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return Check("bubblewrap", f"cannot run {BWRAP}: {exc}", "reinstall bubblewrap")
-    mode = os.stat(BWRAP).st_mode
-    if mode & (stat.S_ISUID | stat.S_ISGID):
+    bits = os.stat(BWRAP).st_mode
+    if bits & (stat.S_ISUID | stat.S_ISGID):
         # A setuid bwrap builds the jail with host privileges and refuses some of the
         # options we rely on; ours is meant to run unprivileged in a user namespace.
         return Check(
@@ -137,7 +118,9 @@ def check_user_namespaces() -> Check:
     return Check("user namespaces", None)
 
 
-def check_network_namespaces() -> Check:
+def check_network_namespaces(setting: str = "auto") -> Check:
+    if mode.resolve(setting) == "userns":
+        return _check_userns_network()
     libc = ctypes.CDLL(None, use_errno=True)
     result: list[str | None] = []
 
@@ -162,9 +145,69 @@ def check_network_namespaces() -> Check:
         return Check(
             "network namespaces",
             f"cannot create one: {result[0]}",
-            "run as root (CAP_SYS_ADMIN is needed for unshare(CLONE_NEWNET))",
+            "run as root (CAP_SYS_ADMIN is needed for unshare(CLONE_NEWNET)), or grant "
+            "NET_ADMIN without SYS_ADMIN for userns mode",
         )
-    return Check("network namespaces", None)
+    return Check("network namespaces", None, detail="root mode")
+
+
+def _check_userns_network() -> Check:
+    """Userns mode, probed for real: a holder as an instance uid, a veth moved into its
+    namespace, the inside configured, then all of it removed."""
+    from pyroute2 import IPRoute
+
+    from gigmcp.sandbox.holder import HolderError, NamespaceHolder
+
+    name = f"gmvprobe{os.getpid() % 100000}"
+    try:
+        holder = NamespaceHolder(
+            host_uid(0),
+            "link set lo up\nlink set eth0 up\n",
+            "table inet gigmcp_probe { chain output { type filter hook output priority 0; "
+            "policy accept; }; }\n",
+        )
+    except (HolderError, OSError) as exc:
+        return Check(
+            "network namespaces",
+            f"userns mode: cannot create a user and network namespace: {exc}",
+            "allow unprivileged user namespaces (kernel.unprivileged_userns_clone=1, "
+            "user.max_user_namespaces > 0); in a container, allow unshare/clone/setns "
+            "(Docker's default seccomp profile refuses them without SYS_ADMIN)",
+        )
+    try:
+        with IPRoute() as ipr:
+            peer = {"ifname": "eth0", "net_ns_pid": holder.pid}
+            ipr.link("add", ifname=name, kind="veth", peer=peer)
+            try:
+                holder.configure()
+            finally:
+                for index in ipr.link_lookup(ifname=name):
+                    ipr.link("del", index=index)
+        joined = subprocess.run(
+            [*holder.nsenter(), "/bin/true"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            user=host_uid(0),
+            group=host_uid(0),
+            extra_groups=[],
+            env={},
+        )
+        if joined.returncode != 0:
+            return Check(
+                "network namespaces",
+                f"userns mode: cannot join the namespace: {joined.stderr.strip()[:160]}",
+                "allow setns in the container's seccomp profile",
+            )
+    except Exception as exc:  # any failure is the answer
+        return Check(
+            "network namespaces",
+            f"userns mode: cannot wire a namespace: {exc}",
+            "needs CAP_NET_ADMIN, iproute2 and nftables",
+        )
+    finally:
+        holder.stop()
+    return Check("network namespaces", None, detail="userns mode")
 
 
 def check_nftables() -> Check:
@@ -211,12 +254,12 @@ def check_seccomp() -> Check:
     return Check("seccomp", None)
 
 
-def run_checks() -> list[Check]:
+def run_checks(setting: str = "auto") -> list[Check]:
     return [
-        check_privileges(),
+        check_privileges(setting),
         check_bwrap(),
         check_user_namespaces(),
-        check_network_namespaces(),
+        check_network_namespaces(setting),
         check_nftables(),
         check_cgroups(),
         check_seccomp(),

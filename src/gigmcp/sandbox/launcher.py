@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gigmcp.sandbox import cgroups, jail, runtime, seccomp
+from gigmcp.sandbox import mode as sandbox_mode
 from gigmcp.sandbox.identity import Identity, SourceTable
 from gigmcp.sandbox.netns import NetLease, SandboxNetwork
 from gigmcp.supervisor.launcher import (
@@ -58,6 +59,7 @@ class SandboxConfig:
     proxy_port: int = 3128
     pool_size: int = 2
     ca_bundle: bytes = b""
+    mode: str = "auto"  # see sandbox/mode.py
 
 
 @dataclass(slots=True)
@@ -190,8 +192,13 @@ class SandboxLauncher:
         # Zygotes are the pool; each holds a namespace of its own.
         p = config.proxy_port
         # The explicit proxy, then its transparent HTTP and TLS entrances and its DNS.
+        self.mode = sandbox_mode.resolve(config.mode)
         self.network = SandboxNetwork(
-            config.subnet, [p, p + 1, p + 2, p + 3], pool_size=0, redirect=(p + 1, p + 2, p + 3)
+            config.subnet,
+            [p, p + 1, p + 2, p + 3],
+            pool_size=0,
+            redirect=(p + 1, p + 2, p + 3),
+            mode=self.mode,
         )
         self.identities = SourceTable()
         # Called with an instance's key once it is gone and its address unregistered
@@ -346,8 +353,13 @@ class SandboxLauncher:
             parent_fds.append(info_r)
             tail = jail.TRAMPOLINE if command is None else ("--", *command)
             argv = with_rlimits([jail.BWRAP, "--args", str(args_r), *tail], limits)
-            # The spawn: this thread enters the namespace, forks, and comes straight back.
-            self.network.enter(lease)
+            # Userns mode: nsenter (as the instance's uid, owner of the holder's user
+            # namespace) joins it and its network namespace, then runs prlimit and bwrap.
+            argv = [*lease.spawn_prefix, *argv]
+            # Root mode: this thread enters the namespace, forks, and comes straight back.
+            entered = lease.holder is None
+            if entered:
+                self.network.enter(lease)
             try:
                 # Synchronous on purpose: see the module docstring.
                 proc = subprocess.Popen(  # noqa: ASYNC220
@@ -363,7 +375,8 @@ class SandboxLauncher:
                     start_new_session=True,
                 )
             finally:
-                self.network.leave()
+                if entered:
+                    self.network.leave()
             # bwrap is blocked reading its arguments: nothing has run yet. Moving it now
             # means every process of the jail is born inside the cgroup.
             await asyncio.to_thread(cgroup.add, proc.pid)

@@ -8,6 +8,13 @@ is. Namespaces are held as file descriptors, never bind-mounted under /run/netns
 kernel frees a namespace (and its veth) as soon as its last process and our descriptor
 are gone: a gateway killed with SIGKILL leaves no namespace behind.
 
+Two modes, for the two ways the gateway may be run. *root* (``CAP_SYS_ADMIN``): the
+namespaces belong to the host's user namespace, made and entered as described above.
+*userns* (``CAP_NET_ADMIN`` without ``CAP_SYS_ADMIN``, a container's usual grant): each
+namespace is made inside a user namespace of the instance's own host uid by a
+:class:`~gigmcp.sandbox.holder.NamespaceHolder`, and the launcher joins it with
+``nsenter``; the host side (veth, addresses, the host table) is the same in both.
+
 Inside: ``lo`` up, ``eth0`` with the sandbox address, a default route to the host end,
 IPv6 off, and an nftables wall of its own (``firewall.inside_ruleset``) that lets out
 only TCP to the proxy, so the host table is not the only thing between a sandbox and the
@@ -32,9 +39,12 @@ from pyroute2 import IPRoute
 
 from gigmcp.sandbox.addresses import IFNAME_PREFIX, AddressPool, Slot
 from gigmcp.sandbox.firewall import Firewall, inside_ruleset
+from gigmcp.sandbox.holder import NamespaceHolder
+from gigmcp.sandbox.jail import host_uid
 from gigmcp.sandbox.nft import Nft
 
 CLONE_NEWNET = 0x40000000
+MODES = ("root", "userns")
 # One gateway per host owns the sandbox network: the firewall table and the interface
 # names are host-wide, and a second gateway reconciling them would cut the first off.
 LOCK_PATH = "/run/gigmcp-sandbox.lock"
@@ -57,11 +67,17 @@ def _check(rc: int, what: str) -> None:
 
 @dataclass(slots=True)
 class NetLease:
-    """One ready namespace. ``netns_fd`` is ours; the launcher enters it to spawn."""
+    """One ready namespace. Root mode: ``netns_fd`` is ours and the launcher enters it
+    to spawn. Userns mode: ``holder`` holds it and ``spawn_prefix`` joins it."""
 
     slot: Slot
     netns_fd: int
     closed: bool = False
+    holder: NamespaceHolder | None = None
+
+    @property
+    def spawn_prefix(self) -> list[str]:
+        return self.holder.nsenter() if self.holder is not None else []
 
 
 class SandboxNetwork:
@@ -77,7 +93,11 @@ class SandboxNetwork:
         proxy_ports: Iterable[int],
         pool_size: int = 2,
         redirect: tuple[int, int, int] | None = None,
+        mode: str = "root",
     ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"sandbox network mode must be one of {', '.join(MODES)}: {mode!r}")
+        self.mode = mode
         self.addresses = AddressPool(subnet)
         self.proxy_ports = tuple(proxy_ports)
         self.redirect = redirect
@@ -159,7 +179,10 @@ class SandboxNetwork:
             self.addresses.release(lease.slot)
 
     def enter(self, lease: NetLease) -> None:
-        """Move the *calling thread* into the lease's namespace (for a spawn)."""
+        """Move the *calling thread* into the lease's namespace (for a spawn; root mode:
+        in userns mode the spawn is prefixed with ``lease.spawn_prefix`` instead)."""
+        if lease.holder is not None:
+            raise NetworkError("a userns-mode namespace is joined with nsenter, not setns")
         _check(_libc.setns(lease.netns_fd, CLONE_NEWNET), "setns into sandbox netns")
 
     def leave(self) -> None:
@@ -263,6 +286,8 @@ class SandboxNetwork:
             self._host_fd = -1
 
     def _build_sync(self, slot: Slot) -> NetLease:
+        if self.mode == "userns":
+            return self._build_userns_sync(slot)
         assert self._ipr is not None
         assert self._firewall is not None
         netns_fd = -1
@@ -288,11 +313,7 @@ class SandboxNetwork:
                 kind="veth",
                 peer={"ifname": "eth0", "net_ns_fd": netns_fd},
             )
-            with open(f"/proc/sys/net/ipv6/conf/{slot.host_ifname}/disable_ipv6", "w") as f:
-                f.write("1")
-            host_index = self._ipr.link_lookup(ifname=slot.host_ifname)[0]
-            self._ipr.addr("add", index=host_index, address=slot.host_ip, prefixlen=slot.prefixlen)
-            self._ipr.link("set", index=host_index, state="up")
+            self._wire_host_end(slot)
             lo = inner.link_lookup(ifname="lo")[0]
             inner.link("set", index=lo, state="up")
             eth = inner.link_lookup(ifname="eth0")[0]
@@ -310,6 +331,46 @@ class SandboxNetwork:
             if inner is not None:
                 inner.close()
 
+    def _build_userns_sync(self, slot: Slot) -> NetLease:
+        assert self._ipr is not None
+        assert self._firewall is not None
+        lease = NetLease(slot, -1)
+        try:
+            batch = (
+                "link set lo up\n"
+                f"addr add {slot.sandbox_ip}/{slot.prefixlen} dev eth0\n"
+                "link set eth0 up\n"
+                f"route add default via {slot.host_ip}\n"
+            )
+            lease.holder = NamespaceHolder(
+                host_uid(slot.index),
+                batch,
+                inside_ruleset(slot.host_ip, self.proxy_ports, self.redirect),
+            )
+            # By pid: opening /proc/<pid>/ns/net of another uid would need CAP_SYS_PTRACE.
+            # The holder is our unreaped child, so its pid cannot be reused meanwhile.
+            self._ipr.link(
+                "add",
+                ifname=slot.host_ifname,
+                kind="veth",
+                peer={"ifname": "eth0", "net_ns_pid": lease.holder.pid},
+            )
+            self._wire_host_end(slot)
+            lease.holder.configure()
+            self._firewall.admit(slot)
+            return lease
+        except Exception as exc:
+            self._destroy_sync(lease)
+            raise NetworkError(f"cannot build the network of {slot.host_ifname}: {exc}") from exc
+
+    def _wire_host_end(self, slot: Slot) -> None:
+        assert self._ipr is not None
+        with open(f"/proc/sys/net/ipv6/conf/{slot.host_ifname}/disable_ipv6", "w") as f:
+            f.write("1")
+        host_index = self._ipr.link_lookup(ifname=slot.host_ifname)[0]
+        self._ipr.addr("add", index=host_index, address=slot.host_ip, prefixlen=slot.prefixlen)
+        self._ipr.link("set", index=host_index, state="up")
+
     def _destroy_sync(self, lease: NetLease) -> None:
         assert self._ipr is not None
         assert self._firewall is not None
@@ -324,3 +385,6 @@ class SandboxNetwork:
         if lease.netns_fd >= 0:
             os.close(lease.netns_fd)
             lease.netns_fd = -1
+        if lease.holder is not None:
+            lease.holder.stop()
+            lease.holder = None
