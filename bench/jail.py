@@ -84,9 +84,14 @@ async def setup_times(runs: int) -> dict[str, Any]:
         "bare_bwrap": [],
         "jail_cold": [],
         "jail_pooled": [],
+        "jail_cold_userns": [],
+        "jail_pooled_userns": [],
     }
     cold = SandboxLauncher(SandboxConfig(subnet=SUBNET, pool_size=0))
     await cold.start()
+    # Userns mode (no CAP_SYS_ADMIN, sandbox/holder.py) is measured in the same loop but
+    # cannot share the host-wide sandbox network with the root-mode launcher: it gets
+    # turns of its own, after it.
     try:
         key = InstanceKey(1, "cat")
         for _ in range(runs):
@@ -118,25 +123,41 @@ async def setup_times(runs: int) -> dict[str, Any]:
             await _stop(p)
     finally:
         await cold.aclose()
-    pooled = SandboxLauncher(SandboxConfig(subnet=SUBNET, pool_size=4))
-    await pooled.start()
+    cold_userns = SandboxLauncher(SandboxConfig(subnet=SUBNET, pool_size=0, mode="userns"))
+    await cold_userns.start()
     try:
         for _ in range(runs):
-            while len(pooled._zygotes) < pooled.config.pool_size:
-                await asyncio.sleep(0.005)  # a pool refills between cold starts
             t = time.perf_counter()
-            p = await pooled.launch(LaunchSpec(InstanceKey(1, "cat"), ("/bin/cat",)))
+            p = await cold_userns.launch(LaunchSpec(InstanceKey(1, "cat"), ("/bin/cat",)))
             await _echo_once(p)
-            arms["jail_pooled"].append((time.perf_counter() - t) * 1e3)
+            arms["jail_cold_userns"].append((time.perf_counter() - t) * 1e3)
             await _stop(p)
     finally:
-        await pooled.aclose()
+        await cold_userns.aclose()
+    for mode, arm in (("root", "jail_pooled"), ("userns", "jail_pooled_userns")):
+        pooled = SandboxLauncher(SandboxConfig(subnet=SUBNET, pool_size=4, mode=mode))
+        await pooled.start()
+        try:
+            for _ in range(runs):
+                while len(pooled._zygotes) < pooled.config.pool_size:
+                    await asyncio.sleep(0.005)  # a pool refills between cold starts
+                t = time.perf_counter()
+                p = await pooled.launch(LaunchSpec(InstanceKey(1, "cat"), ("/bin/cat",)))
+                await _echo_once(p)
+                arms[arm].append((time.perf_counter() - t) * 1e3)
+                await _stop(p)
+        finally:
+            await pooled.aclose()
     for name, ms in arms.items():
         out[name] = summary(ms)
     base = out["bare_cat"]["p50_ms"]
     out["ratios"] = {
         "jail_cold_p50_over_bare_cat": round(out["jail_cold"]["p50_ms"] / base, 2),
         "jail_pooled_p50_over_bare_cat": round(out["jail_pooled"]["p50_ms"] / base, 2),
+        "jail_cold_userns_p50_over_bare_cat": round(out["jail_cold_userns"]["p50_ms"] / base, 2),
+        "jail_pooled_userns_p50_over_bare_cat": round(
+            out["jail_pooled_userns"]["p50_ms"] / base, 2
+        ),
         "jail_cold_p50_over_bare_bwrap": round(
             out["jail_cold"]["p50_ms"] / out["bare_bwrap"]["p50_ms"], 2
         ),
