@@ -388,7 +388,7 @@ def doctor() -> None:
 
 
 def _register_serve() -> None:
-    from gigmcp.cli import credentials  # noqa: F401 - registers its commands
+    from gigmcp.cli import credentials, pins  # noqa: F401 - register their commands
     from gigmcp.cli.serve import serve
 
     app.command("serve")(serve)

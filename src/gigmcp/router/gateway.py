@@ -53,7 +53,13 @@ class Router:
             assert self._source is not None, "Router.attach() was not called"
             parking = ParkingLot(self._state_key, ttl=self._timeout)
             hub = ProfileHub(
-                view, self._source, self._cursors, parking, self.catalog.record, self._timeout
+                view,
+                self._source,
+                self._cursors,
+                parking,
+                self.catalog.record,
+                self._timeout,
+                getattr(self.catalog, "pins", None),
             )
             self._hubs[view.id] = hub
         elif hub.view is not view:

@@ -29,6 +29,7 @@ from gigmcp.router import naming
 from gigmcp.router.calls import CAPABILITY_FOR, Call, ParkingLot, Question, attribute
 from gigmcp.router.context import RequestContext
 from gigmcp.router.cursor import CursorCodec, Position
+from gigmcp.router.pins import PinBook
 from gigmcp.router.tasks import EXTENSION as TASKS_EXTENSION
 from gigmcp.router.tasks import TaskTable, declares_tasks
 from gigmcp.store.views import Assignment, AuditEvent, ProfileView, ServerDef
@@ -65,8 +66,10 @@ class ProfileHub:
         parking: ParkingLot,
         record: Callable[[AuditEvent], None],
         request_timeout: float,
+        pins: PinBook | None = None,
     ) -> None:
         self.view = view
+        self._pins = pins
         self._source = source
         self._cursors = cursors
         self.parking = parking
@@ -328,6 +331,10 @@ class ProfileHub:
                     raise tools
                 log.warning("tools/list: server %s unavailable: %s", a.server.name, tools)
                 continue
+            if self._pins is not None:
+                # Screened at every listing, not when cached: an approval shows the tool
+                # again without refetching, a change is caught as soon as it is fetched.
+                tools = self._pins.screen(a.server.id, a.server.name, tools)
             for tool in tools:
                 tname = tool.get("name")
                 if isinstance(tname, str) and a.tool_enabled(tname):
@@ -347,8 +354,14 @@ class ProfileHub:
             raise RpcError(rpc.INVALID_PARAMS, "Invalid params: name must be a string")
         parts = naming.split_name(qualified)
         assignment = self.view.assignment(parts[0]) if parts else None
-        # A hidden tool is indistinguishable from an unknown one.
-        if parts is None or assignment is None or not assignment.tool_enabled(parts[1]):
+        # A hidden tool (not selected, or changed since consent) is indistinguishable from
+        # an unknown one.
+        if (
+            parts is None
+            or assignment is None
+            or not assignment.tool_enabled(parts[1])
+            or (self._pins is not None and self._pins.hidden(assignment.server.id, parts[1]))
+        ):
             raise RpcError(rpc.INVALID_PARAMS, f"Unknown tool: {qualified}")
         return assignment, parts[1]
 

@@ -22,8 +22,17 @@ from sqlalchemy.orm import Session
 
 from gigmcp.auth import tokens
 from gigmcp.credentials.definitions import DefinitionError, parse_credentials, parse_egress
+from gigmcp.router.pins import PinBook, PinChange
 from gigmcp.store.db import make_engine, migrate
-from gigmcp.store.models import AuditRow, Profile, ProfileServer, ProfileToken, ProfileTool, Server
+from gigmcp.store.models import (
+    AuditRow,
+    Profile,
+    ProfileServer,
+    ProfileToken,
+    ProfileTool,
+    Server,
+    ToolPin,
+)
 from gigmcp.store.views import Assignment, AuditEvent, ProfileView, ServerDef, TokenGrant
 
 log = logging.getLogger(__name__)
@@ -38,6 +47,8 @@ class StoreCatalog:
         if database_url.startswith("sqlite:///"):
             self._raw = sqlite3.connect(database_url[len("sqlite:///") :], check_same_thread=False)
         self._rev = -1
+        self._pin_changes: list[PinChange] = []
+        self.pins = PinBook(self._queue_pin)
         self._profiles: dict[int, ProfileView] = {}
         self._slugs: dict[str, ProfileView] = {}
         self._tokens: dict[str, tuple[str, TokenGrant, datetime | None]] = {}
@@ -65,6 +76,10 @@ class StoreCatalog:
     def _reload(self) -> None:
         with Session(self.engine) as s:
             rev = s.scalar(text("SELECT rev FROM config_revision WHERE id = 1")) or 0
+            self.pins.load(
+                (p.server_id, p.tool, p.fingerprint, p.flagged_fingerprint)
+                for p in s.scalars(select(ToolPin))
+            )
             servers = {srv.id: srv for srv in s.scalars(select(Server))}
             overrides: dict[int, list[tuple[str, bool]]] = {}
             for pt in s.scalars(select(ProfileTool).order_by(ProfileTool.tool)):
@@ -136,6 +151,23 @@ class StoreCatalog:
     def record(self, event: AuditEvent) -> None:
         self._audit.append(event)
 
+    def _queue_pin(self, change: PinChange) -> None:
+        self._pin_changes.append(change)
+        if change.flagged:
+            self.record(
+                AuditEvent(
+                    action="tool.changed",
+                    outcome="hidden",
+                    server=change.server,
+                    tool=change.tool,
+                    detail=(
+                        "the tool's description or input schema changed after consent; "
+                        f"hidden until approved (gigmcp server tools {change.server} "
+                        f"--approve {change.tool})"
+                    )[:1024],
+                )
+            )
+
     # ------------------------------------------------------------ background writes
 
     async def start(self) -> None:
@@ -150,15 +182,24 @@ class StoreCatalog:
     async def flush(self) -> None:
         audit, self._audit = self._audit, []
         used, self._used = self._used, {}
-        if audit or used:
+        pins, self._pin_changes = self._pin_changes, []
+        if audit or used or pins:
             try:
-                await asyncio.to_thread(self._write, audit, used)
+                await asyncio.to_thread(self._write, audit, used, pins)
             except Exception:
                 log.exception("audit flush failed; %d rows kept for the next try", len(audit))
                 self._audit[:0] = audit
+                self._pin_changes[:0] = pins
 
-    def _write(self, audit: list[AuditEvent], used: dict[int, datetime]) -> None:
+    def _write(
+        self,
+        audit: list[AuditEvent],
+        used: dict[int, datetime],
+        pins: list[PinChange] | None = None,
+    ) -> None:
         with Session(self.engine) as s, s.begin():
+            for change in pins or ():
+                _write_pin(s, change)
             s.add_all(
                 AuditRow(
                     action=e.action,
@@ -189,6 +230,33 @@ class StoreCatalog:
         if self._raw is not None:
             self._raw.close()
         self.engine.dispose()
+
+
+def _write_pin(s: Session, change: PinChange) -> None:
+    # Idempotent: a reload may re-pin what is still queued, and a server deleted since
+    # takes its pins with it.
+    if s.get(Server, change.server_id) is None:
+        return
+    row = s.scalar(
+        select(ToolPin).where(ToolPin.server_id == change.server_id, ToolPin.tool == change.tool)
+    )
+    now = datetime.now(UTC)
+    if row is None:
+        if not change.flagged:
+            s.add(
+                ToolPin(
+                    server_id=change.server_id,
+                    tool=change.tool,
+                    fingerprint=change.fingerprint,
+                    snapshot=change.snapshot,
+                    pinned_at=now,
+                )
+            )
+        return
+    if change.flagged and row.fingerprint != change.fingerprint:
+        row.flagged_fingerprint = change.fingerprint
+        row.flagged_snapshot = change.snapshot
+        row.flagged_at = now
 
 
 def _aware(at: datetime | None) -> datetime | None:

@@ -66,6 +66,40 @@ class Server(Base):
         JSON, default=list, server_default="[]"
     )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Registry installs (None for servers added by command): kind, ref, the manifest and
+    # its hashes, where the package lives. The runtime hash the owner consented to; an
+    # upgrade whose runtime hash differs waits in ``pending`` until consented.
+    origin: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    consented_runtime_hash: Mapped[str | None] = mapped_column(String(64))
+    pending: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class ToolPin(Base):
+    """What a tool looked like when first seen after consent (name, description, input
+    schema), and a changed version awaiting approval; a flagged tool is hidden."""
+
+    __tablename__ = "tool_pins"
+    __table_args__ = (UniqueConstraint("server_id", "tool"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    server_id: Mapped[int] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"), index=True)
+    tool: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
+    flagged_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    flagged_snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    pinned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    flagged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RegistryState(Base):
+    """One row: the ``generated`` time and hash of the registry index last accepted, so
+    an older index (a rollback) is refused."""
+
+    __tablename__ = "registry_state"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    generated: Mapped[str] = mapped_column(String(64))
+    index_sha256: Mapped[str] = mapped_column(String(64))
+    accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class CredentialValue(Base):

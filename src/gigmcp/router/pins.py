@@ -1,0 +1,110 @@
+"""Tool pinning against rug pulls: a tool that changes after consent is hidden.
+
+The first time a server advertises a tool after its owner consented to the server, the
+tool's name, description and input schema are pinned (a SHA-256 fingerprint of their
+canonical JSON, and the snapshot itself for showing what changed). If the server later
+advertises that tool with a different fingerprint — a description that now asks the
+model to read ~/.ssh, say — the tool is hidden from every profile and flagged, an audit
+row says so, and it stays hidden until the owner approves the new version
+(``gigmcp server tools NAME --approve TOOL``). A tool seen for the first time is pinned
+as it is: the manifest's tool list and per-profile selection decide whether it is
+exposed at all.
+
+Owns the fingerprints, the in-memory pins of every server (shared by all profiles'
+hubs, loaded from the store and kept in step with it), and the decision per tool. It
+must never expose a tool whose current fingerprint differs from its pin, and never
+block the event loop: changes go to the store through the catalog's batched writer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+JSON = dict[str, Any]
+
+
+def snapshot(tool: JSON) -> JSON:
+    """The parts of a tool a model reads and that consent covers."""
+    return {
+        "name": tool.get("name"),
+        "description": tool.get("description"),
+        "inputSchema": tool.get("inputSchema"),
+    }
+
+
+def fingerprint(tool: JSON) -> str:
+    canonical = json.dumps(snapshot(tool), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Pin:
+    fingerprint: str
+    flagged: str | None = None  # the changed fingerprint awaiting approval
+
+
+@dataclass(frozen=True, slots=True)
+class PinChange:
+    """One write for the store: a new pin (``flagged`` False) or a flagged change."""
+
+    server_id: int
+    server: str
+    tool: str
+    fingerprint: str
+    snapshot: JSON
+    flagged: bool
+
+
+class PinBook:
+    """Every server's pins. ``persist`` receives each change, to be written in the
+    background; ``load`` replaces the pins with the store's (after an approval)."""
+
+    def __init__(self, persist: Callable[[PinChange], None]) -> None:
+        self._pins: dict[int, dict[str, Pin]] = {}
+        # What the server advertises now differs from its pin: hidden, calls refused.
+        self._hidden: set[tuple[int, str]] = set()
+        self._persist = persist
+
+    def load(self, rows: Iterable[tuple[int, str, str, str | None]]) -> None:
+        pins: dict[int, dict[str, Pin]] = {}
+        hidden = set()
+        for server_id, tool, fp, flagged in rows:
+            pins.setdefault(server_id, {})[tool] = Pin(fp, flagged)
+            if flagged is not None:
+                hidden.add((server_id, tool))
+        self._pins = pins
+        self._hidden = hidden
+
+    def screen(self, server_id: int, server: str, tools: list[JSON]) -> list[JSON]:
+        """The tools that may be shown; pins new ones, flags changed ones."""
+        pins = self._pins.setdefault(server_id, {})
+        shown: list[JSON] = []
+        for tool in tools:
+            name = tool.get("name")
+            if not isinstance(name, str):
+                continue
+            fp = fingerprint(tool)
+            pin = pins.get(name)
+            if pin is None:
+                pins[name] = Pin(fp)
+                self._persist(PinChange(server_id, server, name, fp, snapshot(tool), False))
+                shown.append(tool)
+            elif pin.fingerprint == fp and pin.flagged is None:
+                shown.append(tool)
+            else:
+                # Once flagged, hidden until approved: even a tool that changes back has
+                # shown it will change, and the owner decides.
+                self._hidden.add((server_id, name))
+                if pin.flagged != fp and pin.fingerprint != fp:
+                    # Changed (again): said once per new version.
+                    pins[name] = Pin(pin.fingerprint, fp)
+                    self._persist(PinChange(server_id, server, name, fp, snapshot(tool), True))
+        return shown
+
+    def hidden(self, server_id: int, tool: str) -> bool:
+        """A flagged tool: its calls are refused as if it did not exist."""
+        return (server_id, tool) in self._hidden
