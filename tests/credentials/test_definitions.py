@@ -90,3 +90,20 @@ def test_two_credentials_in_one_variable_are_refused() -> None:
 def test_credentials_without_an_allowlist_are_refused() -> None:
     with pytest.raises(DefinitionError, match="need an egress allowlist"):
         parse_credentials([SEALED], parse_egress({}))
+
+
+def test_a_catalog_style_id_with_a_dash_gets_a_valid_variable() -> None:
+    # As the reference registry's google-analytics and zoho-* manifests spell them.
+    egress = parse_egress({"hosts": ["analyticsdata.googleapis.com"]})
+    (cred,) = parse_credentials(
+        [
+            {
+                "id": "google-analytics_token",
+                "type": "oauth2",
+                "provider": "google-analytics",
+                "inject": {"header": "Authorization", "format": "Bearer {token}"},
+            }
+        ],
+        egress,
+    )
+    assert cred.id == "google-analytics_token" and cred.env == "GOOGLE_ANALYTICS_TOKEN"

@@ -22,7 +22,8 @@ from typing import Any
 
 from gigmcp.egress.hosts import HostError, canonical_pattern
 
-CREDENTIAL_ID = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
+# The reference registry allows "-" too (google-analytics_token, zoho-crm_token).
+CREDENTIAL_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # RFC 9110 token characters: a header name can hold nothing else.
 HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$")
@@ -120,7 +121,7 @@ def parse_credential(raw: Mapping[str, Any], egress: Egress) -> CredentialDef:
         raise DefinitionError(f"credential: unknown field(s) {sorted(unknown)}")
     cid = raw.get("id")
     if not isinstance(cid, str) or not CREDENTIAL_ID.match(cid):
-        raise DefinitionError(f"credential id {cid!r}: 1-64 of a-z, 0-9, '_'")
+        raise DefinitionError(f"credential id {cid!r}: 1-64 of a-z, 0-9, '_', '-'")
     ctype = raw.get("type")
     if ctype not in TYPES:
         raise DefinitionError(f"credential {cid}: type must be one of {', '.join(TYPES)}")
@@ -148,7 +149,7 @@ def parse_credential(raw: Mapping[str, Any], egress: Egress) -> CredentialDef:
         raise DefinitionError(f"credential {cid}: inject.format must hold {{token}} exactly once")
     if any(c in fmt for c in "\r\n\0") or len(fmt) > 256:
         raise DefinitionError(f"credential {cid}: inject.format holds a line break or is too long")
-    env = _env(cid, raw.get("env", cid.upper()))
+    env = _env(cid, raw.get("env", cid.upper().replace("-", "_")))
     return CredentialDef(cid, ctype, env, header, fmt, hosts)
 
 
