@@ -273,13 +273,28 @@ def assign(engine: Engine, user_id: int, slug: str, server: str, tools_on: bool)
     try:
         with change(engine, "profile.assign", user_id, server=server, detail=slug) as s:
             p, srv = _profile(s, slug), _server(s, server)
-            s.add(
-                ProfileServer(
-                    profile_id=p.id, server_id=srv.id, owner_id=p.owner_id, default_enabled=tools_on
-                )
+            a = ProfileServer(
+                profile_id=p.id, server_id=srv.id, owner_id=p.owner_id, default_enabled=tools_on
             )
+            s.add(a)
+            s.flush()
+            # A registry manifest's tools marked `default: false` (writes, deletes, sends)
+            # stay off in a profile until someone enables them there.
+            for tool in off_by_default(srv.origin):
+                off = ProfileTool(assignment_id=a.id, owner_id=a.owner_id, tool=tool, enabled=False)
+                s.add(off)
     except IntegrityError as exc:
         raise AdminError(f"server {server!r} is already assigned to {slug!r}") from exc
+
+
+def off_by_default(origin: dict[str, Any] | None) -> list[str]:
+    """The tools an installed server's manifest marks ``default: false``."""
+    manifest = (origin or {}).get("manifest") or {}
+    return [
+        t["name"]
+        for t in manifest.get("tools") or []
+        if isinstance(t, dict) and isinstance(t.get("name"), str) and t.get("default") is False
+    ]
 
 
 def unassign(engine: Engine, user_id: int, slug: str, server: str) -> None:
