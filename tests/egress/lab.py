@@ -74,6 +74,7 @@ class Hit:
     path: str
     headers: dict[str, str]
     body: bytes
+    query: str = ""
 
 
 @dataclass
@@ -135,6 +136,7 @@ def _handler(lab: Lab, address: str, port: int) -> type[BaseHTTPRequestHandler]:
                 url.path,
                 {k.lower(): v for k, v in self.headers.items()},
                 body,
+                url.query,
             )
             lab.hits.append(hit)
             query = urllib.parse.parse_qs(url.query)
@@ -189,6 +191,11 @@ def _handler(lab: Lab, address: str, port: int) -> type[BaseHTTPRequestHandler]:
                     self.wfile.write(b"echo:" + data)
                     self.wfile.flush()
                 self.close_connection = True
+            elif url.path.startswith("/status/"):
+                code = int(url.path.rsplit("/", 1)[1])
+                self._send(
+                    code, b'{"error":"' + b"e" * 6000 + b'"}', {"content-type": "application/json"}
+                )
             elif url.path == "/big":
                 n = int(query.get("n", ["1048576"])[0])
                 self._send(200, b"x" * n)

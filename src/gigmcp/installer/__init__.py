@@ -1,0 +1,1 @@
+"""Installing servers from the signed registry: resolve, verify, lay out, consent."""

@@ -1,0 +1,61 @@
+"""What an operator is asked to allow before a registry server is installed or upgraded.
+
+Owns turning a manifest (as the plain dict of its YAML fields) into the consent text —
+tier, egress hosts, each credential and how it reaches the server, tools and which are
+on by default — and the rule for when consent is needed again: when the manifest's
+runtime hash differs from the consented one (presentation-only changes keep it). It must
+never leave out a host, a credential or a tool, and never call an entrusted credential
+anything but visible to the server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def needs_consent(consented_runtime_hash: str | None, runtime_hash: str) -> bool:
+    return consented_runtime_hash != runtime_hash
+
+
+def describe(manifest: dict[str, Any], kind: str, package: str) -> list[str]:
+    """The lines shown before ``[y/N]``."""
+    name, version = manifest.get("name"), manifest.get("version")
+    title = manifest.get("displayName") or name
+    lines = [f"{title} ({name}@{version}), {kind}: {package}"]
+    tier = manifest.get("tier")
+    if tier == "sealed":
+        lines.append("tier: sealed — credentials never enter the sandbox; the proxy injects them")
+    else:
+        lines.append(
+            "tier: entrusted — credentials are handed to the server itself "
+            "(it can read and misuse them within its allowed hosts)"
+        )
+    egress = (manifest.get("entitlements") or {}).get("egress") or []
+    if egress:
+        lines.append("may connect to (HTTPS, through the egress proxy):")
+        lines.extend(f"  - {host}" for host in egress)
+    else:
+        lines.append("may connect to: nothing (no network)")
+    creds = manifest.get("credentials") or []
+    if creds:
+        lines.append("credentials:")
+    for cred in creds:
+        inject = cred.get("inject") or {}
+        scopes = cred.get("scopes") or []
+        what = f"  - {cred.get('id')} ({cred.get('type')}, {cred.get('provider')})"
+        if scopes:
+            what += f", scopes: {', '.join(scopes)}"
+        lines.append(what)
+        if inject.get("env"):
+            lines.append(f"      given to the server in ${inject['env']}")
+        else:
+            lines.append(
+                f"      injected by the proxy as {inject.get('header')}: {inject.get('format')}"
+            )
+    tools = manifest.get("tools") or []
+    if tools:
+        on = [t["name"] for t in tools if t.get("default")]
+        off = [t["name"] for t in tools if not t.get("default")]
+        lines.append(f"tools on by default ({len(on)}): {', '.join(on) or '-'}")
+        lines.append(f"tools off until enabled per profile ({len(off)}): {', '.join(off) or '-'}")
+    return lines

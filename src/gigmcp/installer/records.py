@@ -1,0 +1,145 @@
+"""The store side of installs: a registry server's row, its consent, a pending upgrade.
+
+An installed server is an ordinary ``servers`` row (command, cwd, egress, credentials)
+plus ``origin`` (kind, ref, the manifest and its hashes, where its files are) and the
+runtime hash its owner consented to. An upgrade with the same runtime hash is applied at
+once (presentation-only changes: name, description, category, icon, credential vendor);
+one with another runtime hash waits in ``pending``, the installed version still running,
+until consented. Every change bumps the revision, so the running gateway picks it up.
+
+Owns these transactions. It must never make a server run a runtime whose hash was not
+consented.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+
+from gigmcp.store.admin import SERVER_NAME, AdminError, _definitions, _server, change
+from gigmcp.store.models import Server
+
+
+@dataclass(frozen=True, slots=True)
+class Runnable:
+    """What to start, and what it may reach: everything a server row holds."""
+
+    command: list[str]
+    cwd: str | None
+    env: dict[str, str]
+    egress: dict[str, Any]
+    credentials: list[dict[str, Any]]
+    origin: dict[str, Any]  # kind, ref, name, version, manifest, hashes, path
+
+    @property
+    def runtime_hash(self) -> str:
+        return str(self.origin["runtime_hash"])
+
+
+def install(engine: Engine, user_id: int, name: str, run: Runnable) -> None:
+    """A new server, consented as it is."""
+    if not SERVER_NAME.match(name):
+        raise AdminError(f"invalid server name {name!r}: a-z, 0-9 and '-' only")
+    egress, credentials = _definitions(run.egress, run.credentials)
+    try:
+        with change(engine, "server.install", user_id, server=name, detail=_detail(run)) as s:
+            s.add(
+                Server(
+                    name=name,
+                    owner_id=user_id,
+                    command=run.command,
+                    env=run.env,
+                    env_names=[],
+                    cwd=run.cwd,
+                    limits={},
+                    egress=egress,
+                    credentials=credentials,
+                    origin=run.origin,
+                    consented_runtime_hash=run.runtime_hash,
+                )
+            )
+    except IntegrityError as exc:
+        raise AdminError(f"a server named {name!r} already exists") from exc
+
+
+def upgrade(engine: Engine, user_id: int, name: str, run: Runnable) -> str:
+    """Apply ``run`` if its runtime was consented already, else keep it pending.
+    Returns ``"applied"`` or ``"pending"``."""
+    egress, credentials = _definitions(run.egress, run.credentials)
+    with change(engine, "server.upgrade", user_id, server=name, detail=_detail(run)) as s:
+        srv = _server(s, name)
+        if srv.origin is None:
+            raise AdminError(f"server {name!r} was not installed from the registry")
+        if srv.consented_runtime_hash == run.runtime_hash:
+            _apply(srv, run, egress, credentials)
+            srv.pending = None
+            return "applied"
+        srv.pending = {
+            "command": run.command,
+            "cwd": run.cwd,
+            "env": run.env,
+            "egress": egress,
+            "credentials": credentials,
+            "origin": run.origin,
+        }
+        return "pending"
+
+
+def pending(engine: Engine, name: str) -> dict[str, Any] | None:
+    from sqlalchemy.orm import Session
+
+    with Session(engine) as s:
+        return _server(s, name).pending
+
+
+def consent(engine: Engine, user_id: int, name: str, runtime_hash: str) -> dict[str, Any]:
+    """Apply the pending upgrade whose runtime hash the operator was shown."""
+    with change(engine, "server.consent", user_id, server=name) as s:
+        srv = _server(s, name)
+        staged = srv.pending
+        if staged is None:
+            raise AdminError(f"server {name!r} has no upgrade waiting for consent")
+        if staged["origin"]["runtime_hash"] != runtime_hash:
+            raise AdminError(f"the upgrade of {name!r} changed since it was shown; look again")
+        run = Runnable(
+            staged["command"],
+            staged["cwd"],
+            staged["env"],
+            staged["egress"],
+            staged["credentials"],
+            staged["origin"],
+        )
+        old = dict(srv.origin or {})
+        _apply(srv, run, run.egress, run.credentials)
+        srv.pending = None
+        return old
+
+
+def uninstall(engine: Engine, user_id: int, name: str) -> dict[str, Any] | None:
+    """Remove the row (its assignments, tool selections, pins and credential values go
+    with it); returns its origin so the caller can remove the files."""
+    with change(engine, "server.uninstall", user_id, server=name) as s:
+        srv = _server(s, name)
+        origin = srv.origin
+        s.delete(srv)
+        return origin
+
+
+def _apply(
+    srv: Server, run: Runnable, egress: dict[str, Any], credentials: list[dict[str, Any]]
+) -> None:
+    srv.command = run.command
+    srv.cwd = run.cwd
+    srv.env = run.env
+    srv.egress = egress
+    srv.credentials = credentials
+    srv.origin = run.origin
+    srv.consented_runtime_hash = run.runtime_hash
+
+
+def _detail(run: Runnable) -> str:
+    o = run.origin
+    return f"{o.get('name')}@{o.get('version')} runtime {str(o.get('runtime_hash'))[:12]}"
