@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import secrets
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -47,6 +49,12 @@ class Settings:
     admin_emails: tuple[str, ...] = ()
     registry_index_url: str | None = None
     registry_pubkey: str | None = None
+    # An index older than this is a frozen registry: a warning, or refused with
+    # GIG_REGISTRY_STALE=refuse. None: no limit.
+    registry_max_age: timedelta | None = None
+    registry_refuse_stale: bool = False
+    # Installed packages; must be reachable by the jails' uids (not under a 0700 dir).
+    packages_dir: Path = Path("/var/lib/gigmcp/packages")
     sandbox_subnet: str = "10.213.0.0/16"
     sandbox_pool: int = 2
     sandbox_mode: str = "auto"  # auto | root | userns (sandbox/mode.py)
@@ -238,8 +246,28 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         len(pubkey) != 64 or any(c not in "0123456789abcdef" for c in pubkey.lower())
     ):
         raise ConfigError("GIG_REGISTRY_PUBKEY: expected 64 hex characters (an ed25519 public key)")
+    max_age_raw = env.get("GIG_REGISTRY_MAX_AGE", "").strip()
+    max_age: timedelta | None = None
+    if max_age_raw:
+        m = re.fullmatch(r"(\d{1,5})([hd])", max_age_raw)
+        if not m or int(m.group(1)) == 0:
+            raise ConfigError(
+                f"GIG_REGISTRY_MAX_AGE: expected a number of hours or days like 14d or 36h, "
+                f"not {max_age_raw!r}"
+            )
+        n = int(m.group(1))
+        max_age = timedelta(days=n) if m.group(2) == "d" else timedelta(hours=n)
+    stale = env.get("GIG_REGISTRY_STALE", "warn").strip().lower()
+    if stale not in ("warn", "refuse"):
+        raise ConfigError(f"GIG_REGISTRY_STALE: expected warn or refuse, not {stale!r}")
+    packages_raw = env.get("GIG_PACKAGES_DIR", "/var/lib/gigmcp/packages")
+    if not os.path.isabs(packages_raw):
+        raise ConfigError(f"GIG_PACKAGES_DIR: must be an absolute path, not {packages_raw!r}")
     return Settings(
         data_dir=data_dir,
+        registry_max_age=max_age,
+        registry_refuse_stale=stale == "refuse",
+        packages_dir=Path(packages_raw),
         database_url=database_url,
         listen=_listen("GIG_LISTEN", env.get("GIG_LISTEN", "127.0.0.1:8080")),
         sandbox_pool=_count("GIG_SANDBOX_POOL", env.get("GIG_SANDBOX_POOL", "2"), 0, 64),
