@@ -70,7 +70,15 @@ class Gateway:
         # The instance acts for the profile's owner: their credentials, their audit rows.
         profile = self.catalog.profile(key.profile_id)
         owner = profile.owner_id if profile is not None else server.owner_id
-        return LaunchSpec(key, server.command, env, server.cwd, owner_id=owner, limits=limits)
+        return LaunchSpec(
+            key,
+            server.command,
+            env,
+            server.cwd,
+            owner_id=owner,
+            limits=limits,
+            rootfs=server.rootfs,
+        )
 
     async def start(self) -> None:
         await self.catalog.start()

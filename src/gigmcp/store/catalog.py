@@ -96,6 +96,7 @@ class StoreCatalog:
                     env_names=tuple(srv.env_names),
                     cwd=srv.cwd,
                     limits=tuple(sorted((srv.limits or {}).items())),
+                    rootfs=(srv.origin or {}).get("rootfs"),
                     **_egress_and_credentials(srv),
                 )
                 assigned.setdefault(a.profile_id, []).append(

@@ -30,6 +30,8 @@ class ServerDef:
     limits: tuple[tuple[str, int], ...] = ()
     egress: Egress = field(default_factory=Egress)
     credentials: tuple[CredentialDef, ...] = ()
+    # An installed OCI image: its extracted root, the jail's / (command resolved inside).
+    rootfs: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
