@@ -55,6 +55,14 @@ class Settings:
     registry_refuse_stale: bool = False
     # Installed packages; must be reachable by the jails' uids (not under a 0700 dir).
     packages_dir: Path = Path("/var/lib/gigmcp/packages")
+    # OCI registries reached over plain http (host:port; loopback mirrors, tests).
+    oci_plain_http: tuple[str, ...] = ()
+    # Package sources for mirrors and offline installs (None: npm's and PyPI's own).
+    npm_registry: str | None = None
+    npm_cache: Path | None = None
+    npm_offline: bool = False
+    pypi_index_url: str | None = None
+    pypi_find_links: Path | None = None  # wheels from this folder only (no index)
     sandbox_subnet: str = "10.213.0.0/16"
     sandbox_pool: int = 2
     sandbox_mode: str = "auto"  # auto | root | userns (sandbox/mode.py)
@@ -263,8 +271,26 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     packages_raw = env.get("GIG_PACKAGES_DIR", "/var/lib/gigmcp/packages")
     if not os.path.isabs(packages_raw):
         raise ConfigError(f"GIG_PACKAGES_DIR: must be an absolute path, not {packages_raw!r}")
+    plain = tuple(h.strip() for h in env.get("GIG_OCI_PLAIN_HTTP", "").split(",") if h.strip())
+    for h in plain:
+        if not re.fullmatch(r"[A-Za-z0-9.-]+:\d{1,5}", h):
+            raise ConfigError(f"GIG_OCI_PLAIN_HTTP: expected host:port entries, not {h!r}")
+    offline = env.get("GIG_NPM_OFFLINE", "0").strip()
+    if offline not in ("0", "1"):
+        raise ConfigError(f"GIG_NPM_OFFLINE: expected 0 or 1, not {offline!r}")
+    npm_cache = env.get("GIG_NPM_CACHE")
+    find_links = env.get("GIG_PYPI_FIND_LINKS")
+    for var, value in (("GIG_NPM_CACHE", npm_cache), ("GIG_PYPI_FIND_LINKS", find_links)):
+        if value is not None and not os.path.isdir(value):
+            raise ConfigError(f"{var}: {value!r} is not a directory")
     return Settings(
         data_dir=data_dir,
+        oci_plain_http=plain,
+        npm_registry=_url("GIG_NPM_REGISTRY", env.get("GIG_NPM_REGISTRY"), ("http", "https")),
+        npm_cache=Path(npm_cache) if npm_cache else None,
+        npm_offline=offline == "1",
+        pypi_index_url=_url("GIG_PYPI_INDEX_URL", env.get("GIG_PYPI_INDEX_URL"), ("https",)),
+        pypi_find_links=Path(find_links) if find_links else None,
         registry_max_age=max_age,
         registry_refuse_stale=stale == "refuse",
         packages_dir=Path(packages_raw),

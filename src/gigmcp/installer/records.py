@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from gigmcp.store.admin import SERVER_NAME, AdminError, _definitions, _server, change
 from gigmcp.store.models import Server
@@ -89,10 +90,13 @@ def upgrade(engine: Engine, user_id: int, name: str, run: Runnable) -> str:
 
 
 def pending(engine: Engine, name: str) -> dict[str, Any] | None:
-    from sqlalchemy.orm import Session
-
     with Session(engine) as s:
         return _server(s, name).pending
+
+
+def origin_of(engine: Engine, name: str) -> dict[str, Any] | None:
+    with Session(engine) as s:
+        return _server(s, name).origin
 
 
 def consent(engine: Engine, user_id: int, name: str, runtime_hash: str) -> dict[str, Any]:
