@@ -388,7 +388,7 @@ def doctor() -> None:
 
 
 def _register_serve() -> None:
-    from gigmcp.cli import credentials, pins  # noqa: F401 - register their commands
+    from gigmcp.cli import credentials, install, pins, registry  # noqa: F401 - register their commands
     from gigmcp.cli.serve import serve
 
     app.command("serve")(serve)

@@ -1,0 +1,215 @@
+"""From a verified manifest to something the gateway can start, for each package kind.
+
+- ``oci``: the image pinned by ``image.digest``, pulled, verified and extracted
+  (``packages/oci``); the entrypoint runs with the rootfs as the jail's ``/``.
+- ``npm`` / ``pypi``: the manifest's ``packages`` entry (exact version, integrity, lock),
+  installed with its hashes checked (``packages/npm``, ``packages/pypi``); run with the
+  host's Node or the system Python bound read-only.
+- ``toolspec``: a ``toolpack`` entry whose toolspec the signed index carries; the
+  project's engine is laid out with it (``installer/toolspec.py``).
+
+Each install lands in its own folder under ``GIG_PACKAGES_DIR`` and only once verified.
+Owns choosing the kind and building the server row's fields (command, working
+directory, egress, credentials, origin). It must never return a command for anything
+whose digest or hash it did not verify.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from gigmcp.credentials.definitions import parse_credentials, parse_egress
+from gigmcp.installer import toolspec as toolspec_layout
+from gigmcp.installer.records import Runnable
+from gigmcp.packages import npm, pypi
+from gigmcp.packages.oci.cache import ImageCache
+from gigmcp.packages.oci.pull import PullOptions, install_image
+from gigmcp.packages.spec import LockEntry, PackageSpec
+from gigmcp.registry import gostruct
+from gigmcp.registry.hashing import runtime_hash
+from gigmcp.registry.manifest import Credential, Manifest
+
+Progress = Callable[[int, int], None]
+
+
+class InstallError(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where packages go and where they come from."""
+
+    packages_dir: Path
+    oci: PullOptions = field(default_factory=PullOptions)
+    npm: npm.NpmSource = field(default_factory=npm.NpmSource)
+    pypi: pypi.PypiSource = field(default_factory=pypi.PypiSource)
+
+
+def kind_of(manifest: Manifest, toolspec: dict[str, Any] | None) -> str:
+    if manifest.packages:
+        return manifest.packages[0].registry_type
+    if manifest.image.builder == "toolpack" and toolspec is not None:
+        return "toolspec"
+    if manifest.image.builder in ("node", "python") or not manifest.image.digest:
+        raise InstallError(
+            f"{manifest.ref}: no package this gateway can install (builder "
+            f"{manifest.image.builder!r} needs a packages entry)"
+        )
+    return "oci"
+
+
+def consent_hash(manifest: Manifest, toolspec: dict[str, Any] | None) -> str:
+    """What consent is given to: the manifest's runtime hash, and for a toolspec server
+    the spec too (the reference bakes the spec into an image whose digest the runtime
+    hash leaves out; here the spec itself decides which requests are made)."""
+    base = runtime_hash(manifest)
+    if toolspec is None:
+        return base
+    spec = json.dumps(toolspec, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(base.encode() + b"\0" + hashlib.sha256(spec).digest()).hexdigest()
+
+
+def package_label(manifest: Manifest, kind: str) -> str:
+    if kind in ("npm", "pypi"):
+        p = manifest.packages[0]
+        return f"{p.identifier}=={p.version} ({p.integrity[:19]}…)"
+    if kind == "toolspec":
+        return "the gateway's toolspec engine"
+    return f"{manifest.image.ref}@{manifest.image.digest}"
+
+
+def credential_json(cred: Credential) -> dict[str, Any]:
+    inject = (
+        {"env": cred.inject.env}
+        if cred.inject.env
+        else {"header": cred.inject.header, "format": cred.inject.format}
+    )
+    out: dict[str, Any] = {
+        "id": cred.id,
+        "type": cred.type,
+        "provider": cred.provider,
+        "inject": inject,
+    }
+    if cred.scopes:
+        out["scopes"] = list(cred.scopes)
+    return out
+
+
+async def materialize(
+    manifest: Manifest,
+    toolspec: dict[str, Any] | None,
+    hashes: tuple[str, str],
+    target: Target,
+    progress: Progress | None = None,
+) -> Runnable:
+    """Install ``manifest``'s package (verified) and describe how to run it.
+    ``hashes``: its manifest hash and runtime hash."""
+    kind = kind_of(manifest, toolspec)
+    egress = {"hosts": list(manifest.entitlements.egress)}
+    creds = [credential_json(c) for c in manifest.credentials]
+    origin: dict[str, Any] = {
+        "kind": kind,
+        "name": manifest.name,
+        "version": manifest.version,
+        "manifest": gostruct.to_plain(manifest),
+        "manifest_hash": hashes[0],
+        "runtime_hash": hashes[1],
+        "package": package_label(manifest, kind),
+    }
+    command: list[str]
+    cwd: str | None = None
+    if kind == "oci":
+        cache = ImageCache(target.packages_dir / "oci")
+        rootfs = await install_image(
+            manifest.image.ref,
+            manifest.image.digest,
+            manifest.image.entrypoint,
+            cache,
+            options=target.oci,
+            progress=progress,
+        )
+        command = [manifest.image.entrypoint]
+        origin["rootfs"] = str(rootfs)
+        origin["path"] = str(rootfs)
+    elif kind in ("npm", "pypi"):
+        spec = package_spec(manifest)
+        if kind == "npm":
+            inst = await asyncio.to_thread(
+                npm.install, spec, target.packages_dir / "npm", manifest.name, target.npm
+            )
+        else:
+            inst = await asyncio.to_thread(
+                pypi.install, spec, target.packages_dir / "pypi", manifest.name, target.pypi
+            )
+        package = manifest.packages[0]
+        command = [*inst.command.argv, *package.package_arguments]
+        cwd = inst.command.cwd
+        origin["path"] = str(inst.root)
+    else:
+        assert toolspec is not None
+        defs = parse_credentials(creds, parse_egress(egress))
+        command, cwd = await asyncio.to_thread(
+            _lay_out_toolspec, target.packages_dir, manifest, hashes[1], toolspec, defs
+        )
+        origin["path"] = cwd
+    return Runnable(command, cwd, {}, egress, creds, origin)
+
+
+def package_spec(manifest: Manifest) -> PackageSpec:
+    p = manifest.packages[0]
+    lock = tuple(LockEntry(e.identifier, e.version, e.integrity) for e in p.lock or ())
+    if p.registry_type not in ("npm", "pypi"):
+        raise InstallError(f"{manifest.ref}: unknown package registry {p.registry_type!r}")
+    kind: Literal["npm", "pypi"] = "npm" if p.registry_type == "npm" else "pypi"
+    return PackageSpec(kind, p.identifier, p.version, p.integrity, lock)
+
+
+def _lay_out_toolspec(
+    packages_dir: Path,
+    manifest: Manifest,
+    runtime_hash: str,
+    spec: dict[str, Any],
+    defs: Any,
+) -> tuple[list[str], str]:
+    # One folder per runtime: an upgrade waiting for consent never touches the running one.
+    final = packages_dir / "toolspec" / manifest.name / f"{manifest.version}-{runtime_hash[:16]}"
+    final.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    if (final / "input.json").exists():
+        shutil.rmtree(final)
+    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=final.parent))
+    try:
+        os.chmod(stage, 0o755)  # noqa: S103 - the jails' uids read it (read-only bind)
+        command, _ = toolspec_layout.lay_out(stage, spec, defs)
+        os.replace(stage, final)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    # The command names the staging folder: point it at the final one.
+    return [a.replace(str(stage), str(final)) for a in command], str(final)
+
+
+def remove_files(origin: dict[str, Any], packages_dir: Path) -> None:
+    """Delete what an uninstalled server's origin points to (only under packages_dir)."""
+    path = origin.get("path")
+    if not isinstance(path, str):
+        return
+    resolved = Path(path).resolve()
+    root = packages_dir.resolve()
+    if root not in resolved.parents:
+        return  # never delete outside the packages folder, whatever a row says
+    if origin.get("kind") == "oci":
+        digest = (origin.get("manifest") or {}).get("image", {}).get("digest")
+        if isinstance(digest, str):
+            ImageCache(packages_dir / "oci").remove(digest)
+        return
+    shutil.rmtree(resolved, ignore_errors=True)
