@@ -60,6 +60,102 @@ def timed(fn: Callable[[], object], runs: int) -> list[float]:
     return out
 
 
+# ------------------------------------------------------------------ index
+
+
+def index_verify_parse(runs: int) -> dict[str, Any]:
+    from gigmcp.registry import signing
+    from gigmcp.registry.catalog import load_catalog
+    from gigmcp.registry.index import build_index, parse_index
+
+    catalog = load_catalog(CATALOG / "manifests")
+    if not catalog.ok:
+        raise RuntimeError(f"the catalog does not lint: {catalog.problems[:3]}")
+    raw = build_index(
+        catalog.manifests.values(), "2026-11-25T00:00:00Z", catalog.toolspecs.values()
+    )
+    private, public = signing.keygen()
+    sig = signing.sign(private, raw)
+
+    def verified() -> None:
+        signing.verify(public, raw, sig)
+        parse_index(raw)
+
+    verify_only = timed(lambda: signing.verify(public, raw, sig), runs)
+    full = timed(verified, runs)
+    plain = timed(lambda: json.loads(raw), runs)
+    out: dict[str, Any] = {
+        "index_bytes": len(raw),
+        "manifests": len(catalog.manifests),
+        "toolspecs": len(catalog.toolspecs),
+        "verify": summary(verify_only),
+        "verify_and_parse": summary(full),
+        "json_loads_baseline": summary(plain),
+    }
+    out["ratio_p50_verify_parse_over_json_loads"] = round(
+        out["verify_and_parse"]["p50_ms"] / out["json_loads_baseline"]["p50_ms"], 2
+    )
+    return out
+
+
+# ------------------------------------------------------------------ OCI
+
+
+def oci_install(runs: int) -> dict[str, Any]:
+    import asyncio
+    import shutil
+
+    from tests.packages.oci import images
+    from tests.packages.oci.registry import start_registry, stop_registry
+
+    from gigmcp.packages.oci.cache import ImageCache
+    from gigmcp.packages.oci.distribution import ClientOptions
+    from gigmcp.packages.oci.pull import PullOptions, install_image
+    from gigmcp.sandbox import runtime
+
+    plan = runtime.plan(("/bin/sh",), None)
+    files = sorted(p for p in plan.ro_paths if os.path.isfile(p))
+    entries = images.copy_host_tree(files, list(plan.symlinks))
+    entries.append(images.file("server.sh", b"#!/bin/sh\nexec cat\n", 0o755))
+    layer = images.tar(entries)
+    registry = start_registry()
+    pusher = images.Pusher(registry.url)
+    work = Path(tempfile.mkdtemp(prefix="gigbench-oci-"))
+    try:
+        digest = pusher.push("bench/sh", images.index([images.image([layer])]))
+        ref = f"{registry.host}/bench/sh"
+        opts = PullOptions(client=ClientOptions(plain_http_registries=frozenset({registry.host})))
+
+        def install(cache_dir: Path) -> None:
+            asyncio.run(
+                install_image(ref, digest, "/server.sh", ImageCache(cache_dir), options=opts)
+            )
+
+        uncached: list[float] = []
+        for i in range(runs):
+            cache_dir = work / f"cold-{i}"
+            t = time.perf_counter()
+            install(cache_dir)
+            uncached.append((time.perf_counter() - t) * 1e3)
+            shutil.rmtree(cache_dir)
+        warm = work / "warm"
+        install(warm)
+        cached = timed(lambda: install(warm), runs)
+    finally:
+        pusher.close()
+        stop_registry(registry)
+        shutil.rmtree(work, ignore_errors=True)
+    out: dict[str, Any] = {
+        "layer_bytes": len(layer),
+        "uncached": summary(uncached),
+        "cached": summary(cached),
+    }
+    out["ratio_p50_uncached_over_cached"] = round(
+        out["uncached"]["p50_ms"] / out["cached"]["p50_ms"], 2
+    )
+    return out
+
+
 # ------------------------------------------------------------------ toolspec
 
 
@@ -170,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],
     }
+    result["index"] = index_verify_parse(5 if args.quick else 30)
+    result["oci_install"] = oci_install(5 if args.quick else 20)
     result["toolspec"] = toolspec_roundtrip(runs)
     out = ROOT / "bench" / "results" / f"registry-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
