@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import ssl
 import tempfile
 import urllib.parse
 from collections.abc import Callable
@@ -77,6 +78,8 @@ class RegistrySource:
     refuse_stale: bool = False
     max_bytes: int = MAX_INDEX_BYTES
     timeout: float = TIMEOUT_S
+    # TLS trust for https:// (an SSLContext for a private CA); True: the system's.
+    verify: ssl.SSLContext | bool = True
 
 
 async def fetch_index(
@@ -87,8 +90,8 @@ async def fetch_index(
     """Fetch, verify, parse and check ``source``'s index against ``last``. The caller
     stores ``Accepted(result.generated, result.sha256)`` once it uses the result."""
     try:
-        raw = await _get(source.url, source.max_bytes, source.timeout)
-        sig = await _get(_sig_url(source.url), MAX_SIG_BYTES, source.timeout)
+        raw = await _get(source.url, source.max_bytes, source.timeout, source.verify)
+        sig = await _get(_sig_url(source.url), MAX_SIG_BYTES, source.timeout, source.verify)
     except Unreachable as exc:
         cached = _load_cache(source, last)
         if cached is None:
@@ -161,14 +164,16 @@ def _shown(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=host, query="", fragment=""))
 
 
-async def _get(url: str, cap: int, timeout: float) -> bytes:
+async def _get(url: str, cap: int, timeout: float, verify: ssl.SSLContext | bool) -> bytes:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme == "file":
         return _read_file(urllib.parse.unquote(parts.path), cap)
     if parts.scheme != "https":
         raise IndexFetchError(f"registry URL must be https:// or file://, not {parts.scheme}://")
     try:
-        async with httpx2.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+        async with httpx2.AsyncClient(
+            timeout=timeout, follow_redirects=False, verify=verify, trust_env=False
+        ) as client:
             for _ in range(MAX_REDIRECTS + 1):
                 async with client.stream("GET", url) as response:
                     if response.is_redirect:
