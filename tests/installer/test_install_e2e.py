@@ -289,9 +289,42 @@ def test_consent_again_only_when_the_runtime_changes(w: World) -> None:
     assert "upload.example.test" in json.dumps(egress)
 
 
+async def test_a_catalog_toolspec_entry_runs_without_any_image(w: World) -> None:
+    # A real catalog entry (read from ../shared at test time, into this test's folder):
+    # builder toolpack, its toolspec carried by the signed index, run by our engine.
+    catalog = HERE.parents[2] / "shared" / "registry-catalog" / "manifests" / "ably"
+    if not catalog.is_dir():
+        pytest.skip(f"the registry catalog is not at {catalog}")
+    shutil.copytree(catalog, w.root / "manifests" / "ably")
+    w.publish("2026-11-18T00:00:00Z")
+    out = w.gw.cli("server", "install", "ably", "--yes")
+    assert "the gateway's toolspec engine" in out.stderr
+    assert "injected by the proxy as Authorization: Basic {token}" in out.stderr
+    (origin,) = _db(w, "SELECT origin FROM servers WHERE name='ably'")[0]
+    assert json.loads(str(origin))["kind"] == "toolspec"
+    w.gw.cli("profile", "assign", "reg", "ably")
+    w.gw.start()
+    try:
+        async with connect(w.gw, "reg", "auto") as c:
+            tools = {t.name: t for t in (await c.list_tools()).tools}
+    finally:
+        w.gw.stop()
+    assert "ably_list_channels" in tools and "ably_get_channel_details" in tools
+    assert tools["ably_get_channel_details"].input_schema["required"] == ["channel"]
+    # default: false in the manifest: off in the profile until enabled.
+    assert "ably_publish_message_to_channel" not in tools
+
+
 def test_uninstall_removes_the_row_and_the_files(w: World) -> None:
     w.gw.cli("server", "uninstall", "shecho")
     assert _db(w, "SELECT name FROM servers WHERE name='shecho'") == []
     assert w.digest.removeprefix("sha256:") not in _installed(w)
     out = w.gw.cli("server", "uninstall", "shecho", check=False)
     assert out.returncode == 1 and "no server named 'shecho'" in out.stderr
+    (path,) = (
+        json.loads(str(o))["path"]
+        for (o,) in _db(w, "SELECT origin FROM servers WHERE name='ably'")
+    )
+    assert Path(path).is_dir()
+    w.gw.cli("server", "uninstall", "ably")
+    assert not Path(path).exists()
