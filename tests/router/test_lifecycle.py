@@ -295,3 +295,28 @@ def test_a_request_past_its_timeout_fails_cleanly_and_is_cancelled_upstream(tmp_
         assert "did not answer in time" in answer["error"]["message"]
         assert time.monotonic() - started < 10
         assert _wait_for_log(g, "cancelled deadline")
+
+
+async def test_an_unassigned_or_removed_server_stops_at_once(tmp_path: Path) -> None:
+    # Not when it would have idled out (here: an hour): what was taken away is gone.
+    with gateway(tmp_path, GIG_IDLE_TIMEOUT="3600") as g:
+        g.add_server("gone", CRASHY)
+        g.add_server("kept", CRASHY)
+        g.profile("pp", "gone", "kept")
+        g.start()
+        async with connect(g, "pp", "auto") as c:
+            await c.call_tool("gone_pid", {})
+            kept_pid = int(text_of(await c.call_tool("kept_pid", {})))
+            gone_pid = int(text_of(await c.call_tool("gone_pid", {})))
+        g.cli("profile", "unassign", "pp", "gone")
+        assert await asyncio.to_thread(_gone_within, gone_pid, 10.0)
+        assert alive(kept_pid)
+        g.cli("server", "remove", "kept")
+        assert await asyncio.to_thread(_gone_within, kept_pid, 10.0)
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not alive(pid)

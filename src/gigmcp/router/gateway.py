@@ -34,6 +34,7 @@ class Router:
     ) -> None:
         self.catalog = catalog
         self._source: InstanceSource | None = None
+        self._stopping: set[asyncio.Task[None]] = set()
         self._timeout = request_timeout
         self._watch_interval = watch_interval
         self._cursors = CursorCodec(secrets.token_bytes(32))
@@ -102,6 +103,25 @@ class Router:
                 hub.update(ProfileView(hub.view.id, hub.view.slug, hub.view.owner_id, ()))
             elif view is not hub.view:
                 hub.update(view)
+        self._stop_unassigned()
+
+    def _assigned(self, key: InstanceKey) -> bool:
+        view = self.catalog.profile(key.profile_id)
+        return view is not None and view.assignment(key.server_name) is not None
+
+    def _stop_unassigned(self) -> None:
+        """Instances of servers that were removed, uninstalled or unassigned stop now,
+        not when they would have idled out: what the operator took away is gone."""
+        stop_matching = getattr(self._source, "stop_matching", None)
+        if stop_matching is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(stop_matching(lambda key: not self._assigned(key)))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
 
     async def _watch(self) -> None:
         while True:
