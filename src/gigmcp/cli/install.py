@@ -126,11 +126,13 @@ def _progress() -> Any:
 
 
 def _materialize(
-    settings: Settings, manifest: Manifest, toolspec: dict[str, Any] | None
+    settings: Settings, manifest: Manifest, toolspec: dict[str, Any] | None, server: str
 ) -> records.Runnable:
     hashes = (manifest_hash(manifest), consent_hash(manifest, toolspec))
     try:
-        return asyncio.run(materialize(manifest, toolspec, hashes, target(settings), _progress()))
+        return asyncio.run(
+            materialize(manifest, toolspec, hashes, target(settings), server, _progress())
+        )
     except INSTALL_ERRORS as exc:
         fail(f"{manifest.ref}: not installed: {exc}")
 
@@ -151,11 +153,14 @@ def server_install(
         fail(str(exc))
     plain = records_manifest(manifest)
     _agree(consent.describe(plain, kind, package_label(manifest, kind)), yes, "Install it?")
-    run = _materialize(settings, manifest, toolspec)
+    server = name or manifest.name
+    if records.exists(engine, server):
+        fail(f"a server named {server!r} already exists (use: gigmcp server upgrade {server})")
+    run = _materialize(settings, manifest, toolspec, server)
     try:
-        records.install(engine, uid, name or manifest.name, run)
+        records.install(engine, uid, server, run)
     except AdminError as exc:
-        remove_package_files(run.origin, settings.packages_dir)
+        remove_package_files(run.origin, settings.packages_dir, records.paths_in_use(engine))
         fail(str(exc))
     typer.echo(
         f"installed {name or manifest.name} ({manifest.ref}, {kind}); assign it with: "
@@ -188,7 +193,7 @@ def server_upgrade(
     ) == current.get("runtime_hash"):
         typer.echo(f"{name} is up to date ({manifest.ref})", err=True)
         return
-    run = _materialize(settings, manifest, toolspec)
+    run = _materialize(settings, manifest, toolspec, name)
     try:
         outcome = records.upgrade(engine, uid, name, run)
     except AdminError as exc:
@@ -197,7 +202,7 @@ def server_upgrade(
         typer.echo(f"{name}: now {manifest.ref} (no change to what it may do)", err=True)
         return
     typer.echo(f"{name}: {manifest.ref} changes what the server may do or runs:", err=True)
-    _consent_pending(engine, uid, name, yes)
+    _consent_pending(settings, engine, uid, name, yes)
 
 
 @server_app.command("consent")
@@ -205,11 +210,11 @@ def server_consent(
     name: str, yes: bool = typer.Option(False, "--yes", help="Consent without asking.")
 ) -> None:
     """Show an upgrade waiting for consent, and apply it once agreed."""
-    _, engine, uid = _store()
-    _consent_pending(engine, uid, name, yes)
+    settings, engine, uid = _store()
+    _consent_pending(settings, engine, uid, name, yes)
 
 
-def _consent_pending(engine: Any, uid: int, name: str, yes: bool) -> None:
+def _consent_pending(settings: Settings, engine: Any, uid: int, name: str, yes: bool) -> None:
     try:
         staged = records.pending(engine, name)
     except AdminError as exc:
@@ -224,9 +229,11 @@ def _consent_pending(engine: Any, uid: int, name: str, yes: bool) -> None:
         typer.echo(f"{name}: the installed version keeps running; the upgrade waits", err=True)
         raise
     try:
-        records.consent(engine, uid, name, origin["runtime_hash"])
+        old = records.consent(engine, uid, name, origin["runtime_hash"])
     except AdminError as exc:
         fail(str(exc))
+    # The version it replaces: its files go, unless another server still uses them.
+    remove_package_files(old, settings.packages_dir, records.paths_in_use(engine))
     typer.echo(f"{name}: upgraded to {origin['name']}@{origin['version']}", err=True)
 
 
@@ -239,5 +246,5 @@ def server_uninstall(name: str) -> None:
     except AdminError as exc:
         fail(str(exc))
     if origin is not None:
-        remove_package_files(origin, settings.packages_dir)
+        remove_package_files(origin, settings.packages_dir, records.paths_in_use(engine))
     typer.echo(f"uninstalled {name}", err=True)

@@ -22,7 +22,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -110,10 +110,14 @@ async def materialize(
     toolspec: dict[str, Any] | None,
     hashes: tuple[str, str],
     target: Target,
+    server: str,
     progress: Progress | None = None,
 ) -> Runnable:
-    """Install ``manifest``'s package (verified) and describe how to run it.
-    ``hashes``: its manifest hash and runtime hash."""
+    """Install ``manifest``'s package (verified) for server ``server`` and describe how
+    to run it. ``hashes``: its manifest hash and consented runtime hash. npm, PyPI and
+    toolspec installs get a folder per server and runtime (an upgrade waiting for
+    consent never touches the running one, and uninstalling one server never removes
+    another's files); images are shared by digest."""
     kind = kind_of(manifest, toolspec)
     egress = {"hosts": list(manifest.entitlements.egress)}
     creds = [credential_json(c) for c in manifest.credentials]
@@ -143,23 +147,25 @@ async def materialize(
         origin["path"] = str(rootfs)
     elif kind in ("npm", "pypi"):
         spec = package_spec(manifest)
-        if kind == "npm":
-            inst = await asyncio.to_thread(
-                npm.install, spec, target.packages_dir / "npm", manifest.name, target.npm
-            )
-        else:
-            inst = await asyncio.to_thread(
-                pypi.install, spec, target.packages_dir / "pypi", manifest.name, target.pypi
-            )
+        home = target.packages_dir / kind / server / hashes[1][:16]
+        try:
+            if kind == "npm":
+                inst = await asyncio.to_thread(npm.install, spec, home, manifest.name, target.npm)
+            else:
+                inst = await asyncio.to_thread(pypi.install, spec, home, manifest.name, target.pypi)
+        except BaseException:
+            # Nothing half-installed: not even the empty folders made for it.
+            _prune(home, target.packages_dir / kind)
+            raise
         package = manifest.packages[0]
         command = [*inst.command.argv, *package.package_arguments]
         cwd = inst.command.cwd
-        origin["path"] = str(inst.root)
+        origin["path"] = str(home)
     else:
         assert toolspec is not None
         defs = parse_credentials(creds, parse_egress(egress))
         command, cwd = await asyncio.to_thread(
-            _lay_out_toolspec, target.packages_dir, manifest, hashes[1], toolspec, defs
+            _lay_out_toolspec, target.packages_dir, server, manifest, hashes[1], toolspec, defs
         )
         origin["path"] = cwd
     return Runnable(command, cwd, {}, egress, creds, origin)
@@ -176,13 +182,14 @@ def package_spec(manifest: Manifest) -> PackageSpec:
 
 def _lay_out_toolspec(
     packages_dir: Path,
+    server: str,
     manifest: Manifest,
     runtime_hash: str,
     spec: dict[str, Any],
     defs: Any,
 ) -> tuple[list[str], str]:
     # One folder per runtime: an upgrade waiting for consent never touches the running one.
-    final = packages_dir / "toolspec" / manifest.name / f"{manifest.version}-{runtime_hash[:16]}"
+    final = packages_dir / "toolspec" / server / f"{manifest.version}-{runtime_hash[:16]}"
     final.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
     if (final / "input.json").exists():
         shutil.rmtree(final)
@@ -198,9 +205,25 @@ def _lay_out_toolspec(
     return [a.replace(str(stage), str(final)) for a in command], str(final)
 
 
-def remove_files(origin: dict[str, Any], packages_dir: Path) -> None:
-    """Delete what an uninstalled server's origin points to (only under packages_dir)."""
+def _prune(folder: Path, stop: Path) -> None:
+    while folder != stop and stop in folder.parents:
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            pass  # never made: its parent may still be
+        except OSError:
+            return  # not empty: another install lives here
+        folder = folder.parent
+
+
+def remove_files(
+    origin: dict[str, Any], packages_dir: Path, still_used: Collection[str] = ()
+) -> None:
+    """Delete what an uninstalled server's origin points to (only under packages_dir,
+    and not a path another server's origin still names: images are shared by digest)."""
     path = origin.get("path")
+    if path in still_used:
+        return
     if not isinstance(path, str):
         return
     resolved = Path(path).resolve()
@@ -213,3 +236,4 @@ def remove_files(origin: dict[str, Any], packages_dir: Path) -> None:
             ImageCache(packages_dir / "oci").remove(digest)
         return
     shutil.rmtree(resolved, ignore_errors=True)
+    _prune(resolved.parent, root)

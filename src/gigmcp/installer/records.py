@@ -94,6 +94,13 @@ def pending(engine: Engine, name: str) -> dict[str, Any] | None:
         return _server(s, name).pending
 
 
+def exists(engine: Engine, name: str) -> bool:
+    from sqlalchemy import select
+
+    with Session(engine) as s:
+        return s.scalar(select(Server.id).where(Server.name == name)) is not None
+
+
 def origin_of(engine: Engine, name: str) -> dict[str, Any] | None:
     with Session(engine) as s:
         return _server(s, name).origin
@@ -130,6 +137,19 @@ def uninstall(engine: Engine, user_id: int, name: str) -> dict[str, Any] | None:
         origin = srv.origin
         s.delete(srv)
         return origin
+
+
+def paths_in_use(engine: Engine) -> set[str]:
+    """Every package folder a server row (installed or pending) still names."""
+    from sqlalchemy import select
+
+    used: set[str] = set()
+    with Session(engine) as s:
+        for origin, staged in s.execute(select(Server.origin, Server.pending)):
+            for o in (origin, (staged or {}).get("origin")):
+                if isinstance(o, dict) and isinstance(o.get("path"), str):
+                    used.add(o["path"])
+    return used
 
 
 def _apply(
