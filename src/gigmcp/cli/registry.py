@@ -171,6 +171,6 @@ def import_server_json(
         draft, todos = draft_from_server_json(data)
     except RegistryError as exc:
         fail(str(exc))
-    typer.echo(draft, nl=False)
+    typer.echo(draft if draft.endswith("\n") else draft + "\n", nl=False)
     for todo in todos:
         typer.echo(f"TODO: {todo}", err=True)
