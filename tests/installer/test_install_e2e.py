@@ -148,6 +148,8 @@ async def test_install_shows_consent_then_the_tool_answers_from_the_jail(w: Worl
     assert "Shell echo (shecho@1.0.0)" in consent and w.digest in consent
     assert "tier: sealed" in consent and "  - api.example.test" in consent
     assert "tools on by default (1): hello" in consent and "(1): wipe" in consent
+    assert "fetched" in consent and "(100%)" in consent, "progress while fetching"
+    assert consent.index("tier: sealed") < consent.index("fetched"), "consent before fetching"
     assert _installed(w) == [w.digest.removeprefix("sha256:")]
     (origin,) = _db(w, "SELECT origin FROM servers WHERE name='shecho'")[0]
     assert (
@@ -321,10 +323,9 @@ def test_uninstall_removes_the_row_and_the_files(w: World) -> None:
     assert w.digest.removeprefix("sha256:") not in _installed(w)
     out = w.gw.cli("server", "uninstall", "shecho", check=False)
     assert out.returncode == 1 and "no server named 'shecho'" in out.stderr
-    (path,) = (
-        json.loads(str(o))["path"]
-        for (o,) in _db(w, "SELECT origin FROM servers WHERE name='ably'")
-    )
-    assert Path(path).is_dir()
-    w.gw.cli("server", "uninstall", "ably")
-    assert not Path(path).exists()
+    # The toolspec entry's own folder, when the catalog test above installed it.
+    for (origin,) in _db(w, "SELECT origin FROM servers WHERE name='ably'"):
+        path = Path(json.loads(str(origin))["path"])
+        assert path.is_dir()
+        w.gw.cli("server", "uninstall", "ably")
+        assert not path.exists()

@@ -80,7 +80,9 @@ def _load(path: Path) -> dict[str, Any]:
 @functools.cache
 def _all() -> tuple[Entry, ...]:
     if not MANIFESTS.is_dir():
-        pytest.fail(f"{MANIFESTS} is missing: the registry catalog is part of the test setup")
+        # The catalog is the project's shared test data (AGPL, never copied here): a
+        # checkout without ../shared beside it skips, saying so, like tests/registry.
+        pytest.skip(f"registry catalog not found at {MANIFESTS}")
     out: list[Entry] = []
     for spec_path in sorted(MANIFESTS.glob("*/*.toolspec.yaml")):
         manifest_path = spec_path.with_name(spec_path.name.replace(".toolspec.yaml", ".yaml"))
