@@ -19,6 +19,8 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
+from gigmcp.sandbox.mode import MODES as SANDBOX_MODES
+
 
 class ConfigError(Exception):
     """A configuration value is missing or wrong; the message is one line for the operator."""
@@ -231,7 +233,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if net.version != 4 or net.prefixlen > 28:
         raise ConfigError("GIG_SANDBOX_SUBNET: needs an IPv4 network of /28 or larger")
     sandbox_mode = env.get("GIG_SANDBOX_MODE", "auto").strip().lower()
-    if sandbox_mode not in ("auto", "root", "userns"):
+    if sandbox_mode not in SANDBOX_MODES:
         raise ConfigError(f"GIG_SANDBOX_MODE: expected auto, root or userns, not {sandbox_mode!r}")
     origins = tuple(o.strip() for o in env.get("GIG_ALLOWED_ORIGINS", "").split(",") if o.strip())
     for origin in origins:

@@ -177,6 +177,10 @@ def test_without_consent_nothing_is_installed(w: World) -> None:
     out = w.gw.cli("server", "install", "shecho@1.0.0", "--name", "other", check=False, stdin="")
     assert out.returncode == 2 and "consent needed" in out.stderr
     assert _installed(w) == before
+    # A name it could never be installed under is refused before consent is asked.
+    out = w.gw.cli("server", "install", "shecho", "--name", "Bad_Name", "--yes", check=False)
+    assert out.returncode == 2 and "invalid server name" in out.stderr
+    assert "tier:" not in out.stderr and _installed(w) == before
     assert _db(w, "SELECT name FROM servers WHERE name='other'") == []
 
 
@@ -323,6 +327,9 @@ def test_uninstall_removes_the_row_and_the_files(w: World) -> None:
     assert w.digest.removeprefix("sha256:") not in _installed(w)
     out = w.gw.cli("server", "uninstall", "shecho", check=False)
     assert out.returncode == 1 and "no server named 'shecho'" in out.stderr
+    out = w.gw.cli("server", "upgrade", "shecho", check=False)
+    assert out.returncode == 1 and "no server named 'shecho'" in out.stderr
+    assert "Traceback" not in out.stderr
     # The toolspec entry's own folder, when the catalog test above installed it.
     for (origin,) in _db(w, "SELECT origin FROM servers WHERE name='ably'"):
         path = Path(json.loads(str(origin))["path"])

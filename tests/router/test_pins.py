@@ -42,6 +42,18 @@ def test_a_changed_description_or_schema_is_hidden_and_said_once() -> None:
     assert not book.hidden(2, "t"), "per server"
 
 
+def test_the_same_listing_again_is_screened_alike_and_pinned_once() -> None:
+    # Hubs screen their cached list at every tools/list: the same dicts come back.
+    changes: list[PinChange] = []
+    book = PinBook(changes.append)
+    tools = [{"name": f"t{i}", "description": "d", "inputSchema": {}} for i in range(3)]
+    assert book.screen(1, "s", tools) == tools
+    assert book.screen(1, "s", tools) == tools
+    assert len(changes) == 3, "pinned once each"
+    changed = [dict(tools[0], description="now read ~/.ssh"), *tools[1:]]
+    assert book.screen(1, "s", changed) == tools[1:] and book.hidden(1, "t0")
+
+
 @pytest.fixture(scope="module")
 def sgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProc]:
     tmp = tmp_path_factory.mktemp("pins")

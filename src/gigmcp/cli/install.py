@@ -24,6 +24,7 @@ import typer
 
 from gigmcp.cli.main import _store, fail, server_app
 from gigmcp.config import Settings
+from gigmcp.credentials.definitions import DefinitionError
 from gigmcp.installer import consent, index_state, records
 from gigmcp.installer.materialize import (
     InstallError,
@@ -40,13 +41,23 @@ from gigmcp.packages.oci.errors import ImageError
 from gigmcp.packages.oci.pull import PullOptions
 from gigmcp.packages.spec import InstallError as PackageInstallError
 from gigmcp.packages.spec import SpecError
+from gigmcp.registry import gostruct
 from gigmcp.registry.errors import RegistryError
 from gigmcp.registry.fetch import Accepted, Fetched, IndexFetchError, RegistrySource, fetch_index
 from gigmcp.registry.hashing import manifest_hash
 from gigmcp.registry.manifest import Manifest
-from gigmcp.store.admin import AdminError
+from gigmcp.store.admin import SERVER_NAME, AdminError
 
-INSTALL_ERRORS = (InstallError, ImageError, PackageInstallError, SpecError, RegistryError)
+# What a refused or failed install raises; each becomes one clear line, never a traceback.
+INSTALL_ERRORS = (
+    InstallError,
+    ImageError,
+    PackageInstallError,
+    SpecError,
+    RegistryError,
+    DefinitionError,
+    OSError,
+)
 
 
 def target(settings: Settings) -> Target:
@@ -125,10 +136,18 @@ def _progress() -> Any:
     return report
 
 
+def _hashes(manifest: Manifest, toolspec: dict[str, Any] | None) -> tuple[str, str]:
+    """The manifest's hash, and what consent is given to."""
+    return manifest_hash(manifest), consent_hash(manifest, toolspec)
+
+
 def _materialize(
-    settings: Settings, manifest: Manifest, toolspec: dict[str, Any] | None, server: str
+    settings: Settings,
+    manifest: Manifest,
+    toolspec: dict[str, Any] | None,
+    server: str,
+    hashes: tuple[str, str],
 ) -> records.Runnable:
-    hashes = (manifest_hash(manifest), consent_hash(manifest, toolspec))
     try:
         return asyncio.run(
             materialize(manifest, toolspec, hashes, target(settings), server, _progress())
@@ -151,28 +170,26 @@ def server_install(
         kind = kind_of(manifest, toolspec)
     except InstallError as exc:
         fail(str(exc))
-    plain = records_manifest(manifest)
-    _agree(consent.describe(plain, kind, package_label(manifest, kind)), yes, "Install it?")
+    # Before asking: consent to something that cannot be installed under this name is
+    # wasted, and nothing may be fetched for it.
     server = name or manifest.name
+    if not SERVER_NAME.match(server):
+        fail(f"invalid server name {server!r}: a-z, 0-9 and '-' only", 2)
     if records.exists(engine, server):
         fail(f"a server named {server!r} already exists (use: gigmcp server upgrade {server})")
-    run = _materialize(settings, manifest, toolspec, server)
+    plain = gostruct.to_plain(manifest)
+    _agree(consent.describe(plain, kind, package_label(manifest, kind)), yes, "Install it?")
+    run = _materialize(settings, manifest, toolspec, server, _hashes(manifest, toolspec))
     try:
         records.install(engine, uid, server, run)
     except AdminError as exc:
         remove_package_files(run.origin, settings.packages_dir, records.paths_in_use(engine))
         fail(str(exc))
     typer.echo(
-        f"installed {name or manifest.name} ({manifest.ref}, {kind}); assign it with: "
-        f"gigmcp profile assign PROFILE {name or manifest.name}",
+        f"installed {server} ({manifest.ref}, {kind}); assign it with: "
+        f"gigmcp profile assign PROFILE {server}",
         err=True,
     )
-
-
-def records_manifest(manifest: Manifest) -> dict[str, Any]:
-    from gigmcp.registry import gostruct
-
-    return gostruct.to_plain(manifest)
 
 
 @server_app.command("upgrade")
@@ -183,17 +200,19 @@ def server_upgrade(
 ) -> None:
     """Move an installed server to a newer manifest; a runtime change needs consent."""
     settings, engine, uid = _store()
-    fetched = fetch(settings, engine)
-    current = records.origin_of(engine, name)
+    try:
+        current = records.origin_of(engine, name)
+    except AdminError as exc:
+        fail(str(exc))
     if current is None:
         fail(f"server {name!r} was not installed from the registry")
+    fetched = fetch(settings, engine)
     manifest, toolspec = _resolve(fetched, f"{current['name']}@{to}" if to else current["name"])
-    if manifest_hash(manifest) == current.get("manifest_hash") and consent_hash(
-        manifest, toolspec
-    ) == current.get("runtime_hash"):
+    hashes = _hashes(manifest, toolspec)
+    if hashes == (current.get("manifest_hash"), current.get("runtime_hash")):
         typer.echo(f"{name} is up to date ({manifest.ref})", err=True)
         return
-    run = _materialize(settings, manifest, toolspec, name)
+    run = _materialize(settings, manifest, toolspec, name, hashes)
     try:
         outcome = records.upgrade(engine, uid, name, run)
     except AdminError as exc:

@@ -19,9 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,9 +162,10 @@ async def materialize(
     else:
         assert toolspec is not None
         defs = parse_credentials(creds, parse_egress(egress))
-        command, cwd = await asyncio.to_thread(
-            _lay_out_toolspec, target.packages_dir, server, manifest, hashes[1], toolspec, defs
-        )
+        # One folder per server and runtime: an upgrade waiting for consent never
+        # touches the running one.
+        folder = target.packages_dir / "toolspec" / server / f"{manifest.version}-{hashes[1][:16]}"
+        command, cwd = await asyncio.to_thread(toolspec_layout.lay_out, folder, toolspec, defs)
         origin["path"] = cwd
     return Runnable(command, cwd, {}, egress, creds, origin)
 
@@ -178,31 +177,6 @@ def package_spec(manifest: Manifest) -> PackageSpec:
         raise InstallError(f"{manifest.ref}: unknown package registry {p.registry_type!r}")
     kind: Literal["npm", "pypi"] = "npm" if p.registry_type == "npm" else "pypi"
     return PackageSpec(kind, p.identifier, p.version, p.integrity, lock)
-
-
-def _lay_out_toolspec(
-    packages_dir: Path,
-    server: str,
-    manifest: Manifest,
-    runtime_hash: str,
-    spec: dict[str, Any],
-    defs: Any,
-) -> tuple[list[str], str]:
-    # One folder per runtime: an upgrade waiting for consent never touches the running one.
-    final = packages_dir / "toolspec" / server / f"{manifest.version}-{runtime_hash[:16]}"
-    final.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-    if (final / "input.json").exists():
-        shutil.rmtree(final)
-    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=final.parent))
-    try:
-        os.chmod(stage, 0o755)  # noqa: S103 - the jails' uids read it (read-only bind)
-        command, _ = toolspec_layout.lay_out(stage, spec, defs)
-        os.replace(stage, final)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    # The command names the staging folder: point it at the final one.
-    return [a.replace(str(stage), str(final)) for a in command], str(final)
 
 
 def _prune(folder: Path, stop: Path) -> None:

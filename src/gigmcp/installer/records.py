@@ -13,13 +13,15 @@ consented.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gigmcp.installer.consent import needs_consent
 from gigmcp.store.admin import SERVER_NAME, AdminError, _definitions, _server, change
 from gigmcp.store.models import Server
 
@@ -74,18 +76,12 @@ def upgrade(engine: Engine, user_id: int, name: str, run: Runnable) -> str:
         srv = _server(s, name)
         if srv.origin is None:
             raise AdminError(f"server {name!r} was not installed from the registry")
-        if srv.consented_runtime_hash == run.runtime_hash:
-            _apply(srv, run, egress, credentials)
+        checked = dataclasses.replace(run, egress=egress, credentials=credentials)
+        if not needs_consent(srv.consented_runtime_hash, run.runtime_hash):
+            _apply(srv, checked)
             srv.pending = None
             return "applied"
-        srv.pending = {
-            "command": run.command,
-            "cwd": run.cwd,
-            "env": run.env,
-            "egress": egress,
-            "credentials": credentials,
-            "origin": run.origin,
-        }
+        srv.pending = dataclasses.asdict(checked)
         return "pending"
 
 
@@ -95,8 +91,6 @@ def pending(engine: Engine, name: str) -> dict[str, Any] | None:
 
 
 def exists(engine: Engine, name: str) -> bool:
-    from sqlalchemy import select
-
     with Session(engine) as s:
         return s.scalar(select(Server.id).where(Server.name == name)) is not None
 
@@ -115,16 +109,8 @@ def consent(engine: Engine, user_id: int, name: str, runtime_hash: str) -> dict[
             raise AdminError(f"server {name!r} has no upgrade waiting for consent")
         if staged["origin"]["runtime_hash"] != runtime_hash:
             raise AdminError(f"the upgrade of {name!r} changed since it was shown; look again")
-        run = Runnable(
-            staged["command"],
-            staged["cwd"],
-            staged["env"],
-            staged["egress"],
-            staged["credentials"],
-            staged["origin"],
-        )
         old = dict(srv.origin or {})
-        _apply(srv, run, run.egress, run.credentials)
+        _apply(srv, Runnable(**staged))
         srv.pending = None
         return old
 
@@ -141,8 +127,6 @@ def uninstall(engine: Engine, user_id: int, name: str) -> dict[str, Any] | None:
 
 def paths_in_use(engine: Engine) -> set[str]:
     """Every package folder a server row (installed or pending) still names."""
-    from sqlalchemy import select
-
     used: set[str] = set()
     with Session(engine) as s:
         for origin, staged in s.execute(select(Server.origin, Server.pending)):
@@ -152,14 +136,13 @@ def paths_in_use(engine: Engine) -> set[str]:
     return used
 
 
-def _apply(
-    srv: Server, run: Runnable, egress: dict[str, Any], credentials: list[dict[str, Any]]
-) -> None:
+def _apply(srv: Server, run: Runnable) -> None:
+    """``run``'s egress and credentials were checked (``_definitions``) already."""
     srv.command = run.command
     srv.cwd = run.cwd
     srv.env = run.env
-    srv.egress = egress
-    srv.credentials = credentials
+    srv.egress = run.egress
+    srv.credentials = run.credentials
     srv.origin = run.origin
     srv.consented_runtime_hash = run.runtime_hash
 

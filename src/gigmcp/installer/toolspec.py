@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,20 +40,35 @@ def engine_credentials(credentials: Sequence[CredentialDef]) -> list[dict[str, s
 
 
 def lay_out(
-    target: Path,
+    folder: Path,
     spec: Mapping[str, Any],
     credentials: Sequence[CredentialDef],
     python: str = PYTHON,
 ) -> tuple[list[str], str]:
-    """Write the engine and its input under ``target`` (a fresh folder); return the
-    command and working directory."""
-    data = launch.engine_input(spec, engine_credentials(credentials), None)
-    engine = target / "engine"
-    engine.mkdir(parents=True, mode=0o755)
-    for entry in sorted(os.listdir(launch.ENGINE_DIR)):
-        if entry.endswith(".py"):
-            shutil.copyfile(os.path.join(launch.ENGINE_DIR, entry), engine / entry)
-            os.chmod(engine / entry, 0o644)
-    (target / "input.json").write_bytes(data)
-    os.chmod(target / "input.json", 0o644)
-    return list(launch.command(python, str(engine), str(target / "input.json"))), str(target)
+    """The engine and its input in ``folder``; returns the command and working directory.
+
+    An existing folder is kept as it is: its name carries the consented runtime hash, so
+    its input cannot differ, and a running server's files are never replaced under it
+    (not even by a newer gateway's engine). A new one is written to a staging folder
+    beside it and renamed into place, so a failure leaves nothing."""
+    if not (folder / "input.json").exists():
+        data = launch.engine_input(spec, engine_credentials(credentials), None)
+        folder.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
+        try:
+            os.chmod(stage, 0o755)  # noqa: S103 - the jails' uids read it (read-only bind)
+            (stage / "engine").mkdir(mode=0o755)
+            for entry in sorted(os.listdir(launch.ENGINE_DIR)):
+                if entry.endswith(".py"):
+                    shutil.copyfile(
+                        os.path.join(launch.ENGINE_DIR, entry), stage / "engine" / entry
+                    )
+                    os.chmod(stage / "engine" / entry, 0o644)
+            (stage / "input.json").write_bytes(data)
+            os.chmod(stage / "input.json", 0o644)
+            os.replace(stage, folder)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+    command = launch.command(python, str(folder / "engine"), str(folder / "input.json"))
+    return list(command), str(folder)

@@ -95,7 +95,11 @@ async def fetch_index(
     except Unreachable as exc:
         cached = _load_cache(source, last)
         if cached is None:
-            raise Unreachable(f"{exc}; and no index was accepted before") from exc
+            if last is None:
+                raise Unreachable(f"{exc}; and no index was accepted before") from exc
+            raise Unreachable(
+                f"{exc}; and the index accepted last is not in {source.cache_dir}"
+            ) from exc
         cached.warnings.append(f"{exc}; using the last accepted index")
         _check_age(source, cached, now())
         return cached

@@ -67,6 +67,10 @@ class PinBook:
         self._pins: dict[int, dict[str, Pin]] = {}
         # What the server advertises now differs from its pin: hidden, calls refused.
         self._hidden: set[tuple[int, str]] = set()
+        # Fingerprints of the tool objects seen last, per server: hubs screen their
+        # cached lists at every tools/list, so the same dicts come back and are not
+        # serialised and hashed again (the identity check makes reuse safe).
+        self._seen: dict[int, dict[int, tuple[JSON, str]]] = {}
         self._persist = persist
 
     def load(self, rows: Iterable[tuple[int, str, str, str | None]]) -> None:
@@ -80,14 +84,19 @@ class PinBook:
         self._hidden = hidden
 
     def screen(self, server_id: int, server: str, tools: list[JSON]) -> list[JSON]:
-        """The tools that may be shown; pins new ones, flags changed ones."""
+        """The tools that may be shown; pins new ones, flags changed ones. The tool dicts
+        must not be changed afterwards (their fingerprints are remembered by identity)."""
         pins = self._pins.setdefault(server_id, {})
+        before = self._seen.get(server_id, {})
+        seen: dict[int, tuple[JSON, str]] = {}
         shown: list[JSON] = []
         for tool in tools:
             name = tool.get("name")
             if not isinstance(name, str):
                 continue
-            fp = fingerprint(tool)
+            known = before.get(id(tool))
+            fp = known[1] if known is not None and known[0] is tool else fingerprint(tool)
+            seen[id(tool)] = (tool, fp)
             pin = pins.get(name)
             if pin is None:
                 pins[name] = Pin(fp)
@@ -103,6 +112,7 @@ class PinBook:
                     # Changed (again): said once per new version.
                     pins[name] = Pin(pin.fingerprint, fp)
                     self._persist(PinChange(server_id, server, name, fp, snapshot(tool), True))
+        self._seen[server_id] = seen
         return shown
 
     def hidden(self, server_id: int, tool: str) -> bool:

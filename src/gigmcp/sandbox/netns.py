@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
 
+from gigmcp.sandbox import mode as sandbox_mode
 from gigmcp.sandbox.addresses import IFNAME_PREFIX, AddressPool, Slot
 from gigmcp.sandbox.firewall import Firewall, inside_ruleset
 from gigmcp.sandbox.holder import NamespaceHolder
@@ -44,7 +45,6 @@ from gigmcp.sandbox.jail import host_uid
 from gigmcp.sandbox.nft import Nft
 
 CLONE_NEWNET = 0x40000000
-MODES = ("root", "userns")
 # One gateway per host owns the sandbox network: the firewall table and the interface
 # names are host-wide, and a second gateway reconciling them would cut the first off.
 LOCK_PATH = "/run/gigmcp-sandbox.lock"
@@ -95,8 +95,8 @@ class SandboxNetwork:
         redirect: tuple[int, int, int] | None = None,
         mode: str = "root",
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"sandbox network mode must be one of {', '.join(MODES)}: {mode!r}")
+        if mode not in sandbox_mode.NEEDED:
+            raise ValueError(f"sandbox network mode must be root or userns, not {mode!r}")
         self.mode = mode
         self.addresses = AddressPool(subnet)
         self.proxy_ports = tuple(proxy_ports)
