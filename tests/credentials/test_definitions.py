@@ -26,10 +26,10 @@ def test_a_sealed_and_an_entrusted_credential() -> None:
     assert parse_credentials([sealed.to_json(), trusted.to_json()], EGRESS) == (sealed, trusted)
 
 
-def test_egress_defaults_to_443_and_80_and_canonicalises_hosts() -> None:
+def test_egress_defaults_to_443_only_and_canonicalises_hosts() -> None:
     egress = parse_egress({"hosts": ["API.Example.COM.", "*.Svc.example.com"]})
     assert egress.hosts == ("api.example.com", "*.svc.example.com")
-    assert egress.ports == (443, 80)
+    assert egress.ports == (443,)  # plain HTTP only when listed
 
 
 def test_a_credential_narrowed_to_some_hosts() -> None:

@@ -5,8 +5,13 @@ address the lab put there. Inside:
 
 - 10.99.0.1 — the proxy's "host end" (where it listens), 10.99.0.2 — the "sandbox"
   (clients bind to it, so the proxy sees that source address);
-- public-looking upstreams: 11.0.0.1 api.example.test, 11.0.0.2 other.example.test,
-  11.0.0.3 evil.example.test — HTTPS (443) and HTTP (80) servers with a test CA;
+- 11.1.0.1 — the lab host's own public-looking address (its "primary address", on a
+  veth toward the upstreams), with listeners standing for host services (the gateway's
+  API, a container engine's socket) that record every hit;
+- public-looking upstreams, in a second namespace behind that veth (the proxy must never
+  dial an address of its own host, so they are not addresses of the proxy's namespace):
+  11.0.0.1 api.example.test, 11.0.0.2 other.example.test, 11.0.0.3 evil.example.test —
+  HTTPS (443, 8443) and HTTP (80, 2375) servers with a test CA;
 - things a broken guard would reach: 127.0.0.1, 10.99.9.9 (private), 169.254.169.254
   (metadata), ::1 — each with listeners that record every hit;
 - a real DNS server (dnsmasq) at 10.99.0.53 answering the names above, and names that
@@ -22,6 +27,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
+import functools
 import gzip
 import json
 import os
@@ -33,6 +39,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,6 +49,19 @@ from typing import Any
 from gigmcp.egress.certs import CertificateAuthority
 
 NS = "gmtest-egress"
+WORLD_NS = "gmtest-egress-w"  # where the upstreams live: the proxy's "internet"
+HOST_IP = "11.1.0.1"  # the lab host's primary address (its end of the veth)
+WORLD_IP = "11.1.0.2"
+HOST_LINK = ("gmlab-up", "gmlab-world")
+# Names that resolve to addresses of the proxy's own host: its primary address, and
+# addresses a test adds to an interface of its own (``host_address``), some only after
+# the proxy started.
+HOST_NAMES = {
+    "self.example.test": HOST_IP,
+    "hostsvc.example.test": "11.2.0.1",
+    "late.example.test": "11.2.0.2",
+}
+HOST6_NAME, HOST6_IP = "host6.example.test", "2a10:9:9::1"
 PROXY_IP = "10.99.0.1"
 SANDBOX_IP = "10.99.0.2"
 OTHER_SANDBOX_IP = "10.99.0.6"
@@ -57,9 +77,99 @@ DNS_NAMES = {
     "internal.example.test": "127.0.0.1",
     "private.example.test": "10.99.9.9",
     "metadata.example.test": "169.254.169.254",
+    **HOST_NAMES,
 }
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+# Raw answers of the /leak-* paths, KEY standing for the key the request carried: in the
+# status line's reason phrase, in a header name, in an informational (1xx) answer's
+# reason, header name and value, and in a trailer's name and value.
+_LEAKS = {
+    "/leak-reason": b"HTTP/1.1 401 invalid key KEY\r\ncontent-length: 2\r\n\r\nno",
+    "/leak-header-name": b"HTTP/1.1 200 OK\r\nx-k-KEY: 1\r\ncontent-length: 2\r\n\r\nok",
+    "/leak-early-hints": (
+        b"HTTP/1.1 103 Early KEY\r\nlink: </KEY>\r\nx-h-KEY: 1\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+    ),
+    "/leak-trailer": (
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-t\r\n\r\n"
+        b"2\r\nok\r\n0\r\nx-t: KEY\r\nx-t-KEY: 1\r\n\r\n"
+    ),
+}
+
+
+@functools.cache
+def gzip_bomb(mib: int) -> bytes:
+    """``mib`` MiB of zeros, gzipped (about a thousandth of that); made once."""
+    return gzip.compress(b"\0" * (mib << 20), 9)
+
+
+TEXT = 0x1
+
+
+def ws_frame(
+    payload: bytes, opcode: int = TEXT, fin: bool = True, mask: bytes | None = None,
+    rsv1: bool = False,
+) -> bytes:  # fmt: skip
+    """One WebSocket frame, as RFC 6455 lays it out (masked when ``mask`` is given)."""
+    head = bytes([(0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode])
+    bit = 0x80 if mask else 0
+    n = len(payload)
+    if n < 126:
+        head += bytes([bit | n])
+    elif n < 1 << 16:
+        head += bytes([bit | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([bit | 127]) + n.to_bytes(8, "big")
+    if mask:
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        head += mask
+    return head + payload
+
+
+def ws_parse(data: bytes) -> tuple[list[tuple[int, int, bytes]], bytes]:
+    """The whole frames at the start of ``data`` as (header byte, opcode, unmasked payload),
+    and the bytes after them."""
+    frames = []
+    while len(data) >= 2:
+        n, at = data[1] & 0x7F, 2
+        if n >= 126:
+            width = 2 if n == 126 else 8
+            if len(data) < 2 + width:
+                break
+            n, at = int.from_bytes(data[2 : 2 + width], "big"), 2 + width
+        mask = data[at : at + 4] if data[1] & 0x80 else b""
+        at += len(mask)
+        if len(data) < at + n:
+            break
+        payload = data[at : at + n]
+        if mask:
+            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        frames.append((data[0], data[0] & 0x0F, payload))
+        data = data[at + n :]
+    return frames, data
+
+
+def ws_message(frames: list[tuple[int, int, bytes]]) -> bytes:
+    """The payloads of data frames, joined (a message's fragments make the message)."""
+    return b"".join(payload for _head, opcode, payload in frames if opcode < 0x8)
+
+
+def ws_read(read: Any) -> tuple[int, bytes] | None:
+    """One frame from a blocking ``read(n)``: (opcode, unmasked payload); None at the end."""
+    head = read(2)
+    if len(head) < 2:
+        return None
+    n = head[1] & 0x7F
+    if n >= 126:
+        n = int.from_bytes(read(2 if n == 126 else 8), "big")
+    mask = read(4) if head[1] & 0x80 else b""
+    payload = read(n)
+    if mask:
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return head[0] & 0x0F, payload
 
 
 def _ip(*args: str) -> None:
@@ -96,6 +206,11 @@ class Lab:
         """Every connection that reached an internal address, even one that never got
         as far as an HTTP request (a TLS handshake that failed, say)."""
         return [c for c in self.connections if c[0] in INTERNAL or c[0] == "::1"]
+
+    def host_hits(self) -> list[tuple[str, int]]:
+        """Every connection that reached an address of the proxy's own host."""
+        host = {*HOST_NAMES.values(), HOST6_IP}
+        return [c for c in self.connections if c[0] in host]
 
 
 def _handler(lab: Lab, address: str, port: int) -> type[BaseHTTPRequestHandler]:
@@ -160,6 +275,11 @@ def _handler(lab: Lab, address: str, port: int) -> type[BaseHTTPRequestHandler]:
                 body += b"|json:" + json.dumps({"token": key.decode()}).encode()
                 body += b"|tail" * 2000 + key
                 self._send(200, body, {"x-echo": key.decode(), "content-type": "text/plain"})
+            elif url.path == "/gzip-bomb":
+                # A small body that inflates a thousandfold (a file the sandbox put on a
+                # service it may reach, say).
+                bomb = gzip_bomb(int(query.get("mib", ["48"])[0]))
+                self._send(200, bomb, {"content-encoding": "gzip"})
             elif url.path == "/echo-key-gzip":
                 key = self.headers.get("authorization", "").split(" ", 1)[-1].encode()
                 self._send(200, gzip.compress(b"gz:" + key), {"content-encoding": "gzip"})
@@ -177,18 +297,49 @@ def _handler(lab: Lab, address: str, port: int) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
             elif url.path == "/forge":
                 self._send(200, b"ok", {"x-gigmcp-denied": "forged", "x-gigmcp-other": "y"})
-            elif url.path == "/ws" and self.headers.get("upgrade", "").lower() == "websocket":
-                # A WebSocket endpoint that says which key it got, then echoes (the
-                # proxy relays bytes after the upgrade: framing is the two ends' business).
+            elif url.path.startswith("/leak-"):
+                # An upstream that hands the key back outside the body and header values,
+                # where a scrubber of bodies and values would not look.
                 key = self.headers.get("authorization", "").split(" ", 1)[-1].encode()
+                self.wfile.write(_LEAKS[url.path].replace(b"KEY", key))
+                self.wfile.flush()
+            elif url.path == "/ws" and self.headers.get("upgrade", "").lower() == "websocket":
+                # A WebSocket endpoint (real frames) that says which key it got, then
+                # echoes each message. Offered permessage-deflate (or told to use it
+                # anyway), it accepts and sends its first message compressed, as a real
+                # server would (``compress=1``: compressed without saying so).
+                # ``fragment=N`` sends that message in N-byte fragments, ``pad=N`` puts N
+                # bytes before the key, ``masked=1`` masks it.
+                key = self.headers.get("authorization", "").split(" ", 1)[-1].encode()
+                offered = "permessage-deflate" in self.headers.get("sec-websocket-extensions", "")
+                says_so = offered or "deflate=always" in url.query
+                deflate = says_so or "compress" in query  # compress=1: without saying so
                 self.send_response(101)
                 self.send_header("upgrade", "websocket")
                 self.send_header("connection", "Upgrade")
+                if says_so:
+                    self.send_header("sec-websocket-extensions", "permessage-deflate")
                 self.end_headers()
-                self.wfile.write(b"ws-auth:" + key + b"\n")
+                first = b"p" * int(query.get("pad", ["0"])[0]) + b"ws-auth:" + key + b"\n"
+                if deflate:
+                    packer = zlib.compressobj(wbits=-15)
+                    first = packer.compress(first) + packer.flush(zlib.Z_SYNC_FLUSH)
+                    self.wfile.write(ws_frame(first[:-4], rsv1=True))
+                elif "fragment" in query:
+                    n = int(query["fragment"][0])
+                    parts = [first[i : i + n] for i in range(0, len(first), n)]
+                    for i, part in enumerate(parts):
+                        opcode = TEXT if i == 0 else 0
+                        self.wfile.write(ws_frame(part, opcode, fin=i == len(parts) - 1))
+                else:
+                    mask = b"\x01\x02\x03\x04" if "masked" in query else None
+                    self.wfile.write(ws_frame(first, mask=mask))
                 self.wfile.flush()
-                while data := self.connection.recv(4096):
-                    self.wfile.write(b"echo:" + data)
+                while (got := ws_read(self.rfile.read)) is not None:
+                    opcode, payload = got
+                    if opcode == 0x8:
+                        break
+                    self.wfile.write(ws_frame(b"echo:" + payload, opcode))
                     self.wfile.flush()
                 self.close_connection = True
             elif url.path.startswith("/status/"):
@@ -246,8 +397,9 @@ def lab() -> Iterator[Lab]:
         raise RuntimeError("the egress lab needs root (network namespaces)")
     if shutil.which("dnsmasq") is None:
         raise RuntimeError("dnsmasq is missing: run scripts/bootstrap")
-    subprocess.run(["ip", "netns", "del", NS], capture_output=True)
-    _ip("netns", "add", NS)
+    for ns in (NS, WORLD_NS):
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        _ip("netns", "add", ns)
     host_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     servers: list[_Server] = []
     dns: subprocess.Popen[bytes] | None = None
@@ -263,33 +415,30 @@ def lab() -> Iterator[Lab]:
             "169.254.169.254",
         ):
             _ip("-n", NS, "addr", "add", f"{address}/32", "dev", "lo")
+        # The upstreams sit one hop away, each reached by a route of its own (11.0.0.9
+        # stays unroutable: a dead public answer).
+        near, far = HOST_LINK
+        _ip("-n", NS, "link", "add", near, "type", "veth", "peer", "name", far, "netns", WORLD_NS)
+        _ip("-n", NS, "addr", "add", f"{HOST_IP}/30", "dev", near)
+        _ip("-n", NS, "link", "set", near, "up")
+        _ip("-n", WORLD_NS, "link", "set", "lo", "up")
+        _ip("-n", WORLD_NS, "addr", "add", f"{WORLD_IP}/30", "dev", far)
+        _ip("-n", WORLD_NS, "link", "set", far, "up")
         for address in UPSTREAMS.values():
-            _ip("-n", NS, "addr", "add", f"{address}/32", "dev", "lo")
-        ns_fd = os.open(f"/run/netns/{NS}", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            if _libc.setns(ns_fd, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns into the egress lab")
-        finally:
-            os.close(ns_fd)
+            _ip("-n", WORLD_NS, "addr", "add", f"{address}/32", "dev", "lo")
+            _ip("-n", NS, "route", "add", f"{address}/32", "via", WORLD_IP)
         ca = CertificateAuthority.generate("gigmcp test upstream CA")
         the_lab = Lab(ca, ca.cert_pem())
-        for name, address in {**UPSTREAMS, "internal": "127.0.0.1", "private": "10.99.9.9",
-                              "metadata": "169.254.169.254", "v6": "::1"}.items():  # fmt: skip
-            family = socket.AF_INET6 if ":" in address else socket.AF_INET
-            for port in (80, 443, 8443):
-                ctx = None
-                if port != 80:
-                    chain, key = ca.mint_leaf(
-                        name if "." in name else address, is_ip="." not in name
-                    )
-                    (tmp / f"{name}.pem").write_bytes(chain)
-                    (tmp / f"{name}.key").write_bytes(key)
-                    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-                    ctx.load_cert_chain(tmp / f"{name}.pem", tmp / f"{name}.key")
-                handler = _handler(the_lab, address, port)
-                srv = _Server((address, port), handler, family, the_lab, ctx)
-                servers.append(srv)
-                threading.Thread(target=srv.serve_forever, daemon=True).start()
+        # A socket belongs to the namespace of the thread that made it: the upstreams'
+        # are made in the world's, everything else in the lab's.
+        _enter(WORLD_NS)
+        for name, address in UPSTREAMS.items():
+            servers += _serve(the_lab, tmp, name, address, (80, 443, 8443, 2375))
+        _enter(NS)
+        for name, address in {"internal": "127.0.0.1", "private": "10.99.9.9",
+                              "metadata": "169.254.169.254", "v6": "::1",
+                              "self": HOST_IP}.items():  # fmt: skip
+            servers += _serve(the_lab, tmp, name, address, (80, 443, 8443, 2375))
         args = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-daemon",
                 f"--listen-address={DNS_IP}", "--bind-interfaces", "--port=53", "--user=root",
                 "--pid-file=", "--local=/example.test/", "--conf-file=/dev/null"]  # fmt: skip
@@ -302,7 +451,7 @@ def lab() -> Iterator[Lab]:
             "--address=/mixed-dead.example.test/127.0.0.1",
             "--address=/mixed-dead.example.test/11.0.0.9",
         ]
-        args += ["--address=/v6internal.example.test/::1"]
+        args += ["--address=/v6internal.example.test/::1", f"--address=/{HOST6_NAME}/{HOST6_IP}"]
         dns = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 5
         while not _dns_up():
@@ -319,7 +468,60 @@ def lab() -> Iterator[Lab]:
             dns.wait()
         _libc.setns(host_fd, CLONE_NEWNET)
         os.close(host_fd)
-        subprocess.run(["ip", "netns", "del", NS], capture_output=True)
+        for ns in (NS, WORLD_NS):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _enter(ns: str) -> None:
+    fd = os.open(f"/run/netns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns into {ns}")
+    finally:
+        os.close(fd)
+
+
+def _serve(lab: Lab, tmp: Path, name: str, address: str, ports: tuple[int, ...]) -> list[_Server]:
+    """Recording servers on ``address``, in this thread's namespace: TLS (a leaf from the
+    lab's CA) on 443 and 8443, plain HTTP on the others."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    out: list[_Server] = []
+    for port in ports:
+        ctx = None
+        if port in (443, 8443):
+            chain, key = lab.ca.mint_leaf(name if "." in name else address, is_ip="." not in name)
+            (tmp / f"{name}.pem").write_bytes(chain)
+            (tmp / f"{name}.key").write_bytes(key)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(tmp / f"{name}.pem", tmp / f"{name}.key")
+        srv = _Server((address, port), _handler(lab, address, port), family, lab, ctx)
+        out.append(srv)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return out
+
+
+@contextlib.contextmanager
+def host_address(the_lab: Lab, address: str, link: str = "gmlab-h0") -> Iterator[None]:
+    """Give the proxy's own host one more address, on a veth made for it, with
+    recording host services on it (HTTP 80 and 2375, TLS 443): what a name pointing
+    at the host's own address would reach. Call it from inside the lab. Undone after."""
+    _ip("link", "add", link, "type", "veth", "peer", "name", f"{link}p")
+    servers: list[_Server] = []
+    tmp = Path(tempfile.mkdtemp(prefix="gmtest-hostaddr-"))
+    try:
+        if ":" in address:
+            _ip("addr", "add", f"{address}/128", "dev", link, "nodad")
+        else:
+            _ip("addr", "add", f"{address}/32", "dev", link)
+        _ip("link", "set", link, "up")
+        servers = _serve(the_lab, tmp, "hostsvc", address, (80, 443, 2375))
+        yield
+    finally:
+        for srv in servers:
+            srv.shutdown()
+            srv.server_close()
+        subprocess.run(["ip", "link", "del", link], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -51,6 +51,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Gatew
         with gateway(
             tmp, jailed=True, GIG_SANDBOX_SUBNET="10.214.0.0/24", GIG_SANDBOX_POOL="0",
             GIG_EGRESS_DNS=the_lab.dns, GIG_EGRESS_CA_BUNDLE=str(ca),
+            GIG_EGRESS_EXTRA_PORTS="8443",  # node22's extra port: the operator allows it
         ) as g:  # fmt: skip
             g.add_server(
                 "fetcher", FETCHER,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gigmcp.egress.hosts import HostError, canonical_host
-from gigmcp.egress.policy import EgressPolicy
+from gigmcp.egress.policy import EgressPolicy, PortRules
 
 POLICY = EgressPolicy(["api.example.com", "*.svc.example.com", "bücher.example"])
 
@@ -43,12 +43,17 @@ def test_attack_hosts_outside_the_allowlist(host: str, reason: str) -> None:
     assert not decision.allowed and decision.reason == reason
 
 
-def test_ports_are_443_and_80_unless_the_manifest_says_otherwise() -> None:
+def test_ports_are_443_unless_the_manifest_says_otherwise() -> None:
     host = canonical_host("api.example.com")
-    assert POLICY.check(host, 80).allowed
-    for port in (22, 8443, 3128):
+    assert POLICY.check(host, 443).allowed
+    assert EgressPolicy(["api.example.com"], [443, 80]).check(host, 80).allowed
+    for port in (80, 22, 8443, 3128):
         assert POLICY.check(host, port).reason == "port-not-allowed"
-    assert EgressPolicy(["api.example.com"], [8443]).check(host, 8443).allowed
+    # 8443 is not a port the operator allowed (GIG_EGRESS_EXTRA_PORTS): listed but refused.
+    assert EgressPolicy(["api.example.com"], [8443]).check(host, 8443).reason == (
+        "port-not-permitted"
+    )
+    assert EgressPolicy(["api.example.com"], [8443], PortRules([8443])).check(host, 8443).allowed
     assert EgressPolicy(["api.example.com"], [8443]).check(host, 443).reason == "port-not-allowed"
 
 

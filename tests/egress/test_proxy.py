@@ -9,7 +9,12 @@ records hits: a refusal that still reached it fails the test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
+import ssl
+import tracemalloc
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +30,7 @@ from sqlalchemy.orm import Session
 from gigmcp.credentials.definitions import parse_credentials, parse_egress
 from gigmcp.credentials.vault_provider import InstanceCredentials, Sealed
 from gigmcp.egress import proxy as proxy_module
-from gigmcp.egress.audit import EgressAudit
+from gigmcp.egress.audit import EgressAudit, EgressEvent
 from gigmcp.egress.certs import CertificateAuthority, LeafCache, upstream_context
 from gigmcp.egress.proxy import EgressProxy, ProxyPorts
 from gigmcp.egress.resolver import DnsResolver
@@ -34,11 +39,22 @@ from gigmcp.store.db import make_engine, migrate
 from gigmcp.store.models import EgressAuditRow
 from gigmcp.store.views import ServerDef
 from gigmcp.upstream.types import InstanceKey
-from tests.egress.lab import OTHER_SANDBOX_IP, PROXY_IP, SANDBOX_IP, Lab, lab
+from tests.egress.lab import (
+    OTHER_SANDBOX_IP,
+    PROXY_IP,
+    SANDBOX_IP,
+    Lab,
+    gzip_bomb,
+    lab,
+    ws_frame,
+    ws_message,
+    ws_parse,
+)
 
 pytestmark = pytest.mark.root
 
 KEY = InstanceKey(1, "api")
+Frame = tuple[int, int, bytes]  # a WebSocket frame: first header byte, opcode, payload
 REAL = "sk_live_REALKEY_0123456789abcdefghijKLMN"
 PORTS = ProxyPorts.from_base(3128)
 EGRESS = {
@@ -172,6 +188,26 @@ async def test_a_compressed_echo_is_decompressed_to_be_scrubbed(world: World) ->
     assert world.lab.hits_on("11.0.0.1")[0].headers.get("accept-encoding") == "identity"
 
 
+async def test_attack_a_gzip_bomb_is_inflated_in_bounded_steps(world: World) -> None:
+    # Decoded to be scrubbed: the whole body in one piece would be 48 MiB in the gateway's
+    # memory at once (the proxy runs in this process: its allocations are traced here;
+    # the lab's upstream too, so the bomb is made before).
+    gzip_bomb(48)
+    tracemalloc.start()
+    try:
+        status, size, err = await world.curl(
+            *auth(world), "-o", "/dev/null", "-w", "%{size_download}\n%{http_code}",
+            "https://api.example.test/gzip-bomb?mib=48",
+        )  # fmt: skip
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert status == 200, err
+    assert int(size) == 48 << 20  # all of it, decoded
+    print(f"peak traced allocation while relaying a 48 MiB gzip bomb: {peak / 2**20:.1f} MiB")
+    assert peak < 16 * 2**20
+
+
 async def test_attack_the_placeholder_sent_to_another_allowed_host_is_blocked(world: World) -> None:
     status, body, _ = await world.curl(*auth(world), "https://other.example.test/collect")
     assert status == 403 and json.loads(body)["reason"] == "placeholder-exfiltration"
@@ -252,18 +288,61 @@ async def test_attack_a_redirect_to_the_metadata_service_is_not_followed_by_the_
     assert [h.path for h in world.lab.hits] == ["/redirect"]
 
 
-async def raw(request: bytes, source: str = SANDBOX_IP, port: int = PORTS.explicit) -> bytes:
-    """A hand-written request from a client that does not play by the rules."""
+async def raw(
+    request: bytes, source: str = SANDBOX_IP, port: int = PORTS.explicit, to_close: bool = False
+) -> bytes:
+    """A hand-written request from a client that does not play by the rules: the first
+    piece of the answer, or (``to_close``) all of it up to the proxy's close."""
     reader, writer = await asyncio.open_connection(PROXY_IP, port, local_addr=(source, 0))
     writer.write(request)
     await writer.drain()
+    got = b""
     try:
         async with asyncio.timeout(5):
-            return await reader.read(65536)
+            while data := await reader.read(65536):
+                got += data
+                if not to_close:
+                    break
+            return got
     except ConnectionResetError:
-        return b""  # closed without a word (with our request unread: a reset)
+        return got  # closed without a word (with our request unread: a reset)
     finally:
         writer.close()
+
+
+async def tunnel(
+    world: World, host: str = "api.example.test", port: int = 443
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A CONNECT tunnel with TLS inside (the gateway's CA trusted), ready for raw HTTP."""
+    reader, writer = await asyncio.open_connection(
+        PROXY_IP, PORTS.explicit, local_addr=(SANDBOX_IP, 0)
+    )
+    writer.write(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+    await writer.drain()
+    async with asyncio.timeout(5):
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        context = ssl.create_default_context(cafile=str(world.gateway_ca))
+        await writer.start_tls(context, server_hostname=host)
+    return reader, writer
+
+
+async def tls_raw(world: World, request: bytes) -> bytes:
+    """A hand-written request inside a TLS tunnel; everything the sandbox gets back, up to
+    the close (send ``Connection: close``)."""
+    reader, writer = await tunnel(world)
+    writer.write(request)
+    await writer.drain()
+    got = b""
+    try:
+        async with asyncio.timeout(5):
+            while data := await reader.read(65536):
+                got += data
+    except (ConnectionError, ssl.SSLError):
+        pass
+    finally:
+        writer.close()
+    return got
 
 
 @pytest.mark.parametrize(
@@ -366,26 +445,361 @@ async def test_attack_another_instance_cannot_use_this_ones_credential(world: Wo
     assert REAL not in body
 
 
-async def test_websocket_upgrades_get_the_key_and_relay_scrubbed(world: World) -> None:
-    reader, writer = await asyncio.open_connection(PROXY_IP, PORTS.http, local_addr=(SANDBOX_IP, 0))
-    writer.write(
-        b"GET /ws HTTP/1.1\r\nHost: api.example.test\r\nUpgrade: websocket\r\n"
-        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        b"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer "
-        + world.placeholder.encode()
-        + b"\r\n\r\n"
+WS_HEAD = (
+    b"GET /ws{query} HTTP/1.1\r\nHost: api.example.test\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n{extra}Authorization: Bearer {placeholder}\r\n\r\n"
+)
+
+
+def ws_request(world: World, query: str = "", extra: str = "") -> bytes:
+    return (
+        WS_HEAD.replace(b"{query}", query.encode())
+        .replace(b"{extra}", extra.encode())
+        .replace(b"{placeholder}", world.placeholder.encode())
     )
+
+
+async def ws_frames(reader: asyncio.StreamReader, until_fin: bool = True) -> list[Frame]:
+    """Frames as they come, up to the end of a message (or of the connection)."""
+    frames: list[Frame] = []
+    data = b""
+    async with asyncio.timeout(5):
+        while not (until_fin and frames and frames[-1][0] & 0x80):
+            more = await reader.read(65536)
+            if not more:
+                break
+            got, data = ws_parse(data + more)
+            frames += got
+    return frames
+
+
+def inflated(frames: list[Frame]) -> bytes:
+    """The payloads, with a compressed frame's (reserved bit 1 set) decompressed."""
+    out = b""
+    for head, _opcode, payload in frames:
+        if head & 0x40:
+            with contextlib.suppress(zlib.error):
+                payload = zlib.decompressobj(wbits=-15).decompress(payload + b"\0\0\xff\xff")
+        out += payload
+    return out
+
+
+async def test_websocket_upgrades_over_tls_get_the_key_and_relay_scrubbed(world: World) -> None:
+    reader, writer = await tunnel(world)
+    writer.write(ws_request(world))
     await writer.drain()
     async with asyncio.timeout(5):
         head = await reader.readuntil(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 101")
-        line = await reader.readuntil(b"\n")
-        assert line == b"ws-auth:" + world.placeholder.encode() + b"\n"  # the real key, scrubbed
-        writer.write(b"ping")
-        await writer.drain()
-        assert await reader.readexactly(9) == b"echo:ping"
+    # The real key, scrubbed, in frames the client can read.
+    first = await ws_frames(reader)
+    assert ws_message(first) == b"ws-auth:" + world.placeholder.encode() + b"\n"
+    writer.write(ws_frame(b"ping", mask=b"abcd"))
+    await writer.drain()
+    assert ws_message(await ws_frames(reader)) == b"echo:ping"
     writer.close()
     assert world.lab.hits[0].headers["authorization"] == f"Bearer {REAL}"
+
+
+async def test_attack_a_key_split_across_websocket_fragments_is_still_scrubbed(
+    world: World,
+) -> None:
+    # The sandbox pads its message until the key straddles the upstream's fragments: the
+    # frame headers between them would hide it from a scrubber of bytes.
+    for fragment, pad in ((7, 3), (16, 9), (1, 0)):
+        world.lab.reset()
+        reader, writer = await tunnel(world)
+        writer.write(ws_request(world, query=f"?fragment={fragment}&pad={pad}"))
+        await writer.drain()
+        async with asyncio.timeout(5):
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+        message = ws_message(await ws_frames(reader))
+        writer.close()
+        assert world.lab.hits[0].headers["authorization"] == f"Bearer {REAL}"
+        assert REAL.encode() not in message
+        assert message == b"p" * pad + b"ws-auth:" + world.placeholder.encode() + b"\n"
+
+
+def audited(world: World, reason: str) -> asyncio.Event:
+    """Set when the proxy records an audit row with ``reason`` (the row is still written)."""
+    seen = asyncio.Event()
+    record = world.proxy.audit.record
+
+    def watch(event: EgressEvent) -> None:
+        record(event)
+        if event.reason == reason:
+            seen.set()
+
+    world.proxy.audit.record = watch  # type: ignore[method-assign]
+    return seen
+
+
+@pytest.mark.parametrize("how", ["masked", "compress"])
+async def test_attack_a_websocket_frame_the_scrubber_cannot_read_is_cut_off(
+    world: World, how: str
+) -> None:
+    # A masked frame (its key is in the frame) or one an extension encoded (reserved bit
+    # set, deflated) would carry the key past the scrubber.
+    cut_off = audited(world, "upstream-websocket-frame")
+    reader, writer = await tunnel(world)
+    writer.write(ws_request(world, query=f"?{how}=1"))
+    await writer.drain()
+    async with asyncio.timeout(5):
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    frames = await ws_frames(reader, until_fin=False)  # up to the proxy's close
+    writer.close()
+    assert world.lab.hits[0].headers["authorization"] == f"Bearer {REAL}"
+    assert REAL.encode() not in inflated(frames)
+    async with asyncio.timeout(5):
+        await cut_off.wait()
+
+
+async def test_attack_a_websocket_upgrade_over_plain_http_gets_no_key(world: World) -> None:
+    answer = await raw(ws_request(world), port=PORTS.http)
+    assert answer.startswith(b"HTTP/1.1 403"), answer[:80]
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["reason"] == "placeholder-over-plain-http"
+    assert world.lab.hits == []
+    assert REAL.encode() not in answer
+
+
+# -- keys travel only over verified TLS ---------------------------------------------------
+
+
+def plain_request(target: str, placeholder: str | None, extra: str = "") -> bytes:
+    auth_line = f"Authorization: Bearer {placeholder}\r\n" if placeholder else ""
+    return (
+        f"GET {target} HTTP/1.1\r\nHost: api.example.test\r\n{auth_line}{extra}"
+        "Connection: close\r\n\r\n"
+    ).encode()
+
+
+async def test_attack_no_key_is_injected_into_plain_http_toward_the_credentials_host(
+    world: World,
+) -> None:
+    # Without any placeholder, through each plain entrance: the key's own host, but a leg
+    # anyone on the path could read.
+    status, _, err = await world.curl("http://api.example.test/explicit")
+    assert status == 200, err
+    answer = await raw(plain_request("/transparent", None), port=PORTS.http, to_close=True)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:80]
+    connect = b"CONNECT api.example.test:80 HTTP/1.1\r\nHost: api.example.test:80\r\n\r\n"
+    answer = await raw(connect + plain_request("/tunnel", None), to_close=True)
+    assert b"HTTP/1.1 200 OK" in answer, answer[:200]
+    assert [h.path for h in world.lab.hits] == ["/explicit", "/transparent", "/tunnel"]
+    for hit in world.lab.hits:
+        assert "authorization" not in hit.headers, hit.path
+
+
+@pytest.mark.parametrize("entrance", ["explicit", "transparent", "connect-tunnel"])
+async def test_attack_a_placeholder_on_a_plain_http_request_is_refused_and_audited(
+    world: World, entrance: str
+) -> None:
+    if entrance == "explicit":
+        request = plain_request("http://api.example.test/p", world.placeholder)
+        answer = await raw(request, to_close=True)
+    elif entrance == "transparent":
+        answer = await raw(plain_request("/p", world.placeholder), port=PORTS.http, to_close=True)
+    else:
+        connect = b"CONNECT api.example.test:80 HTTP/1.1\r\nHost: api.example.test:80\r\n\r\n"
+        answer = await raw(connect + plain_request("/p", world.placeholder), to_close=True)
+        assert answer.startswith(b"HTTP/1.1 200")
+        answer = answer.partition(b"\r\n\r\n")[2]
+    assert answer.startswith(b"HTTP/1.1 403"), answer[:80]
+    body = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert body["reason"] == "placeholder-over-plain-http"
+    assert "TLS" in body["message"]
+    assert world.lab.hits == []
+    await world.proxy.audit.flush()
+    rows = [r for r in world.audit_rows() if r.reason == "placeholder-over-plain-http"]
+    assert len(rows) == 1 and rows[0].credential == "api_key" and rows[0].scheme == "http"
+
+
+async def test_attack_a_placeholder_in_a_plain_http_body_is_refused(world: World) -> None:
+    status, body, _ = await world.curl(
+        "--data-binary", f"key={world.placeholder}", "http://api.example.test/c"
+    )
+    assert status == 403 and json.loads(body)["reason"] == "placeholder-over-plain-http"
+    assert world.lab.hits == []
+
+
+# -- nothing comes back outside what the scrubber reads -----------------------------------
+
+
+def leak_request(world: World, path: str) -> bytes:
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: api.example.test\r\n"
+        f"Authorization: Bearer {world.placeholder}\r\nConnection: close\r\n\r\n"
+    ).encode()
+
+
+def assert_no_key(answer: bytes) -> None:
+    # Header names arrive lower-cased: a lower-cased key is still most of a key.
+    assert REAL.lower().encode() not in answer.lower(), answer[:400]
+
+
+async def test_attack_a_key_in_the_upstreams_reason_phrase_is_not_forwarded(world: World) -> None:
+    answer = await tls_raw(world, leak_request(world, "/leak-reason"))
+    assert answer.startswith(b"HTTP/1.1 401 Unauthorized\r\n"), answer[:80]
+    assert_no_key(answer)
+    assert world.lab.hits[0].headers["authorization"] == f"Bearer {REAL}"
+
+
+async def test_attack_a_key_in_a_response_header_name_is_not_forwarded(world: World) -> None:
+    answer = await tls_raw(world, leak_request(world, "/leak-header-name"))
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:80]
+    assert_no_key(answer)
+
+
+async def test_attack_a_key_in_an_informational_answer_is_not_forwarded(world: World) -> None:
+    answer = await tls_raw(world, leak_request(world, "/leak-early-hints"))
+    assert answer.startswith(b"HTTP/1.1 103"), answer[:80]
+    assert b"HTTP/1.1 200" in answer
+    assert_no_key(answer)
+    assert world.placeholder.encode() in answer  # the link header's value, scrubbed
+
+
+async def test_attack_a_key_in_a_trailer_is_not_forwarded(world: World) -> None:
+    answer = await tls_raw(world, leak_request(world, "/leak-trailer"))
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:80]
+    assert b"ok" in answer
+    assert_no_key(answer)
+
+
+async def test_attack_permessage_deflate_is_never_negotiated(world: World) -> None:
+    # Compressed frames would carry an echoed key past the scrubber: the offer never
+    # reaches the upstream, which then answers uncompressed, and is scrubbed.
+    reader, writer = await tunnel(world)
+    offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    writer.write(ws_request(world, extra=offer))
+    await writer.drain()
+    async with asyncio.timeout(5):
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101")
+        assert b"sec-websocket-extensions" not in head.lower()
+    first = await ws_frames(reader)
+    writer.close()
+    assert "sec-websocket-extensions" not in world.lab.hits[0].headers
+    assert REAL.encode() not in inflated(first)
+    assert ws_message(first) == b"ws-auth:" + world.placeholder.encode() + b"\n"
+
+
+async def test_attack_an_upstream_that_compresses_without_being_asked_is_cut_off(
+    world: World,
+) -> None:
+    answer = await tls_raw(world, ws_request(world, query="?deflate=always"))
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    assert REAL.encode() not in inflated(ws_parse(rest)[0])
+    assert head.startswith(b"HTTP/1.1 502"), head[:80]
+    assert json.loads(rest)["reason"] == "upstream-extension"
+
+
+# -- no value in any log --------------------------------------------------------------------
+
+
+class LogMark(logging.Handler):
+    """Sets ``seen`` when a record holding ``text`` is emitted (on the loop's thread)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen.set()
+
+
+CANARY = "gig-canary-proxy-5f1e0c9a7b3d"
+
+
+@pytest.mark.parametrize("value", [CANARY, CANARY + " "], ids=["valid", "trailing-space"])
+async def test_attack_a_canary_key_reaches_no_log_record_whatever_the_traffic(
+    world: World, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str], value: str
+) -> None:
+    # With a trailing space the rendered header is no valid field value: h11 would refuse
+    # it with an error quoting it, and that error used to be logged on every request.
+    creds = parse_credentials(CREDS, parse_egress(EGRESS))
+    server = ServerDef(1, "api", 7, ("x",), egress=parse_egress(EGRESS), credentials=creds)
+    world.grants[KEY] = InstanceCredentials(
+        KEY, 7, server, (Sealed(creds[0], world.placeholder, value.encode()),)
+    )
+    caplog.set_level(logging.DEBUG)
+    statuses = []
+    for path in ("/c", "/echo-key", "/leak-reason", "/leak-header-name", "/status/401"):
+        status, body, _ = await world.curl(*auth(world), f"https://api.example.test{path}")
+        statuses.append(status)
+        assert CANARY not in body, path
+    reader, writer = await tunnel(world)
+    writer.write(ws_request(world))
+    await writer.drain()
+    async with asyncio.timeout(5):
+        head = await reader.readuntil(b"\r\n\r\n")
+        statuses.append(int(head.split()[1]))
+        if head.startswith(b"HTTP/1.1 101"):
+            assert CANARY.encode() not in await reader.readuntil(b"\n")
+    writer.close()
+    await raw(plain_request("http://api.example.test/p", world.placeholder), to_close=True)
+    if value != CANARY:
+        assert statuses == [502] * 6
+        assert world.lab.hits == []
+        await world.proxy.audit.flush()
+        rows = [r for r in world.audit_rows() if r.reason == "credential-unusable"]
+        assert len(rows) == 6 and {r.credential for r in rows} == {"api_key"}
+    else:
+        assert world.lab.hits[0].headers["authorization"] == f"Bearer {CANARY}"
+    # A control: a sandbox that does not trust the gateway's CA breaks off the handshake,
+    # which the proxy logs at DEBUG; that record must be among those searched.
+    mark = LogMark("TLS handshake")
+    logging.getLogger(proxy_module.__name__).addHandler(mark)
+    try:
+        reader, writer = await asyncio.open_connection(
+            PROXY_IP, PORTS.explicit, local_addr=(SANDBOX_IP, 0)
+        )
+        writer.write(b"CONNECT api.example.test:443 HTTP/1.1\r\nHost: api.example.test\r\n\r\n")
+        await reader.readuntil(b"\r\n\r\n")
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await writer.start_tls(ssl.create_default_context(), server_hostname="api.example.test")
+        writer.close()
+        async with asyncio.timeout(5):
+            await mark.seen.wait()
+    finally:
+        logging.getLogger(proxy_module.__name__).removeHandler(mark)
+    assert any("TLS handshake" in r.getMessage() for r in caplog.records)
+    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+    for record in caplog.records:
+        assert CANARY not in formatter.format(record), record.name
+        assert CANARY not in repr(record.args) + repr(record.__dict__), record.name
+    out, errs = capfd.readouterr()
+    assert CANARY not in out and CANARY not in errs
+
+
+# -- request framing ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("over", ["plain-http", "tls"])
+async def test_attack_content_length_with_transfer_encoding_is_refused(
+    world: World, over: str
+) -> None:
+    # A front end reading one framing and a back end the other: the smuggled request
+    # would ride a pooled upstream connection.
+    smuggled = b"GET /smuggled HTTP/1.1\r\nHost: api.example.test\r\n\r\n"
+    body = b"0\r\n\r\n" + smuggled
+    target = b"http://api.example.test/front" if over == "plain-http" else b"/front"
+    request = (
+        b"POST " + target + b" HTTP/1.1\r\nHost: api.example.test\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + body
+    )
+    if over == "plain-http":
+        answer = await raw(request, to_close=True)
+    else:
+        answer = await tls_raw(world, request)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:80]
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["reason"] == "ambiguous-framing"
+    assert world.lab.hits == []
+    await world.proxy.audit.flush()
+    assert any(r.reason == "ambiguous-framing" for r in world.audit_rows())
 
 
 # -- transparent mode --------------------------------------------------------------------

@@ -495,6 +495,23 @@ def test_fewer_than_128_bits_is_refused() -> None:
         placeholder("ph_", 15)
 
 
+# --- header names ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", encoded_forms(SECRET))
+def test_a_secret_in_any_spelling_is_found_in_a_lowercased_header_name(form: bytes) -> None:
+    # h11 lower-cases header names; a lower-cased secret is still most of the secret.
+    scrubber = Scrubber({SECRET: PLACEHOLDER})
+    assert scrubber.found_folded(b"x-leak-" + form.lower())
+    assert scrubber.found_folded(b"x-leak-" + form)
+    assert scrubber.held == 0
+
+
+def test_an_innocent_header_name_is_not_found() -> None:
+    assert not Scrubber({SECRET: PLACEHOLDER}).found_folded(b"content-type")
+    assert not Scrubber({}).found_folded(b"x-anything")
+
+
 # --- reprs ------------------------------------------------------------------------------
 
 

@@ -62,7 +62,7 @@ def test_the_npm_server_of_a_manifest_is_installed_under_its_server_and_runtime(
     home = packages / "npm" / "mem" / hashes[1][:16]
     assert run.origin["kind"] == "npm" and run.origin["path"] == str(home)
     assert run.origin["runtime_hash"] == runtime_hash(manifest)
-    assert run.egress == {"hosts": list(manifest.entitlements.egress)}
+    assert run.egress == {"hosts": list(manifest.entitlements.egress), "ports": [443]}
     assert [c["id"] for c in run.credentials] == [c.id for c in manifest.credentials]
     # Node runs the package's bin, both by absolute path under the server's folder.
     assert run.command[0].endswith("node") and run.command[1].startswith(str(home))

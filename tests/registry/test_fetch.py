@@ -4,8 +4,10 @@ HTTPS server on loopback with its own CA."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import http.server
+import ipaddress
 import ssl
 import threading
 import time
@@ -18,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from gigmcp.egress.resolver import DnsResolver
 from gigmcp.registry import signing
 from gigmcp.registry.fetch import (
     Accepted,
@@ -27,6 +30,7 @@ from gigmcp.registry.fetch import (
     fetch_index,
 )
 from gigmcp.registry.index import build_index
+from tests.egress.lab import HOST_IP, HOST_NAMES, Lab, host_address, lab
 from tests.registry.samples import good
 
 PRIVATE, PUBLIC = signing.keygen()
@@ -142,13 +146,26 @@ async def test_a_url_that_is_neither_https_nor_file_is_refused(tmp_path: Path) -
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     files: dict[str, bytes] = {}
+    redirects: dict[str, str] = {}  # path -> Location
+    seen: list[str] = []  # every path asked for, in order
+    stop: threading.Event = threading.Event()
     delay = 0.0
 
     def log_message(self, *args: object) -> None:
         pass
 
     def do_GET(self) -> None:
+        self.seen.append(self.path)
         time.sleep(self.delay)
+        if self.path.startswith("/drip/"):
+            self._drip()
+            return
+        if self.path in self.redirects:
+            self.send_response(302)
+            self.send_header("location", self.redirects[self.path])
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
         if self.path == "/moved/index.json":
             self.send_response(302)
             self.send_header("location", f"http://127.0.0.1:{self.server.server_address[1]}/x")
@@ -161,6 +178,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body or b"")
 
+    def _drip(self) -> None:
+        """A registry that never finishes: one byte every 0.2 s, each well inside any
+        per-read timeout, for as long as the client listens."""
+        self.send_response(200)
+        self.send_header("content-length", str(1 << 20))
+        self.end_headers()
+        while not self.stop.wait(0.2):
+            try:
+                self.wfile.write(b"{")
+                self.wfile.flush()
+            except OSError:
+                return
+
 
 @pytest.fixture
 def https(tmp_path: Path) -> Iterator[tuple[str, ssl.SSLContext, type[_Handler]]]:
@@ -171,7 +201,9 @@ def https(tmp_path: Path) -> Iterator[tuple[str, ssl.SSLContext, type[_Handler]]
         x509.CertificateBuilder().subject_name(name).issuer_name(name)
         .public_key(key.public_key()).serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        ), False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
         .sign(key, hashes.SHA256())
     )  # fmt: skip
@@ -183,7 +215,11 @@ def https(tmp_path: Path) -> Iterator[tuple[str, ssl.SSLContext, type[_Handler]]
             serialization.NoEncryption(),
         )
     )
-    handler = type("Handler", (_Handler,), {"files": {}, "delay": 0.0})
+    handler = type(
+        "Handler",
+        (_Handler,),
+        {"files": {}, "redirects": {}, "seen": [], "stop": threading.Event(), "delay": 0.0},
+    )
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -194,6 +230,7 @@ def https(tmp_path: Path) -> Iterator[tuple[str, ssl.SSLContext, type[_Handler]]
     try:
         yield f"https://localhost:{server.server_address[1]}", client, handler
     finally:
+        handler.stop.set()
         server.shutdown()
         server.server_close()
 
@@ -229,3 +266,133 @@ def _sha(data: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(data).hexdigest()
+
+
+def serve_index(tmp_path: Path, handler: type[_Handler]) -> None:
+    publish(tmp_path, "2026-11-20T00:00:00Z")
+    handler.files["/r/index.json"] = (tmp_path / "index.json").read_bytes()
+    handler.files["/r/index.json.sig"] = (tmp_path / "index.json.sig").read_bytes()
+
+
+async def test_attack_a_registry_that_drips_forever_is_cut_at_the_deadline(
+    tmp_path: Path, https: tuple[str, ssl.SSLContext, type[_Handler]]
+) -> None:
+    base, trust, handler = https
+    # Each byte comes well inside the per-read timeout; only an overall deadline ends it.
+    src = RegistrySource(
+        f"{base}/drip/index.json", PUBLIC, tmp_path / "cache", verify=trust, deadline=1.0
+    )
+    # The outer bound only turns a hang (no deadline at all) into a failure.
+    with pytest.raises(Unreachable, match=r"drip/index\.json: no complete answer within the 1 s"):
+        await asyncio.wait_for(fetch(src), 60)
+    assert handler.seen == ["/drip/index.json"]
+
+
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        ("https://169.254.169.254/latest/meta-data/iam", "cloud-metadata"),
+        ("https://10.0.0.7/index.json", "private"),
+        ("https://[::1]:1/index.json", "loopback"),
+        # Another spelling of the registry's own loopback server: reachable today, and
+        # exactly how an internal service would be reached.
+        ("https://127.0.0.1:{port}/r/index.json", "loopback"),
+    ],
+)
+async def test_attack_a_redirect_to_an_internal_address_is_refused_before_any_connection(
+    tmp_path: Path, https: tuple[str, ssl.SSLContext, type[_Handler]], target: str, reason: str
+) -> None:
+    base, trust, handler = https
+    serve_index(tmp_path, handler)
+    handler.redirects["/go/index.json"] = target.format(port=base.rsplit(":", 1)[1])
+    src = RegistrySource(f"{base}/go/index.json", PUBLIC, tmp_path / "cache", verify=trust)
+    with pytest.raises(IndexFetchError, match=rf"redirect .*refused: .*{reason}") as err:
+        await fetch(src)
+    assert not isinstance(err.value, Unreachable), "an attack, not an outage: no fallback"
+    assert handler.seen == ["/go/index.json"], "the target was never asked"
+
+
+async def test_attack_a_redirect_to_a_name_that_resolves_inside_is_refused(
+    tmp_path: Path, https: tuple[str, ssl.SSLContext, type[_Handler]]
+) -> None:
+    base, trust, handler = https
+    port = base.rsplit(":", 1)[1]
+    serve_index(tmp_path, handler)
+    # The operator configured the loopback address; "localhost" is another host, which
+    # resolves to loopback: refused, though it names the same server.
+    handler.redirects["/go/index.json"] = f"https://localhost:{port}/r/index.json"
+    src = RegistrySource(
+        f"https://127.0.0.1:{port}/go/index.json", PUBLIC, tmp_path / "cache", verify=trust
+    )
+    with pytest.raises(IndexFetchError, match=r"redirect .*refused: .*resolves to .*loopback"):
+        await fetch(src)
+    assert handler.seen == ["/go/index.json"]
+
+
+async def test_the_configured_registry_host_may_redirect_within_itself(
+    tmp_path: Path, https: tuple[str, ssl.SSLContext, type[_Handler]]
+) -> None:
+    base, trust, handler = https
+    serve_index(tmp_path, handler)
+    handler.redirects["/go/index.json"] = f"{base}/r/index.json"
+    handler.redirects["/go/index.json.sig"] = "/r/index.json.sig"
+    got = await fetch(
+        RegistrySource(f"{base}/go/index.json", PUBLIC, tmp_path / "cache", verify=trust)
+    )
+    assert got.index.resolve("chat-mcp").name == "chat-mcp"
+    assert handler.seen == ["/go/index.json", "/r/index.json", "/go/index.json.sig",
+                            "/r/index.json.sig"]  # fmt: skip
+
+
+# ---------------------------------------------- redirects to the gateway host's own addresses
+
+
+@pytest.fixture
+def host_lab() -> Iterator[Lab]:
+    """The egress lab (needs root): this thread steps into a namespace of its own whose
+    primary address (11.1.0.1) is public-looking, with recording host services on it.
+    Requested before ``https``, so the registry below listens in that namespace too."""
+    with lab() as built:
+        yield built
+
+
+@pytest.mark.root
+async def test_attack_a_redirect_to_the_hosts_own_primary_address_is_refused_before_any_connection(
+    host_lab: Lab, tmp_path: Path, https: tuple[str, ssl.SSLContext, type[_Handler]]
+) -> None:
+    # 11.1.0.1 passes every special-purpose table: only the kernel knows it is this
+    # host's, where the gateway's API or a container engine may listen.
+    base, trust, handler = https
+    serve_index(tmp_path, handler)
+    handler.redirects["/go/index.json"] = f"https://{HOST_IP}/r/index.json"
+    src = RegistrySource(f"{base}/go/index.json", PUBLIC, tmp_path / "cache", verify=trust)
+    with pytest.raises(
+        IndexFetchError, match=r"redirect .*refused: an address of this host"
+    ) as err:
+        await fetch(src)
+    assert not isinstance(err.value, Unreachable), "an attack, not an outage: no fallback"
+    assert handler.seen == ["/go/index.json"]
+    assert host_lab.host_hits() == [], "a host service was reached"
+
+
+@pytest.mark.root
+async def test_attack_a_redirect_to_a_name_resolving_to_another_interface_of_the_host_is_refused(
+    host_lab: Lab, tmp_path: Path, https: tuple[str, ssl.SSLContext, type[_Handler]]
+) -> None:
+    base, trust, handler = https
+    serve_index(tmp_path, handler)
+    handler.redirects["/go/index.json"] = "https://hostsvc.example.test/r/index.json"
+    # The address is added to an interface of its own, after the namespace was built.
+    with host_address(host_lab, HOST_NAMES["hostsvc.example.test"]):
+        src = RegistrySource(
+            f"{base}/go/index.json", PUBLIC, tmp_path / "cache", verify=trust,
+            resolver=DnsResolver(host_lab.dns),
+        )  # fmt: skip
+        with pytest.raises(
+            IndexFetchError,
+            match=r"redirect .*refused: .*resolves to a blocked address \(host-address\)",
+        ) as err:
+            await fetch(src)
+        assert not isinstance(err.value, Unreachable)
+        assert handler.seen == ["/go/index.json"]
+        assert host_lab.host_hits() == [], "a host service was reached"

@@ -148,6 +148,9 @@ class Seen:
 class Upstream:
     server: ThreadingHTTPServer
     seen: list[Seen] = field(default_factory=list)
+    # When a test sets this, ``/slow/`` answers wait for it (then sleep as asked): the
+    # test decides when a call under way ends, instead of racing a sleep.
+    gate: threading.Event | None = None
 
     @property
     def port(self) -> int:
@@ -155,6 +158,18 @@ class Upstream:
 
     def clear(self) -> None:
         self.seen.clear()
+        if self.gate is not None:
+            self.gate.set()  # nothing stays held past the test that held it
+        self.gate = None
+
+    def wait_seen(self, path: str, timeout: float = 60.0) -> bool:
+        """Wait until a request for ``path`` arrived (the bound only catches a hang)."""
+        deadline = time.monotonic() + timeout
+        while not any(s.path == path for s in self.seen):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
 
 def _answer(handler: BaseHTTPRequestHandler, seen: Seen) -> tuple[int, dict[str, str], bytes]:
@@ -217,6 +232,9 @@ def start_upstream(pki: Pki) -> Upstream:
             headers = {k.lower(): v for k, v in self.headers.items()}
             seen = Seen(self.command, self.path, headers, body, self.client_address[1])
             holder[0].seen.append(seen)
+            gate = holder[0].gate
+            if gate is not None and seen.path.startswith("/slow/"):
+                gate.wait(60)
             status, extra, payload = _answer(self, seen)
             self.send_response(status)
             for k, v in extra.items():

@@ -25,11 +25,13 @@ import typer
 from gigmcp.cli.main import _store, fail, server_app
 from gigmcp.config import Settings
 from gigmcp.credentials.definitions import DefinitionError
+from gigmcp.egress.policy import DEFAULT_PORTS
 from gigmcp.installer import consent, index_state, records
 from gigmcp.installer.materialize import (
     InstallError,
     Target,
     consent_hash,
+    egress_grant,
     kind_of,
     materialize,
     package_label,
@@ -178,7 +180,8 @@ def server_install(
     if records.exists(engine, server):
         fail(f"a server named {server!r} already exists (use: gigmcp server upgrade {server})")
     plain = gostruct.to_plain(manifest)
-    _agree(consent.describe(plain, kind, package_label(manifest, kind)), yes, "Install it?")
+    ports = egress_grant(manifest)["ports"]  # what the row will hold, shown as it is
+    _agree(consent.describe(plain, kind, package_label(manifest, kind), ports), yes, "Install it?")
     run = _materialize(settings, manifest, toolspec, server, _hashes(manifest, toolspec))
     try:
         records.install(engine, uid, server, run)
@@ -241,7 +244,8 @@ def _consent_pending(settings: Settings, engine: Any, uid: int, name: str, yes: 
     if staged is None:
         fail(f"server {name!r} has no upgrade waiting for consent")
     origin = staged["origin"]
-    lines = consent.describe(origin["manifest"], origin["kind"], origin.get("package", ""))
+    ports = (staged.get("egress") or {}).get("ports") or DEFAULT_PORTS  # the grant consented to
+    lines = consent.describe(origin["manifest"], origin["kind"], origin.get("package", ""), ports)
     try:
         _agree(lines, yes, "Apply this upgrade?")
     except typer.Exit:

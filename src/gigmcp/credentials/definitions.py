@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gigmcp.egress.hosts import HostError, canonical_pattern
+from gigmcp.egress.policy import DEFAULT_PORTS  # 443 only: plain HTTP is never a default
 
 # The reference registry allows "-" too (google-analytics_token, zoho-crm_token).
 CREDENTIAL_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -33,7 +34,11 @@ FORBIDDEN_HEADERS = frozenset(
     {"host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer",
      "proxy-authorization", "proxy-connection", "keep-alive"}
 )  # fmt: skip
-DEFAULT_PORTS = (443, 80)
+# RFC 9110 field-value, as h11 checks it before sending, minus the control characters
+# h11 lets through: visible characters (and obs-text), with spaces or tabs only between
+# them. A rendered header outside it is refused by h11 with an error quoting the whole
+# value, so it is refused here first, by name and never quoting the value.
+FIELD_VALUE = re.compile(rb"[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*")
 
 
 class DefinitionError(ValueError):
@@ -66,6 +71,26 @@ class CredentialDef:
         """The header value carrying the real secret."""
         assert self.format is not None
         return self.format.replace("{token}", value)
+
+    def render_bytes(self, value: bytes) -> bytes:
+        """The header value carrying the real secret, byte for byte (what the proxy
+        sends and what its scrubber looks for must be the same bytes)."""
+        assert self.format is not None
+        return self.format.encode().replace(b"{token}", value)
+
+    def value_problem(self, value: bytes) -> str | None:
+        """Why ``value`` cannot be sent in this credential's header (never quoting it),
+        or None when it can: the rendered header must be a valid field value."""
+        if self.format is None:
+            return None
+        if value != value.strip(b" \t"):
+            return "the value begins or ends with a space or tab (copied with it?)"
+        if not FIELD_VALUE.fullmatch(self.render_bytes(value)):
+            return (
+                f"the {self.header} header it makes would not be a valid HTTP field value "
+                "(a control character, or spaces where they cannot be)"
+            )
+        return None
 
     def to_json(self) -> dict[str, Any]:
         inject: dict[str, str] = (
@@ -149,6 +174,12 @@ def parse_credential(raw: Mapping[str, Any], egress: Egress) -> CredentialDef:
         raise DefinitionError(f"credential {cid}: inject.format must hold {{token}} exactly once")
     if any(c in fmt for c in "\r\n\0") or len(fmt) > 256:
         raise DefinitionError(f"credential {cid}: inject.format holds a line break or is too long")
+    if not FIELD_VALUE.fullmatch(fmt.replace("{token}", "x").encode()):
+        # "Bearer {token} ": every request would carry a header h11 refuses to send.
+        raise DefinitionError(
+            f"credential {cid}: inject.format {fmt!r} does not make a valid HTTP header "
+            "value (it begins or ends with a space, or holds a control character)"
+        )
     env = _env(cid, raw.get("env", cid.upper().replace("-", "_")))
     return CredentialDef(cid, ctype, env, header, fmt, hosts)
 

@@ -16,8 +16,19 @@ connection must arrive on that instance's own host end), may it go there (allowl
 then port). Then the proxy resolves the name itself and dials only vetted addresses
 (``resolver.py``), terminates TLS toward the sandbox with a leaf from the gateway's CA,
 speaks HTTP/1.1 on both sides through h11, injects credentials toward their hosts only
-and scrubs them from everything that comes back (``inject.py``), and writes an audit row
-per request. A denial is a 403 with a short machine-readable reason.
+and only on legs with verified TLS, and scrubs them from everything that comes back
+(``inject.py``), and writes an audit row per request. A denial is a 403 with a short
+machine-readable reason.
+
+What comes back reaches the sandbox only where the scrubber reads it: the status line
+carries the standard reason phrase, never the upstream's; a header whose name holds a
+value is dropped; trailers are dropped; nothing that would compress or encrypt what the
+scrubber must see is negotiated (bodies are asked for, or decoded to, identity, in
+bounded steps; WebSocket extensions are never offered, an upstream that picks one is cut
+off, and its frames are re-framed so that the scrubber reads whole messages).
+A request framed two ways (Content-Length and Transfer-Encoding) is refused: it would
+desync a pooled upstream connection. Errors are logged by type and place, never by their
+text, which may quote a header.
 
 Owns connection handling and the HTTP exchange. It must never parse HTTP by hand, never
 open a connection for an unknown source, never dial before the decision, and never let a
@@ -32,9 +43,12 @@ import json
 import logging
 import ssl
 import time
+import traceback
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from http import HTTPStatus
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import h11
@@ -45,12 +59,13 @@ from gigmcp.egress.audit import EgressAudit, EgressEvent, audit_path
 from gigmcp.egress.certs import LeafCache
 from gigmcp.egress.dns import DnsServer, SandboxDns, serve_dns
 from gigmcp.egress.hosts import Host, HostError, canonical_host, split_authority
-from gigmcp.egress.inject import Exfiltration, InstanceKeys
-from gigmcp.egress.policy import EgressPolicy
+from gigmcp.egress.inject import Exfiltration, InstanceKeys, UnusableValue
+from gigmcp.egress.policy import DEFAULT_PORTS, NO_EXTRA_PORTS, EgressPolicy, PortRules
 from gigmcp.egress.resolver import Resolver
 from gigmcp.egress.scrub import Detector, Scrubber
 from gigmcp.egress.streams import PlainStream, Stream, TlsHandshakeError, TlsServerStream
 from gigmcp.egress.upstream import Upstream, UpstreamError, UpstreamPool
+from gigmcp.egress.websocket import FrameScrubber, WebSocketViolation
 from gigmcp.sandbox.identity import Identity, SourceTable
 from gigmcp.upstream.types import InstanceKey
 
@@ -61,14 +76,15 @@ IDLE_TIMEOUT_S = 60.0  # between requests on a kept-alive connection
 RESPONSE_TIMEOUT_S = 300.0  # from request sent to response head
 MAX_CONNECTIONS_PER_INSTANCE = 64
 FLUSH_BYTES = 64 * 1024  # a streamed answer is handed on at least this often
-# Hop-by-hop, proxy-only, or framing headers that are rebuilt rather than passed on.
+# Hop-by-hop, proxy-only, or framing headers that are rebuilt rather than passed on, and
+# WebSocket extensions (permessage-deflate would hide an echoed key from the scrubber).
 REQUEST_DROP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization", b"te",
-     b"trailer", b"upgrade", b"expect"}
+     b"trailer", b"upgrade", b"expect", b"sec-websocket-extensions"}
 )  # fmt: skip
 RESPONSE_DROP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate", b"te",
-     b"trailer", b"upgrade"}
+     b"trailer", b"upgrade", b"sec-websocket-extensions"}
 )  # fmt: skip
 OWN_HEADER_PREFIX = b"x-gigmcp-"
 
@@ -126,7 +142,9 @@ class EgressProxy:
         audit: EgressAudit,
         ports: ProxyPorts | None = None,
         bind: str = "0.0.0.0",  # noqa: S104 - only sandbox interfaces reach it (firewall)
+        port_rules: PortRules = NO_EXTRA_PORTS,  # the operator's GIG_EGRESS_EXTRA_PORTS
     ) -> None:
+        self.port_rules = port_rules
         self.identities = identities
         self.grants = grants
         self.leaves = leaves
@@ -215,10 +233,16 @@ class EgressProxy:
                     self._open[key] -= 1
             except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
                 pass
-            except Exception:
-                log.exception(
-                    "egress proxy: connection from %s failed", writer.get_extra_info("peername")
-                )
+            except Exception as exc:
+                # By type and place only: an error's text may quote a header, and so a key.
+                # The place is the deepest frame of ours (h11's own says little).
+                frames = traceback.extract_tb(exc.__traceback__)
+                frame = next((f for f in reversed(frames) if "/gigmcp/" in f.filename), frames[-1])
+                log.error(
+                    "egress proxy: connection from %s failed: %s at %s:%s",
+                    writer.get_extra_info("peername"), type(exc).__name__,
+                    Path(frame.filename).name, frame.lineno,
+                )  # fmt: skip
             finally:
                 self._tasks.discard(task)
                 stream.close()
@@ -251,13 +275,22 @@ class EgressProxy:
             # instance's keys with its scrubber and detector.
             server = grant.server if grant is not None else None
             hosts = server.egress.hosts if server is not None else ()
-            ports = server.egress.ports if server is not None else (443, 80)
-            compiled = (grant, EgressPolicy(hosts, ports), InstanceKeys(grant, hosts))
+            ports = server.egress.ports if server is not None else DEFAULT_PORTS
+            # Checked again on every connection: a grant written before the operator
+            # withdrew a port from GIG_EGRESS_EXTRA_PORTS cannot open it.
+            policy = EgressPolicy(hosts, ports, self.port_rules)
+            compiled = (grant, policy, InstanceKeys(grant, hosts))
             self._compiled[key] = compiled
         return compiled
 
     def _policy(self, key: InstanceKey) -> EgressPolicy:
         return self._compile(key)[1]
+
+    def _granted(self, client: _Client) -> bool:
+        """Whether the grant this connection was opened under is still its instance's.
+        A credential or egress change revokes it at once (the supervisor retires the
+        instance), and a connection opened before must not carry another request out."""
+        return self._compile(client.identity.key)[2] is client.keys
 
     # -- the three entrances -------------------------------------------------------------
     async def _explicit(self, client: _Client, stream: PlainStream) -> None:
@@ -471,14 +504,29 @@ class EgressProxy:
             "allowed", "allowed", method=req.method.decode("ascii", "replace")[:16],
             scheme=scheme, host=host.name, port=port, path=audit_path(target),
         )  # fmt: skip
+        names = {bytes(n) for n, _v in req.headers}
+        if b"content-length" in names and b"transfer-encoding" in names:
+            # Read one way here and another upstream, the rest of the body would be the
+            # next request on a pooled connection.
+            await self._deny(
+                client, conn, stream,
+                Denied(400, "ambiguous-framing", "a request with both Content-Length and "
+                       "Transfer-Encoding"),
+                req, scheme, host, port,
+            )  # fmt: skip
+            return False
         websocket = _is_websocket(req)
         headers = _request_headers(req, host, port, scheme, websocket)
         try:
-            headers, injected = client.keys.rewrite(host, target.encode(), headers)
-        except Exfiltration as exc:
+            # Only an https leg dials with the verifying context (upstream.py).
+            headers, injected = client.keys.rewrite(
+                host, target.encode(), headers, verified_tls=scheme == "https"
+            )
+        except (Exfiltration, UnusableValue) as exc:
+            status = 403 if isinstance(exc, Exfiltration) else 502
             await self._deny(
                 client, conn, stream,
-                Denied(403, "placeholder-exfiltration", str(exc), exc.credential_id),
+                Denied(status, exc.reason, str(exc), exc.credential_id),
                 req, scheme, host, port,
             )  # fmt: skip
             return False
@@ -501,6 +549,12 @@ class EgressProxy:
         except Denied as d:
             up.close()
             await self._deny(client, conn, stream, d, req, scheme, host, port, event=event)
+            return False
+        except h11.LocalProtocolError:
+            # h11 refused to send something; its message may quote a header: not kept.
+            up.close()
+            denied = Denied(502, "protocol-error", "the proxy could not pass this exchange on")
+            await self._deny(client, conn, stream, denied, req, scheme, host, port, event=event)
             return False
         except BaseException:
             up.close()
@@ -532,14 +586,18 @@ class EgressProxy:
         # The request body, streamed, watched for placeholders heading the wrong way.
         while True:
             ev = await _next_event(conn, stream, IDLE_TIMEOUT_S)
+            # The head (with the key in it) leaves below, after waiting on the sandbox:
+            # only if the grant was not revoked meanwhile.
+            if head and not self._granted(client):
+                raise Denied(403, "grant-revoked", "the instance's egress grant was revoked")
             if isinstance(ev, h11.Data):
                 if detector is not None:
                     try:
-                        client.keys.check_found(detector.feed(bytes(ev.data)), host)
+                        client.keys.check_found(
+                            detector.feed(bytes(ev.data)), host, verified_tls=up.verified_tls
+                        )
                     except Exfiltration as exc:
-                        raise Denied(
-                            403, "placeholder-exfiltration", str(exc), exc.credential_id
-                        ) from None
+                        raise Denied(403, exc.reason, str(exc), exc.credential_id) from None
                 event.bytes_out += len(ev.data)
                 up.writer.write(head + up.conn.send(h11.Data(data=ev.data)))
                 head = b""
@@ -564,7 +622,14 @@ class EgressProxy:
                 raise Denied(504, "upstream-timeout", "the upstream did not answer") from None
             if isinstance(rev, h11.InformationalResponse):
                 if rev.status_code == 101 and websocket:
-                    return await self._switch(conn, stream, up, rev, scrubber, event)
+                    if any(n == b"sec-websocket-extensions" for n, _v in rev.headers):
+                        # None was offered: its frames may be compressed past the scrubber.
+                        raise Denied(
+                            502, "upstream-extension",
+                            "the upstream chose a WebSocket extension that was not offered",
+                        )  # fmt: skip
+                    frames = FrameScrubber(client.keys.scrubber) if scrubber is not None else None
+                    return await self._switch(conn, stream, up, rev, scrubber, frames, event)
                 if rev.status_code != 100:
                     early = _response_headers(rev.headers, scrubber, keep_length=True)
                     info = h11.InformationalResponse(status_code=rev.status_code, headers=early)
@@ -584,10 +649,11 @@ class EgressProxy:
         out_headers = _response_headers(
             rev.headers, scrubber, keep_length=scrubber is None, drop_encoding=decoder is not None
         )
+        # The standard reason phrase: the upstream's ("401 invalid key sk_live...") is
+        # text the scrubber never sees.
+        reason = _reason(rev.status_code)
         stream.write(
-            conn.send(
-                h11.Response(status_code=rev.status_code, headers=out_headers, reason=rev.reason)
-            )
+            conn.send(h11.Response(status_code=rev.status_code, headers=out_headers, reason=reason))
         )
         while True:
             rev = await _next_event(
@@ -596,14 +662,20 @@ class EgressProxy:
             if isinstance(rev, h11.Data):
                 data = bytes(rev.data)
                 event.bytes_in += len(data)
-                if decoder is not None:
-                    data = decoder.decompress(data)
-                if scrubber is not None:
-                    data = scrubber.feed(data)
-                if data:
-                    stream.write(conn.send(h11.Data(data=data)))
-                    if stream.buffered >= FLUSH_BYTES:
-                        await stream.drain()
+                while data:
+                    if decoder is not None:
+                        # In bounded steps, each handed on before the next: a body that
+                        # inflates a thousandfold never sits in memory whole.
+                        piece = decoder.decompress(data, FLUSH_BYTES)
+                        data = decoder.unconsumed_tail
+                    else:
+                        piece, data = data, b""
+                    if scrubber is not None:
+                        piece = scrubber.feed(piece)
+                    if piece:
+                        stream.write(conn.send(h11.Data(data=piece)))
+                        if stream.buffered >= FLUSH_BYTES:
+                            await stream.drain()
             elif isinstance(rev, h11.EndOfMessage):
                 tail = decoder.flush() if decoder is not None else b""
                 if scrubber is not None:
@@ -625,9 +697,11 @@ class EgressProxy:
         up: Upstream,
         rev: h11.InformationalResponse,
         scrubber: Scrubber | None,
+        frames: FrameScrubber | None,
         event: EgressEvent,
     ) -> bool:
-        """A WebSocket (or other) upgrade the upstream accepted: from here on, bytes."""
+        """A WebSocket upgrade the upstream accepted: from here on, frames (re-framed
+        and scrubbed toward the sandbox, ``websocket.py``) and bytes toward the upstream."""
         event.status = 101
         switched = _response_headers(rev.headers, scrubber, keep_length=True, upgrade=True)
         stream.write(conn.send(h11.InformationalResponse(status_code=101, headers=switched)))
@@ -646,12 +720,16 @@ class EgressProxy:
             up.writer.close()
 
         async def pump_down() -> None:
-            while data := await upstream.read():
-                event.bytes_in += len(data)
-                stream.write(scrubber.feed(data) if scrubber is not None else data)
-                await stream.drain()
-            if scrubber is not None:
-                stream.write(scrubber.flush())
+            try:
+                while data := await upstream.read():
+                    event.bytes_in += len(data)
+                    stream.write(frames.feed(data) if frames is not None else data)
+                    await stream.drain()
+            except WebSocketViolation:
+                # A frame the scrubber cannot read: both ends are cut off, nothing of it
+                # goes on. (A message cut short is dropped with what was held of it.)
+                event.decision, event.reason = "denied", "upstream-websocket-frame"
+                up.close()
             stream.close()
 
         try:
@@ -794,6 +872,13 @@ def _check_host_header(req: h11.Request, host: Host, port: int, default: int) ->
         raise Denied(421, "host-mismatch", "the Host header names another host than the tunnel")
 
 
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
 def _is_websocket(req: h11.Request) -> bool:
     upgrade = (_header(req, b"upgrade") or b"").lower()
     return upgrade == b"websocket"
@@ -843,6 +928,10 @@ def _response_headers(
         name = bytes(n)
         if name.startswith(OWN_HEADER_PREFIX):
             continue  # an upstream cannot speak in the proxy's name
+        if scrubber is not None and scrubber.found_folded(name):
+            # A name cannot take a placeholder's spelling of every kind, and h11 lower-
+            # cases it (a lower-cased key is still most of a key): the header goes.
+            continue
         if name in RESPONSE_DROP or (name in connection_named and not upgrade):
             continue
         if not keep_length and name in (b"content-length", b"transfer-encoding"):

@@ -2,7 +2,10 @@
 
 Owns turning a canonical host name into the addresses the proxy may dial: every answer
 (A and AAAA) is checked against the address tables in ``ssrf.py``; only vetted ones are
-returned, in the resolver's order; no vetted answer is a denial, never a fallback. The
+returned, in the resolver's order; no vetted answer is a denial, never a fallback. An
+answer that passes the tables is then put to the kernel (``hostaddr.py``): an address of
+the gateway's own host is refused too, unless the operator listed it
+(``GIG_EGRESS_ALLOW_HOST_ADDRESSES``, carried by the resolver as ``host_addresses``). The
 sandbox has no resolver of its own: the proxy resolves for it, so a name that points at
 the host, the metadata service or a private network is caught here, after resolution,
 whatever the name looks like.
@@ -26,6 +29,7 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
+from gigmcp.egress.hostaddr import HostAddresses
 from gigmcp.egress.ssrf import filter_answers
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -41,12 +45,18 @@ class ResolveError(Exception):
 
 
 class Resolver(Protocol):
+    # Which addresses of the host the operator lets the proxy dial (none by default).
+    host_addresses: HostAddresses
+
     async def lookup(self, name: str) -> list[IPAddress]:
         """Every address the name has (unvetted). Raise ResolveError when it has none."""
         ...
 
 
 class SystemResolver:
+    def __init__(self, host_addresses: HostAddresses | None = None) -> None:
+        self.host_addresses = host_addresses or HostAddresses()
+
     async def lookup(self, name: str) -> list[IPAddress]:
         loop = asyncio.get_running_loop()
         try:
@@ -65,7 +75,8 @@ class SystemResolver:
 class DnsResolver:
     """Asks one DNS server (``host`` or ``host:port``) directly, A and AAAA."""
 
-    def __init__(self, server: str) -> None:
+    def __init__(self, server: str, host_addresses: HostAddresses | None = None) -> None:
+        self.host_addresses = host_addresses or HostAddresses()
         host, _, port = server.rpartition(":") if server.count(":") == 1 else (server, "", "")
         # One resolver (and cache) per record type: dnspython caches NXDOMAIN for a name
         # whatever the type, so a server that says NXDOMAIN to AAAA where it has an A
@@ -114,6 +125,9 @@ async def resolve_vetted(resolver: Resolver, name: str) -> Vetted:
     if not found:
         raise ResolveError("dns-no-answer", f"{name} has no address")
     ok, rejected = filter_answers(found)
+    # Right before the dial, in the dialling thread: the kernel's view as of now.
+    ok, at_home = resolver.host_addresses.filter(ok)
+    rejected.extend(at_home)
     if not ok:
         reasons = ", ".join(sorted({r for _ip, r in rejected}))
         raise ResolveError("ssrf-blocked", f"{name} resolves only to blocked addresses ({reasons})")

@@ -158,6 +158,8 @@ class ScrubRules:
         self.hold = len(self.forms[0]) - 1 if self.forms else 0
         # Every proper prefix of a spelling: what may still become one as more bytes come.
         self.prefixes = frozenset(f[:i] for f in self.forms for i in range(1, len(f)))
+        # Lower-cased, for text that was lower-cased on the way (header names).
+        self.folded = frozenset(f.lower() for f in self.forms)
 
     def __repr__(self) -> str:
         return f"ScrubRules({len(self.replace)} spellings)"
@@ -198,6 +200,12 @@ class Scrubber:
         if not self._rules.forms:
             return data
         return self._run(data, 0, len(data))[0]
+
+    def found_folded(self, data: bytes) -> bool:
+        """Whether ``data`` holds a spelling, ignoring ASCII case (for a header name, which
+        h11 lower-cases: a lower-cased secret is still most of it)."""
+        folded = data.lower()
+        return any(form in folded for form in self._rules.folded)
 
     def _first_open(self, data: bytes) -> int:
         """The first position from which a spelling may still begin once more bytes come

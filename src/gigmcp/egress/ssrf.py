@@ -4,7 +4,9 @@ Owns the verdict for one IP address. Tables are written out here, from the IANA
 special-purpose registries, rather than taken from ``ipaddress.is_private``/``is_global``
 (whose answers have changed between Python releases and have had security bugs). IPv4
 carried inside IPv6 — mapped, compatible, translated (SIIT), NAT64, 6to4, Teredo — is
-unwrapped and judged as the IPv4 address it reaches.
+unwrapped and judged as the IPv4 address it reaches. The gateway host's own addresses
+are not in any table (they are public addresses too, and they change): ``hostaddr.py``
+asks the kernel about them at every dial, after these tables.
 
 It must never call an address dialable that is loopback, private, link-local, shared
 (CGNAT), multicast, reserved, documentation, benchmarking, "this network", broadcast,

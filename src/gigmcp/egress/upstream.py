@@ -47,6 +47,9 @@ class Upstream:
     )
     idle_since: float = 0.0
     address: str = ""
+    # The upstream's certificate was verified on this connection: only then may a key
+    # travel on it (inject.py).
+    verified_tls: bool = False
 
     def close(self) -> None:
         self.writer.close()
@@ -97,7 +100,7 @@ class UpstreamPool:
                 errors.append(f"{ip}: {type(exc).__name__}")
                 continue
             self.dialled += 1
-            return Upstream(key, reader, writer, address=str(ip))
+            return Upstream(key, reader, writer, address=str(ip), verified_tls=scheme == "https")
         raise UpstreamError("connect-failed", f"{host.name}:{port}: " + "; ".join(errors))
 
     def put(self, up: Upstream) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gigmcp.credentials.definitions import parse_credentials, parse_egress
+from gigmcp.egress.policy import DEFAULT_PORTS
 from gigmcp.installer import toolspec as toolspec_layout
 from gigmcp.installer.records import Runnable
 from gigmcp.packages import npm, pypi
@@ -117,7 +118,7 @@ async def materialize(
     consent never touches the running one, and uninstalling one server never removes
     another's files); images are shared by digest."""
     kind = kind_of(manifest, toolspec)
-    egress = {"hosts": list(manifest.entitlements.egress)}
+    egress = egress_grant(manifest)
     creds = [credential_json(c) for c in manifest.credentials]
     origin: dict[str, Any] = {
         "kind": kind,
@@ -168,6 +169,14 @@ async def materialize(
         command, cwd = await asyncio.to_thread(toolspec_layout.lay_out, folder, toolspec, defs)
         origin["path"] = cwd
     return Runnable(command, cwd, {}, egress, creds, origin)
+
+
+def egress_grant(manifest: Manifest) -> dict[str, Any]:
+    """What a registry server may reach: its manifest's hosts, on HTTPS only. The
+    registry's schema names hosts, never ports, so a registry server never gets plain
+    HTTP (80), where anyone on the path reads and answers its requests, nor any port
+    the operator has to allow (the consent text says the same: ``consent.describe``)."""
+    return {"hosts": list(manifest.entitlements.egress), "ports": list(DEFAULT_PORTS)}
 
 
 def package_spec(manifest: Manifest) -> PackageSpec:

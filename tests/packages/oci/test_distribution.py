@@ -7,13 +7,16 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+from collections.abc import Iterator
 
 import pytest
 
-from gigmcp.egress.resolver import ResolveError
+from gigmcp.egress.hostaddr import HostAddresses
+from gigmcp.egress.resolver import DnsResolver, ResolveError
 from gigmcp.packages.oci.distribution import ClientOptions, parse_challenge
 from gigmcp.packages.oci.errors import RegistryError, VerificationError
 from gigmcp.packages.oci.pull import PullOptions, install_image
+from tests.egress.lab import HOST_IP, HOST_NAMES, Lab, host_address, lab
 from tests.packages.oci.conftest import CacheBox, plain_options
 from tests.packages.oci.images import app_layer, image, index, sha
 from tests.packages.oci.registry import FakeRegistry, Reply, Seen, fake_registry
@@ -337,6 +340,7 @@ class HostsTable:
     def __init__(self, table: dict[str, list[str]]) -> None:
         self.table = table
         self.asked: list[str] = []
+        self.host_addresses = HostAddresses()
 
     async def lookup(self, name: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
         self.asked.append(name)
@@ -368,4 +372,51 @@ async def test_a_realm_name_must_resolve_only_to_public_addresses(
         with pytest.raises(RegistryError, match=message):
             await install(fake, repo, sha(b"i"), box, options=PullOptions(client=client))
     assert hosts.asked == ["auth.example.test"]
+    box.assert_clean()
+
+
+# -- the gateway host's own addresses ------------------------------------------------------
+
+
+@pytest.fixture
+def host_lab() -> Iterator[Lab]:
+    """The egress lab (needs root): this thread steps into a namespace of its own whose
+    primary address (11.1.0.1) is public-looking, with recording host services on it;
+    the fake registries below are made in that namespace."""
+    with lab() as built:
+        yield built
+
+
+@pytest.mark.root
+async def test_attack_a_realm_on_the_hosts_own_primary_address_is_refused_before_any_connection(
+    host_lab: Lab, repo: str, box: CacheBox
+) -> None:
+    # 11.1.0.1 passes every special-purpose table: only the kernel knows it is this
+    # host's, where the gateway's API or a container engine may listen. The "token"
+    # such a service answered would go back to the registry in the next request.
+    with fake_registry() as fake:
+        fake.routes[f"/v2/{repo}/manifests/{sha(b'i')}"] = challenge(f"https://{HOST_IP}/token")
+        with pytest.raises(
+            RegistryError, match=rf"refused realm URL to {HOST_IP}: an address of this host"
+        ):
+            await install(fake, repo, sha(b"i"), box)
+    assert host_lab.host_hits() == [], "a host service was reached"
+    box.assert_clean()
+
+
+@pytest.mark.root
+async def test_attack_a_realm_name_resolving_to_another_interface_of_the_host_is_refused(
+    host_lab: Lab, repo: str, box: CacheBox
+) -> None:
+    # The address is added to an interface of its own, after the namespace was built.
+    with host_address(host_lab, HOST_NAMES["hostsvc.example.test"]), fake_registry() as fake:
+        fake.routes[f"/v2/{repo}/manifests/{sha(b'i')}"] = challenge(
+            "https://hostsvc.example.test/token"
+        )
+        client = ClientOptions(
+            plain_http_registries=frozenset({fake.host}), resolver=DnsResolver(host_lab.dns)
+        )
+        with pytest.raises(RegistryError, match=r"resolves to a blocked address \(host-address\)"):
+            await install(fake, repo, sha(b"i"), box, options=PullOptions(client=client))
+        assert host_lab.host_hits() == [], "a host service was reached"
     box.assert_clean()

@@ -16,7 +16,9 @@ targets, so both are checked before any connection is made):
   *on loopback* and the realm is on that same loopback host.
 * Any other host (Docker Hub's auth.docker.io, a CDN behind a blob redirect): ``https``
   only, no userinfo; the name is resolved first and *every* address must be public
-  (``gigmcp.egress.ssrf`` tables: no loopback, private, link-local, metadata...), and
+  (``gigmcp.egress.ssrf`` tables: no loopback, private, link-local, metadata...) and
+  none may be an address of this host (``gigmcp.egress.hostaddr``, the kernel asked as
+  the egress proxy asks it, through the resolver's ``host_addresses``), and
   the connection is pinned to the vetted address (SNI and certificate checked against
   the name) so that DNS cannot be rebound between the check and the connect. Without
   this rule a registry could make the gateway GET its cloud metadata service or an
@@ -355,16 +357,25 @@ class RegistryClient:
             literal = ipaddress.ip_address(host)
         except ValueError:
             literal = None
+        hosts = self._opts.resolver.host_addresses
         if literal is not None:
             reason = blocked_reason(literal)
             if reason is not None:
                 raise RegistryError(f"refused {purpose} URL to {host}: a {reason} address")
+            # A public address can still be this host's own: its services listen there.
+            reason = hosts.reason(literal)
+            if reason is not None:
+                raise RegistryError(
+                    f"refused {purpose} URL to {host}: an address of this host ({reason})"
+                )
             return _Target(url, {}, {}, registry_host=False)
         try:
             found = await self._opts.resolver.lookup(host)
         except ResolveError as exc:
             raise RegistryError(f"refused {purpose} URL: {exc}") from None
-        reasons = sorted({r for ip in found if (r := blocked_reason(ip)) is not None})
+        reasons = sorted(
+            {r for ip in found if (r := blocked_reason(ip) or hosts.reason(ip)) is not None}
+        )
         if not found or reasons:
             raise RegistryError(
                 f"refused {purpose} URL to {host}: it resolves to a blocked address "
