@@ -2,8 +2,12 @@
 
 Owns the :class:`EgressEvent` record and a writer that queues events on the event loop
 and inserts them from a worker thread once a second (and at close), so the proxy never
-waits on the database. It must never record a query string, a header value or a
-credential value: the path is cut at '?', the credential is named by its id.
+waits on the database; and the trail's bounds: at most ``MAX_QUEUE`` events wait (past
+it they are counted as dropped, and the count is logged), and rows older than the
+retention are deleted once an hour. A row may stand for many events (``count``: the
+sandbox resolver folds its refusals into one row per instance and interval). It must
+never record a query string, a header value or a credential value: the path is cut at
+'?', the credential is named by its id.
 """
 
 from __future__ import annotations
@@ -12,15 +16,19 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, delete, insert
 
 from gigmcp.store.models import EgressAuditRow, utcnow
 
 log = logging.getLogger(__name__)
 FLUSH_INTERVAL_S = 1.0
-MAX_QUEUE = 100_000  # past this, events are counted as dropped rather than eat memory
+# Past this, events are counted as dropped rather than eat memory: a second's worth of
+# requests from many busy instances (DNS refusals arrive aggregated).
+MAX_QUEUE = 10_000
+PRUNE_INTERVAL_S = 3600.0
+DEFAULT_RETENTION_DAYS = 30
 
 
 @dataclass(slots=True)
@@ -42,6 +50,7 @@ class EgressEvent:
     bytes_in: int = 0
     duration_ms: float | None = None
     credential: str | None = None
+    count: int = 1  # how many events this row stands for
     at: datetime = field(default_factory=utcnow)
 
 
@@ -55,12 +64,15 @@ def audit_path(target: str) -> str:
 
 
 class EgressAudit:
-    def __init__(self, engine: Engine | None) -> None:
+    def __init__(self, engine: Engine | None, retention_days: int = DEFAULT_RETENTION_DAYS) -> None:
         self._engine = engine
+        self._retention = timedelta(days=retention_days)
         self._queue: list[EgressEvent] = []
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
+        self._dropped_logged = 0
         self.written = 0
+        self.pruned = 0
 
     def record(self, event: EgressEvent) -> None:
         if len(self._queue) >= MAX_QUEUE:
@@ -72,11 +84,24 @@ class EgressAudit:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def _loop(self) -> None:
+        await self.prune()
+        since_prune = 0.0
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             await self.flush()
+            since_prune += FLUSH_INTERVAL_S
+            if since_prune >= PRUNE_INTERVAL_S:
+                since_prune = 0.0
+                await self.prune()
 
     async def flush(self) -> None:
+        if self.dropped > self._dropped_logged:
+            log.warning(
+                "egress audit: %d events dropped (more than %d waiting to be written)",
+                self.dropped - self._dropped_logged,
+                MAX_QUEUE,
+            )
+            self._dropped_logged = self.dropped
         batch, self._queue = self._queue, []
         if not batch or self._engine is None:
             return
@@ -86,11 +111,27 @@ class EgressAudit:
         except Exception:
             log.exception("cannot write %d egress audit rows", len(batch))
             self.dropped += len(batch)
+            self._dropped_logged = self.dropped
 
     def _write(self, batch: list[EgressEvent]) -> None:
         assert self._engine is not None
         with self._engine.begin() as conn:
             conn.execute(insert(EgressAuditRow), [asdict(e) for e in batch])
+
+    async def prune(self) -> None:
+        """Delete the rows older than the retention."""
+        if self._engine is None:
+            return
+        try:
+            self.pruned += await asyncio.to_thread(self._prune, utcnow() - self._retention)
+        except Exception:
+            log.exception("cannot delete old egress audit rows")
+
+    def _prune(self, before: datetime) -> int:
+        assert self._engine is not None
+        with self._engine.begin() as conn:
+            result = conn.execute(delete(EgressAuditRow).where(EgressAuditRow.at < before))
+            return int(result.rowcount or 0)
 
     async def aclose(self) -> None:
         if self._task is not None:

@@ -6,8 +6,9 @@ Owns ``table inet gigmcp``. What it enforces, for every interface named ``gmv*``
   (anti-spoofing: no instance can pass for another, so the proxy's source-IP identity
   holds);
 - the host accepts from it only TCP to its own host-end address on the proxy's ports
-  (and UDP on the proxy's DNS port), and accepts those ports from nowhere else (the
-  proxy listens on every address);
+  (and UDP on the proxy's DNS port, at most ``DNS_RATE_PER_S`` a second per interface;
+  that port is never open to TCP: nothing of ours listens there), and accepts those
+  ports from nowhere else (the proxy listens on every address);
   the API, the database, other host services and other sandboxes stay unreachable;
 - nothing from or to a sandbox interface is forwarded, so there is no route anywhere
   but the proxy, whatever the host's ``ip_forward`` says;
@@ -17,12 +18,12 @@ Drops in our base chains are final whatever other tables accept, which is why th
 are drops keyed on our interface prefix and not a policy. It must never touch another
 table, and it must never accept anything that another table would drop.
 
-A second wall stands inside every sandbox namespace (``inside_ruleset``): the same
-table name, policy drop, letting out only TCP to the host end's proxy ports and in only
-what comes back from there. The host table can be flushed by anyone with root on the
-host (``nft flush ruleset``, a firewall manager reloading); the one inside cannot be
-touched by the jail (the namespace belongs to the host's user namespace, where the jail
-holds no capability) and dies with the namespace.
+A second wall stands inside every sandbox namespace (``inside_ruleset``): the same table
+name, policy drop, letting out only TCP to the host end's proxy ports (and DNS at the
+same rate) and in only what comes back from there. The host table can be flushed by
+anyone with root on the host (``nft flush ruleset``, a firewall manager reloading); the
+one inside cannot be touched by the jail (the namespace belongs to the host's user
+namespace, where the jail holds no capability) and dies with the namespace.
 """
 
 from __future__ import annotations
@@ -34,20 +35,33 @@ from gigmcp.sandbox.addresses import IFNAME_PREFIX, Slot
 from gigmcp.sandbox.nft import Nft, NftError
 
 TABLE = "gigmcp"
+# DNS queries a sandbox may send per second, sustained and in a burst, counted per
+# interface (so per instance) by both walls: a flood is cut inside its own namespace and
+# at the host's door, before it reaches the resolver's socket that every jail shares,
+# where it would crowd out the others' queries. A real client asks a handful of names.
+DNS_RATE_PER_S = 100
+DNS_BURST = 200
+_DNS_LIMIT = f"{DNS_RATE_PER_S}/second burst {DNS_BURST} packets"
 
 
 def ruleset(ports: Iterable[int], udp_ports: Iterable[int] = ()) -> str:
-    port_list = ", ".join(str(int(p)) for p in sorted(set(ports)))
+    # The DNS port is UDP only: nothing listens there over TCP, so a TCP connection to it
+    # could only meet a listener some other program put there. Never open it for TCP,
+    # whatever list of ports the caller passes.
+    tcp = set(ports) - set(udp_ports)
+    port_list = ", ".join(str(int(p)) for p in sorted(tcp))
     ports_decl = f"elements = {{ {port_list} }}" if port_list else ""
     udp_list = ", ".join(str(int(p)) for p in sorted(set(udp_ports)))
     udp_decl = f"elements = {{ {udp_list} }}" if udp_list else ""
     wildcard = f'"{IFNAME_PREFIX}*"'
+    dns_limit = f"update @dns_rate {{ iifname limit rate over {_DNS_LIMIT} }}"
     return f"""
 table inet {TABLE} {{
     set sources {{ type ifname . ipv4_addr; }}
     set host_ends {{ type ifname . ipv4_addr; }}
     set proxy_ports {{ type inet_service; {ports_decl} }}
     set dns_ports {{ type inet_service; {udp_decl} }}
+    set dns_rate {{ type ifname; flags dynamic; timeout 1m; }}
 
     chain guard_prerouting {{
         type filter hook prerouting priority raw; policy accept;
@@ -57,6 +71,7 @@ table inet {TABLE} {{
     chain guard_input {{
         type filter hook input priority filter - 10; policy accept;
         iifname {wildcard} iifname . ip daddr @host_ends tcp dport @proxy_ports accept
+        iifname {wildcard} udp dport @dns_ports {dns_limit} drop
         iifname {wildcard} iifname . ip daddr @host_ends udp dport @dns_ports accept
         iifname {wildcard} drop
         tcp dport @proxy_ports drop
@@ -84,12 +99,13 @@ def inside_ruleset(
     With ``redirect`` (the proxy's transparent HTTP, TLS and DNS ports), TCP to port 80 or
     443 anywhere is sent to the proxy instead, and DNS (UDP 53) to the proxy's resolver,
     so a client that ignores HTTPS_PROXY still resolves and meets the proxy rather than
-    a dropped packet. Only the DNS port is reachable over UDP."""
-    port_list = ", ".join(str(int(p)) for p in sorted(set(ports))) or "0"
+    a dropped packet. Only the DNS port is reachable over UDP, and never over TCP."""
+    tcp = set(ports)
     nat = ""
     udp = ""
     if redirect is not None:
         http, tls, dns = (int(p) for p in redirect)
+        tcp.discard(dns)
         nat = f"""
     chain to_proxy {{
         type nat hook output priority -100; policy accept;
@@ -97,7 +113,8 @@ def inside_ruleset(
         ip daddr != {host_ip} tcp dport 443 dnat ip to {host_ip}:{tls}
         udp dport 53 dnat ip to {host_ip}:{dns}
     }}"""
-        udp = f"\n        ip daddr {host_ip} udp dport {dns} accept"
+        udp = f"\n        ip daddr {host_ip} udp dport {dns} limit rate {_DNS_LIMIT} accept"
+    port_list = ", ".join(str(int(p)) for p in sorted(tcp)) or "0"
     return f"""
 table inet {TABLE} {{{nat}
     chain output {{

@@ -158,6 +158,9 @@ class EgressAuditRow(Base):
     decision: Mapped[str] = mapped_column(String(16))  # allowed | denied | error
     reason: Mapped[str] = mapped_column(String(64))
     credential: Mapped[str | None] = mapped_column(String(64))
+    # How many events this row stands for: 1 for a request; the sandbox resolver folds
+    # the queries it refuses or rate-limits into one row per instance and interval.
+    count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class ProfileServer(Base):
