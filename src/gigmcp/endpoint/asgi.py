@@ -8,7 +8,9 @@ statelessly; ``initialize`` or ``Mcp-Session-Id`` select a legacy session. Every
 else (``/api``, the dashboard) goes to the ``fallback`` app.
 
 It must never answer with a traceback or a 500 for bad input, never echo a token, and
-never hold a session usable by another token.
+never hold a session usable by another token. A token that stops being valid (revoked,
+expired, its profile deleted) loses its sessions and its GET and listen streams as soon
+as the router's watcher sees the store change; idle sessions are swept periodically.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from gigmcp.endpoint import sse
+from gigmcp.endpoint.buffers import BUFFER_BYTES, FrameQueue, coalesce_key
 from gigmcp.endpoint.channel import ResponseChannel
 from gigmcp.endpoint.security import bearer, decode_header_value, json_error_body, origin_allowed
-from gigmcp.endpoint.sessions import LegacySession, Listener, SessionStore
+from gigmcp.endpoint.sessions import LegacySession, SessionLimit, SessionStore
 from gigmcp.mcp import jsonrpc as rpc
 from gigmcp.mcp import versions as v
 from gigmcp.mcp.jsonrpc import Kind, RpcError
@@ -74,9 +77,16 @@ class McpEndpoint:
         request_timeout: float = 120.0,
         public_url: str | None = None,
         fallback: ASGIApp | None = None,
+        sessions: SessionStore | None = None,
+        buffer_bytes: int = BUFFER_BYTES,
     ) -> None:
         self.router = router
-        self.sessions = SessionStore()
+        self.sessions = sessions or SessionStore(buffer_bytes=buffer_bytes)
+        self._buffer = buffer_bytes
+        # Open modern listen streams, for closing them when their token goes.
+        self._listening: set[_ListenStream] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        router.on_change.append(self.drop_invalid_tokens)
         self._origins = allowed_origins
         self._max_body = max_body_bytes
         self._timeout = request_timeout
@@ -91,6 +101,8 @@ class McpEndpoint:
             return
         if scope["type"] != "http":
             return
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         path: str = scope["path"]
         if not path.startswith(PREFIX):
             if self._fallback is not None:
@@ -340,7 +352,9 @@ class McpEndpoint:
         if msg["method"] == "subscriptions/listen":
             await self._listen(receive, send, msg, ctx, hub)
             return
-        channel = ResponseChannel(send, accepts_sse=accepts_sse, extra_headers=[])
+        channel = ResponseChannel(
+            send, accepts_sse=accepts_sse, extra_headers=[], buffer_bytes=self._buffer
+        )
         ctx.sink = channel
         response = await self._run_cancellable(receive, hub.handle(ctx, msg))
         if response is None:
@@ -399,7 +413,7 @@ class McpEndpoint:
                 RpcError(rpc.INVALID_PARAMS, "Invalid params: notifications must be an object"),
                 msg["id"],
             )
-        listener = _ListenStream(msg["id"], wanted or {})
+        listener = _ListenStream(msg["id"], wanted or {}, ctx.token_id, self._buffer)
         subscribed: list[str] = []
         for uri in list(listener.accepted.get("resourceSubscriptions", [])):
             try:
@@ -410,6 +424,7 @@ class McpEndpoint:
                 subscribed.append(uri)
         listener.restrict(subscribed)
         hub.listeners.add(listener)
+        self._listening.add(listener)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": sse.SSE_HEADERS})
             await send(
@@ -421,6 +436,7 @@ class McpEndpoint:
             )
             await _pump(receive, send, listener.queue)
         finally:
+            self._listening.discard(listener)
             hub.listeners.discard(listener)
             for uri in subscribed:
                 await hub.unsubscribe(ctx, uri)
@@ -443,14 +459,21 @@ class McpEndpoint:
             )
         version = requested if v.is_legacy(requested) else v.LEGACY_VERSIONS[0]
         info = params.get("clientInfo")
-        session = self.sessions.create(
-            grant.profile_id,
-            grant.token_id,
-            version,
-            caps,
-            info if isinstance(info, dict) else None,
-        )
-        hub.listeners.add(Listener(session))
+        try:
+            session = self.sessions.create(
+                grant.profile_id,
+                grant.token_id,
+                version,
+                caps,
+                info if isinstance(info, dict) else None,
+                listeners=hub.listeners,
+            )
+        except SessionLimit as exc:
+            raise HttpError(
+                503,
+                json_error_body(rpc.INVALID_REQUEST, str(exc), msg["id"]),
+                [(b"retry-after", b"60")],
+            ) from exc
         result = {
             "protocolVersion": version,
             "capabilities": hub.capabilities(),
@@ -592,7 +615,7 @@ class McpEndpoint:
             return
         if session.standalone is not None:
             raise HttpError(409, json_error_body(rpc.INVALID_REQUEST, "A stream is already open"))
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        queue = session.new_queue()
         session.standalone = queue
         session.standalone_stream = session.new_stream()
         try:
@@ -627,32 +650,79 @@ class McpEndpoint:
         stream = session.streams.get(stream_id)
         if stream is None:
             raise HttpError(404, json_error_body(rpc.INVALID_REQUEST, "Unknown stream"))
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        queue = session.new_queue()
+        # What the replay buffer still holds goes out whole (it is bounded by bytes).
         for frame in session.events_after(stream_id, seq):
-            queue.put_nowait(frame)
+            queue.put(frame, essential=True)
         if stream is session.standalone_stream:
+            if session.standalone is not None:
+                session.standalone.close()  # the stream this one takes over ends
             session.standalone = queue
         elif stream.done:
-            queue.put_nowait(None)
+            queue.close()
         else:
+            if stream.follower is not None:
+                stream.follower.close()
             stream.follower = queue
-        await send(
-            {"type": "http.response.start", "status": 200, "headers": sse.SSE_HEADERS + sid_header}
-        )
-        await _pump(receive, send, queue)
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": sse.SSE_HEADERS + sid_header,
+                }
+            )
+            await _pump(receive, send, queue)
+        finally:
+            # Gone: nothing may pile up for a reader that left (the replay buffer keeps
+            # what a later reconnect needs), and the session may idle out again.
+            if session.standalone is queue:
+                session.standalone = None
+            if stream.follower is queue:
+                stream.follower = None
 
     async def _delete(self, send: Send, headers: dict[bytes, bytes], grant: TokenGrant) -> None:
         session = self._named_session(headers, grant)
-        self.sessions.remove(session.id)
-        hub = self.router.existing_hub(grant.profile_id)
-        if hub is not None:
-            for listener in [
-                lst for lst in hub.listeners if getattr(lst, "session", None) is session
-            ]:
-                hub.listeners.discard(listener)
+        self.sessions.remove(session.id)  # its listener goes with it (Session.on_close)
         await _respond(send, 204, b"")
 
+    # ================================================================ housekeeping
+
+    def drop_invalid_tokens(self) -> None:
+        """End the sessions and listen streams of every token that is no longer valid
+        (revoked, expired, profile gone). Called by the router when the store changed and
+        by the sweeper (expiry changes nothing in the store)."""
+        live = self.router.catalog.live_token_ids()
+        ended = self.sessions.close_tokens(live)
+        streams = [s for s in self._listening if s.token_id not in live]
+        for stream in streams:
+            self._listening.discard(stream)
+            stream.queue.close()
+        if ended or streams:
+            log.info(
+                "closed %d session(s) and %d listen stream(s) of tokens no longer valid",
+                ended,
+                len(streams),
+            )
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.sessions.sweep_interval)
+            try:
+                self.sessions.expire()
+                self.drop_invalid_tokens()
+            except Exception:
+                log.exception("session sweep failed")
+
     async def aclose(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        for stream in list(self._listening):
+            stream.queue.close()
+        self._listening.clear()
         self.sessions.close_all()
 
 
@@ -681,9 +751,12 @@ class _ListenStream:
         "notifications/resources/list_changed": "resourcesListChanged",
     }
 
-    def __init__(self, subscription_id: object, wanted: JSON) -> None:
+    def __init__(self, subscription_id: object, wanted: JSON, token_id: int, limit: int) -> None:
         self.id = subscription_id
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.token_id = token_id
+        # Only change notifications come here: coalesced per kind (and URI) when the
+        # client is slow, so the queue stays small however fast a server says them.
+        self.queue = FrameQueue(limit)
         self.accepted: JSON = {}
         for flag in self._FLAGS.values():
             if wanted.get(flag) is True:
@@ -726,11 +799,12 @@ class _ListenStream:
         meta[v.META_SUBSCRIPTION_ID] = self.id
         params["_meta"] = meta
         out["params"] = params
-        if self.queue.qsize() < 1024:
-            self.queue.put_nowait(sse.event(rpc.dumps(out)))
+        uri = params.get("uri")
+        key = coalesce_key(str(out.get("method")), uri if isinstance(uri, str) else None)
+        self.queue.put(sse.event(rpc.dumps(out)), key=key)
 
 
-async def _pump(receive: Receive, send: Send, queue: asyncio.Queue[bytes | None]) -> None:
+async def _pump(receive: Receive, send: Send, queue: FrameQueue) -> None:
     """Write queued SSE frames until the queue closes or the client disconnects."""
 
     async def disconnected() -> None:
@@ -750,10 +824,10 @@ async def _pump(receive: Receive, send: Send, queue: asyncio.Queue[bytes | None]
                     return
                 await send({"type": "http.response.body", "body": sse.KEEPALIVE, "more_body": True})
                 continue
-            frame = getter.result()
-            if frame is None:
+            item = getter.result()
+            if item is None:
                 break
-            await send({"type": "http.response.body", "body": frame, "more_body": True})
+            await send({"type": "http.response.body", "body": item[0], "more_body": True})
         with contextlib.suppress(OSError):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
     except OSError:

@@ -9,6 +9,10 @@ one writer task created only when the stream starts.
 Legacy channels stamp event ids and keep events in the session's replay buffer so a
 client may resume with ``Last-Event-ID``; when the client goes away the request goes on
 (legacy disconnect is not cancellation) and its events wait in that buffer.
+
+What waits for a slow client is bounded in bytes (endpoint/buffers.py): request-scoped
+notifications (progress, log messages) are dropped when the stream's queue is full; the
+final response and server→client requests never are.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from gigmcp.endpoint import sse
+from gigmcp.endpoint.buffers import BUFFER_BYTES, FrameQueue
 from gigmcp.mcp import jsonrpc as rpc
 from gigmcp.mcp.jsonrpc import RpcError
 
@@ -27,7 +32,6 @@ if TYPE_CHECKING:
 
 JSON = dict[str, Any]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-_CLOSE = object()
 
 
 class ResponseChannel:
@@ -39,13 +43,15 @@ class ResponseChannel:
         extra_headers: list[tuple[bytes, bytes]],
         session: LegacySession | None = None,
         ask_timeout: float = 120.0,
+        buffer_bytes: int = BUFFER_BYTES,
     ) -> None:
         self._send: Send | None = send
         self._accepts_sse = accepts_sse
         self._headers = extra_headers
         self._session = session
         self._ask_timeout = ask_timeout
-        self._queue: asyncio.Queue[object] | None = None
+        self._buffer = session.buffer_bytes if session is not None else buffer_bytes
+        self._queue: FrameQueue | None = None
         self._writer: asyncio.Task[None] | None = None
         self._replay: ReplayStream | None = None
         self.started = False
@@ -63,7 +69,7 @@ class ResponseChannel:
             if self._session is not None:
                 self._session.deliver(message)
             return
-        self._push(rpc.dumps(message))
+        self._push(rpc.dumps(message), essential=False)
 
     async def ask(self, method: str, params: JSON | None) -> JSON:
         session = self._session
@@ -73,7 +79,7 @@ class ResponseChannel:
         message: JSON = {"jsonrpc": "2.0", "id": request_id, "method": method}
         if params is not None:
             message["params"] = params
-        self._push(rpc.dumps(message))
+        self._push(rpc.dumps(message), essential=True)
         try:
             async with asyncio.timeout(self._ask_timeout):
                 response = await answer
@@ -93,13 +99,17 @@ class ResponseChannel:
 
     # ---------------------------------------------------------------- streaming
 
-    def _push(self, data: bytes) -> None:
+    def _push(self, data: bytes, essential: bool) -> None:
+        queue = self._start_stream()
+        queue.put(data, essential=essential)
+
+    def _start_stream(self) -> FrameQueue:
         if self._queue is None:
-            self._queue = asyncio.Queue()
+            self._queue = FrameQueue(self._buffer)
             if self._session is not None:
                 self._replay = self._session.new_stream()
             self._writer = asyncio.get_running_loop().create_task(self._write_loop())
-        self._queue.put_nowait(data)
+        return self._queue
 
     async def _write_loop(self) -> None:
         assert self._queue is not None
@@ -112,10 +122,10 @@ class ResponseChannel:
                 self.started = True
             while True:
                 item = await self._queue.get()
-                if item is _CLOSE:
+                if item is None:
                     break
-                assert isinstance(item, bytes)
-                frame = self._frame(item)
+                data, essential = item
+                frame = self._frame(data, essential)
                 if send is not None:
                     try:
                         await send({"type": "http.response.body", "body": frame, "more_body": True})
@@ -128,10 +138,10 @@ class ResponseChannel:
             if self._replay is not None:
                 self._replay.finish()
 
-    def _frame(self, data: bytes) -> bytes:
+    def _frame(self, data: bytes, essential: bool) -> bytes:
         if self._replay is None:
             return sse.event(data)
-        return self._replay.record(data)
+        return self._replay.record(data, essential)
 
     def _sse_headers(self) -> list[tuple[bytes, bytes]]:
         return sse.SSE_HEADERS + self._headers
@@ -145,8 +155,8 @@ class ResponseChannel:
             await self._send({"type": "http.response.start", "status": status, "headers": headers})
             await self._send({"type": "http.response.body", "body": body})
             return
-        self._queue.put_nowait(body)
-        self._queue.put_nowait(_CLOSE)
+        self._queue.put(body, essential=True)
+        self._queue.close()
         assert self._writer is not None
         await self._writer
 
@@ -154,7 +164,7 @@ class ResponseChannel:
         """End the HTTP exchange of a request that will get no JSON-RPC answer (it was
         cancelled): an SSE stream that simply ends, or an empty 202 if none started."""
         if self._queue is not None:
-            self._queue.put_nowait(_CLOSE)
+            self._queue.close()
             assert self._writer is not None
             await self._writer
             return

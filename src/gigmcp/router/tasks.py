@@ -13,6 +13,10 @@ gets the same "unknown task" error as for an id that never existed, so ids leak 
 Tasks live in this process, like parked MRTR calls (the spec's ``Mcp-Name: <taskId>``
 header lets a load balancer route them to it). It must never return a task to a client
 that did not declare the extension on that request, and never keep a task past its TTL.
+What it keeps is bounded: at most MAX_TASKS_PER_HUB tasks, and finished results and
+errors of at most ``result_bytes`` in all (GIG_TASK_RESULT_BYTES): the oldest finished
+tasks of the profile are forgotten first; a single result larger than the whole bound
+is not kept (the task fails, saying so).
 """
 
 from __future__ import annotations
@@ -31,11 +35,13 @@ from gigmcp.mcp.jsonrpc import RpcError
 from gigmcp.router.context import JSON, RequestContext
 
 EXTENSION = "io.modelcontextprotocol/tasks"
-# A call still running after this long becomes a task; quicker ones answer directly.
+# A call still running after this long becomes a task; quicker ones answer directly
+# (the default of GIG_TASK_AFTER).
 TASK_AFTER_S = 1.0
 TASK_TTL_MS = 15 * 60 * 1000
 POLL_INTERVAL_MS = 500
 MAX_TASKS_PER_HUB = 1000
+TASK_RESULT_BYTES = 64 * 1024 * 1024
 
 
 def declares_tasks(ctx: RequestContext) -> bool:
@@ -66,6 +72,8 @@ class Task:
     answered: asyncio.Event = field(default_factory=asyncio.Event)
     runner: asyncio.Task[None] | None = None
     next_key: int = 0
+    # Bytes of ``result`` or ``error`` counted against the table's bound.
+    stored_bytes: int = 0
 
     @property
     def terminal(self) -> bool:
@@ -100,8 +108,16 @@ CallRound = Callable[[RequestContext, JSON], Awaitable[JSON]]
 
 
 class TaskTable:
-    def __init__(self) -> None:
+    def __init__(self, result_bytes: int = TASK_RESULT_BYTES) -> None:
         self._tasks: dict[str, Task] = {}
+        self.result_bytes = result_bytes
+        # Seconds a call may run before it becomes a task (GIG_TASK_AFTER).
+        self.task_after = TASK_AFTER_S
+        self._stored = 0
+
+    @property
+    def stored_bytes(self) -> int:
+        return self._stored
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -123,8 +139,31 @@ class TaskTable:
 
     def _drop(self, task: Task) -> None:
         self._tasks.pop(task.id, None)
+        self._stored -= task.stored_bytes
+        task.stored_bytes = 0
+        task.result = task.error = None
         if task.runner is not None and not task.runner.done():
             task.runner.cancel()
+
+    def _keep(self, task: Task, *, result: JSON | None = None, error: JSON | None = None) -> None:
+        """Store a finished task's result or error within the byte bound."""
+        size = len(rpc.dumps(result if result is not None else error))
+        if size > self.result_bytes:
+            task.result = None
+            task.error = {
+                "code": rpc.INTERNAL_ERROR,
+                "message": f"Result too large to keep as a task ({size} bytes)",
+            }
+            size = len(rpc.dumps(task.error))
+        else:
+            task.result, task.error = result, error
+        # Make room: the oldest finished tasks of this profile go first.
+        for old in [t for t in self._tasks.values() if t.stored_bytes and t is not task]:
+            if self._stored + size <= self.result_bytes:
+                break
+            self._drop(old)
+        task.stored_bytes = size
+        self._stored += size
 
     async def aclose(self) -> None:
         for task in list(self._tasks.values()):
@@ -137,7 +176,7 @@ class TaskTable:
 
     async def call(self, ctx: RequestContext, params: JSON, run: CallRound) -> JSON:
         """Run a tools/call for a client that declared tasks: its outcome if it ends
-        within TASK_AFTER_S, else a task handle while it runs on."""
+        within ``task_after`` seconds, else a task handle while it runs on."""
         self.expire()
         if len(self._tasks) >= MAX_TASKS_PER_HUB:
             return await run(ctx, params)  # no room for a task: answer the slow way
@@ -149,7 +188,7 @@ class TaskTable:
             self._run(task, detached, params, run, first)
         )
         try:
-            async with asyncio.timeout(TASK_AFTER_S):
+            async with asyncio.timeout(self.task_after):
                 direct = await asyncio.shield(first)
         except TimeoutError:
             direct = None
@@ -186,13 +225,13 @@ class TaskTable:
                     first.set_result(outcome)
                     return
                 if "error" in outcome:
-                    task.error = outcome["error"]
+                    self._keep(task, error=outcome["error"])
                     task.touch("failed")
                 else:
                     final = dict(result) if isinstance(result, dict) else {}
                     final.pop("resultType", None)
-                    task.result = final
-                    task.touch("completed")
+                    self._keep(task, result=final)
+                    task.touch("failed" if task.error is not None else "completed")
                 return
         except asyncio.CancelledError:
             task.status_message = "Cancelled by the client"
@@ -204,7 +243,7 @@ class TaskTable:
             if not first.done():
                 first.set_result({"error": err.to_error()})
                 return
-            task.error = err.to_error()
+            self._keep(task, error=err.to_error())
             task.touch("failed")
 
     async def _ask(self, task: Task, params: JSON, result: JSON) -> JSON:

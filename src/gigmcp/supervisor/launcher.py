@@ -15,17 +15,19 @@ from typing import Protocol
 
 from gigmcp.upstream.types import InstanceKey
 
-# Results of 1 MB and more arrive as one line; the default 64 KiB StreamReader limit
-# would cut them off.
-STREAM_LIMIT = 64 * 1024 * 1024
+# The stdout StreamReader's buffer (asyncio pauses the pipe at twice this). Lines are
+# framed by upstream/connection.py, which bounds a message by GIG_MAX_MESSAGE_BYTES;
+# this only decides how much may wait unread, and it is outside the jail's cgroup.
+STREAM_LIMIT = 256 * 1024
 # stderr is only ever a log: a server writing megabytes without a newline must not make
 # the gateway hold them (the log pump reads on in chunks past this).
 STDERR_LIMIT = 64 * 1024
 
 
 class LaunchError(Exception):
-    """The process could not be started; the message says why, for the server's log and
-    the client's error. Never carries a secret."""
+    """The process could not be started; the message says why, for the operator: the
+    gateway's log and the server's own. Clients never see it (they get a reference to
+    it). Never carries a secret."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import contextlib
 from gigmcp.mcp import jsonrpc as rpc
 from gigmcp.mcp import versions as v
 from gigmcp.supervisor.launcher import LaunchedProcess
-from gigmcp.upstream.connection import StdioUpstream
+from gigmcp.upstream.connection import StdioUpstream, WireLimits
 from gigmcp.upstream.types import JSON, InstanceKey, UpstreamClosed, UpstreamPeer
 
 # Legacy servers answer the probe at once with an error; silence is rare. A short probe
@@ -41,8 +41,9 @@ async def connect(
     *,
     client_info: JSON,
     timeout: float,
+    limits: WireLimits | None = None,
 ) -> StdioUpstream:
-    conn = StdioUpstream(process, key, peer, client_info=client_info)
+    conn = StdioUpstream(process, key, peer, client_info=client_info, limits=limits)
     try:
         async with asyncio.timeout(timeout):
             if not await _try_modern(conn, client_info, timeout * PROBE_SHARE):

@@ -8,6 +8,7 @@ stdio of a launched process). Neither side knows how the process was launched.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -28,6 +29,27 @@ class InstanceKey:
 
 class UpstreamClosed(Exception):
     """The server went away (crash, exit, shutdown) while a request was in flight."""
+
+
+class InstanceUnavailable(Exception):
+    """An instance could not be started. The message is all a client may see: the
+    server's name and a reference. The cause (host paths, bubblewrap's words, cgroup and
+    network errors) was logged under that reference, in the gateway's log and in the
+    instance's own (``gigmcp server logs``), never in this message."""
+
+    def __init__(self, server: str, ref: str) -> None:
+        super().__init__(f"Server '{server}' is unavailable (ref {ref})")
+        self.server = server
+        self.ref = ref
+
+
+def new_ref() -> str:
+    """A correlation id joining a client's error to the log line with its cause."""
+    return secrets.token_hex(4)
+
+
+class MessageTooLarge(UpstreamClosed):
+    """The server sent one message larger than the gateway accepts; the instance ended."""
 
 
 class UpstreamPeer(Protocol):
