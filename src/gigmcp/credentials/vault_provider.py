@@ -9,8 +9,11 @@ into the environment as they are (the egress allowlist still applies to them).
 
 Owns the per-instance table instance → (placeholder, real value, definition). Values of
 running instances are held in memory because the proxy needs them on every request and
-to scrub responses; they are dropped when the instance is forgotten. It must never hand
-a value to another owner's instance, reuse a placeholder, or show a value in a repr.
+to scrub responses; they are dropped when the instance is forgotten: when it is retired
+(a changed value, allowlist or assignment retires it at once, before its process is told
+to stop: cli/serve.py) and again when it ends. A changed value therefore never reaches a
+running instance; its next launch reads the vault afresh. It must never hand a value to
+another owner's instance, reuse a placeholder, or show a value in a repr.
 """
 
 from __future__ import annotations

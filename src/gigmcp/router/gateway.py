@@ -3,7 +3,9 @@
 Owns the mapping from profile to hub, receives everything upstream servers start
 (:class:`UpstreamPeer`), and keeps hubs in step with the store: a watcher notices a new
 catalog revision and hands each hub its new view, so a changed tool selection reaches
-running sessions at once. It never parses HTTP and never launches processes itself.
+running sessions at once; instances whose server was taken away, or whose grant (egress
+allowlist, declared credentials, set values) changed, are retired in that same step.
+It never parses HTTP and never launches processes itself.
 """
 
 from __future__ import annotations
@@ -12,16 +14,28 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 from gigmcp.router.calls import ParkingLot
 from gigmcp.router.cursor import CursorCodec
 from gigmcp.router.hub import InstanceSource, ProfileHub
-from gigmcp.store.views import Catalog, ProfileView
+from gigmcp.router.tasks import TASK_AFTER_S, TASK_RESULT_BYTES
+from gigmcp.store.views import Catalog, ProfileView, ServerDef
 from gigmcp.upstream.types import InstanceKey
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
+StaleCheck = Callable[[InstanceKey, ServerDef], str | None]
+
+
+@runtime_checkable
+class Retiring(Protocol):
+    """What the supervisor offers the router for instances that must stop now."""
+
+    current: Callable[[InstanceKey], ServerDef | None] | None
+
+    def retire_matching(self, reason_for: StaleCheck) -> list[InstanceKey]: ...
 
 
 class Router:
@@ -34,7 +48,6 @@ class Router:
     ) -> None:
         self.catalog = catalog
         self._source: InstanceSource | None = None
-        self._stopping: set[asyncio.Task[None]] = set()
         self._timeout = request_timeout
         self._watch_interval = watch_interval
         self._cursors = CursorCodec(secrets.token_bytes(32))
@@ -42,13 +55,25 @@ class Router:
         self._hubs: dict[int, ProfileHub] = {}
         self._revision = -1
         self._watcher: asyncio.Task[None] | None = None
+        # Called after every refresh that saw a new revision (the endpoint ends the
+        # sessions and streams of tokens revoked by it).
+        self.on_change: list[Callable[[], None]] = []
+        # Bytes of finished task results kept per profile (GIG_TASK_RESULT_BYTES).
+        self.task_result_bytes = TASK_RESULT_BYTES
+        # Seconds a call may run before it becomes a task (GIG_TASK_AFTER).
+        self.task_after = TASK_AFTER_S
 
     def attach(self, source: InstanceSource) -> None:
         """The supervisor needs the router as its peer and the router needs the supervisor:
         attach after both exist."""
         self._source = source
+        if isinstance(source, Retiring):
+            source.current = self._current
 
     def hub(self, view: ProfileView) -> ProfileHub:
+        # The request that brought ``view`` read the revision: if it moved, stale
+        # instances are retired here, in the same step, before anything else runs.
+        self.refresh()
         hub = self._hubs.get(view.id)
         if hub is None:
             assert self._source is not None, "Router.attach() was not called"
@@ -62,6 +87,8 @@ class Router:
                 self._timeout,
                 getattr(self.catalog, "pins", None),
             )
+            hub.tasks.result_bytes = self.task_result_bytes
+            hub.tasks.task_after = self.task_after
             self._hubs[view.id] = hub
         elif hub.view is not view:
             hub.update(view)
@@ -91,7 +118,15 @@ class Router:
     # ----------------------------------------------------------- keeping in step
 
     def refresh(self) -> None:
-        """Give every hub its profile's current view (cheap when nothing changed)."""
+        """Give every hub its profile's current view and retire the instances it no
+        longer allows (cheap when nothing changed).
+
+        This is where a change is *noticed*: on the watcher's tick (every
+        ``watch_interval``, 250 ms) or on the first request after the commit, whichever
+        comes first. Retiring is synchronous (see ``Supervisor.retire``), so from the
+        moment the new snapshot is in memory the old grant is gone: an old key can be
+        injected for at most one watch interval (plus one loop turn) after the commit,
+        and never after it was noticed."""
         revision = self.catalog.refresh()
         if revision == self._revision:
             return
@@ -103,25 +138,41 @@ class Router:
                 hub.update(ProfileView(hub.view.id, hub.view.slug, hub.view.owner_id, ()))
             elif view is not hub.view:
                 hub.update(view)
-        self._stop_unassigned()
+        self._retire_stale()
+        for hook in self.on_change:
+            try:
+                hook()
+            except Exception:
+                log.exception("change hook failed")
 
-    def _assigned(self, key: InstanceKey) -> bool:
+    def _current(self, key: InstanceKey) -> ServerDef | None:
+        """The definition an instance of ``key`` starts from: the loaded snapshot's."""
         view = self.catalog.profile(key.profile_id)
-        return view is not None and view.assignment(key.server_name) is not None
+        assignment = view.assignment(key.server_name) if view is not None else None
+        return assignment.server if assignment is not None else None
 
-    def _stop_unassigned(self) -> None:
-        """Instances of servers that were removed, uninstalled or unassigned stop now,
-        not when they would have idled out: what the operator took away is gone."""
-        stop_matching = getattr(self._source, "stop_matching", None)
-        if stop_matching is None:
+    def _stale(self, key: InstanceKey, running: ServerDef) -> str | None:
+        """Why an instance running ``running`` may not go on, or None."""
+        current = self._current(key)
+        if current is None:
+            return "its server was unassigned, removed or uninstalled"
+        # Only what the grant is made of: other changes (command, limits) take effect at
+        # the next use, which restarts the instance without cutting it off now.
+        if current.grant() != running.grant():
+            return "its egress allowlist or credentials changed"
+        return None
+
+    def _retire_stale(self) -> None:
+        """Instances of servers that were removed, uninstalled or unassigned, and those
+        whose grant changed (a key unset or replaced, a host removed), stop now, not
+        when they would have idled out: what the operator took away is gone."""
+        if not isinstance(self._source, Retiring):
             return
         try:
-            loop = asyncio.get_running_loop()
+            asyncio.get_running_loop()
         except RuntimeError:
             return
-        task = loop.create_task(stop_matching(lambda key: not self._assigned(key)))
-        self._stopping.add(task)
-        task.add_done_callback(self._stopping.discard)
+        self._source.retire_matching(self._stale)
 
     async def _watch(self) -> None:
         while True:

@@ -7,8 +7,9 @@ questions to the client that caused them (bridging legacy requests and modern MR
 ways), and forwards change notifications after refreshing its own view.
 
 It must never forward a call to a tool the profile does not enable, never hold a real
-credential, and never block the event loop. Payloads pass through as parsed JSON: fields
-it does not know survive untouched.
+credential, never block the event loop, and never tell a client more about a server that
+failed to start than its name and a reference to the logged cause. Payloads pass
+through as parsed JSON: fields it does not know survive untouched.
 """
 
 from __future__ import annotations
@@ -33,7 +34,15 @@ from gigmcp.router.pins import PinBook
 from gigmcp.router.tasks import EXTENSION as TASKS_EXTENSION
 from gigmcp.router.tasks import TaskTable, declares_tasks
 from gigmcp.store.views import Assignment, AuditEvent, ProfileView, ServerDef
-from gigmcp.upstream.types import InstanceKey, Upstream, UpstreamClosed
+from gigmcp.upstream.types import (
+    InstanceKey,
+    InstanceUnavailable,
+    MessageTooLarge,
+    PendingRequest,
+    Upstream,
+    UpstreamClosed,
+    new_ref,
+)
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
@@ -87,6 +96,9 @@ class ProfileHub:
         # Per server: which (method, name) were seen asking their client something.
         self._asks: dict[str, dict[tuple[str, str | None], bool]] = {}
         self.tasks = TaskTable()
+        # tools/list_changed refreshes: one running per server, one more owed at most.
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
+        self._refresh_owed: set[str] = set()
 
     # ------------------------------------------------------------------ profile view
 
@@ -120,11 +132,22 @@ class ProfileHub:
             return upstream
         except asyncio.CancelledError:
             raise
+        except InstanceUnavailable as exc:
+            # Its cause is in the logs under this reference; the client gets nothing more.
+            raise RpcError(rpc.UPSTREAM_UNAVAILABLE, str(exc)) from exc
         except Exception as exc:
-            raise RpcError(
-                rpc.UPSTREAM_UNAVAILABLE,
-                f"Server '{assignment.server.name}' is unavailable: {exc}",
-            ) from exc
+            # Not a failure the supervisor explained: log it here, under a reference of
+            # our own. Exception text may name host paths, subnets, cgroups: never sent.
+            ref = new_ref()
+            log.warning(
+                "%s: server unavailable (ref %s): %s",
+                self._key(assignment.server.name),
+                ref,
+                exc,
+                exc_info=True,
+            )
+            unavailable = InstanceUnavailable(assignment.server.name, ref)
+            raise RpcError(rpc.UPSTREAM_UNAVAILABLE, str(unavailable)) from exc
 
     def _listen_upstream(self, upstream: Upstream) -> None:
         """A modern server sends change notifications only on a ``subscriptions/listen``
@@ -292,8 +315,26 @@ class ProfileHub:
                 break
         return items
 
+    def _request(
+        self, upstream: Upstream, server: str, method: str, params: JSON
+    ) -> PendingRequest:
+        """``upstream.request``, a closed connection made the client's JSON-RPC error.
+        A connection handed out alive can close before a request is written on it: the
+        hub holds it across awaits (the next page of a list, a question the client is
+        answering), and the server may exit meanwhile. The client gets the fixed message
+        with a reference; the cause goes to the log under it."""
+        try:
+            return upstream.request(method, params)
+        except UpstreamClosed as exc:
+            ref = new_ref()
+            log.warning(
+                "%s: server unavailable for %s (ref %s): %s", self._key(server), method, ref, exc
+            )
+            unavailable = InstanceUnavailable(server, ref)
+            raise RpcError(rpc.UPSTREAM_UNAVAILABLE, str(unavailable)) from exc
+
     async def _simple(self, upstream: Upstream, server: str, method: str, params: JSON) -> JSON:
-        pending = upstream.request(method, params)
+        pending = self._request(upstream, server, method, params)
         try:
             response = await pending.wait(self._timeout)
         except TimeoutError as exc:
@@ -656,7 +697,7 @@ class ProfileHub:
         inner: str | None,
         params: JSON,
     ) -> Call:
-        pending = upstream.request(method, params)
+        pending = self._request(upstream, server, method, params)
         # Await the connection's own future (no task per call); the timeout is ours.
         response = pending.future
         call = Call(self._key(server), ctx, method, inner, pending, response)
@@ -713,6 +754,12 @@ class ProfileHub:
             raise RpcError(rpc.REQUEST_CANCELLED, f"Request to '{name}' was cancelled") from exc
         except TimeoutError as exc:
             raise RpcError(rpc.REQUEST_TIMEOUT, f"Server '{name}' did not answer in time") from exc
+        except MessageTooLarge as exc:
+            raise RpcError(
+                rpc.UPSTREAM_UNAVAILABLE,
+                f"Server '{name}' was stopped: it sent a message larger than the gateway "
+                "accepts (GIG_MAX_MESSAGE_BYTES)",
+            ) from exc
         except UpstreamClosed as exc:
             raise RpcError(
                 rpc.UPSTREAM_UNAVAILABLE, f"Server '{name}' exited while handling the request"
@@ -845,7 +892,7 @@ class ProfileHub:
         elif method == "notifications/message":
             self._on_log(server, message, params)
         elif method == "notifications/tools/list_changed":
-            asyncio.get_running_loop().create_task(self._refresh_tools(server))
+            self._schedule_refresh(server)
         elif method in (
             "notifications/prompts/list_changed",
             "notifications/resources/list_changed",
@@ -887,6 +934,23 @@ class ProfileHub:
                 delivered = True
         if not delivered:
             self.broadcast(out, level=level if isinstance(level, str) else None)
+
+    def _schedule_refresh(self, server: str) -> None:
+        """A server may say tools/list_changed a million times a second: one refresh
+        runs per server and at most one more is owed, never a task per notification."""
+        if server in self._refreshing:
+            self._refresh_owed.add(server)
+            return
+        task = asyncio.get_running_loop().create_task(self._refresh_loop(server))
+        self._refreshing[server] = task
+        task.add_done_callback(lambda _t: self._refreshing.pop(server, None))
+
+    async def _refresh_loop(self, server: str) -> None:
+        while True:
+            self._refresh_owed.discard(server)
+            await self._refresh_tools(server)
+            if server not in self._refresh_owed:
+                return
 
     async def _refresh_tools(self, server: str) -> None:
         a = self.view.assignment(server)

@@ -2,7 +2,8 @@
 
 ``revision()`` runs on every MCP request, so for SQLite it reads the one-row table through
 a dedicated raw ``sqlite3`` connection (microseconds, no ORM). A moved revision reloads
-the whole snapshot (profiles, assignments, tool selections, token hashes) in one read.
+the whole snapshot (profiles, assignments, tool selections, token hashes, which credential
+values are set) in one read.
 Audit rows and last-used times are queued and written in batches from a thread, so the
 event loop never waits on the database. It must never hold a token in clear.
 """
@@ -26,6 +27,7 @@ from gigmcp.router.pins import PinBook, PinChange
 from gigmcp.store.db import make_engine, migrate
 from gigmcp.store.models import (
     AuditRow,
+    CredentialValue,
     Profile,
     ProfileServer,
     ProfileToken,
@@ -84,9 +86,22 @@ class StoreCatalog:
             overrides: dict[int, list[tuple[str, bool]]] = {}
             for pt in s.scalars(select(ProfileTool).order_by(ProfileTool.tool)):
                 overrides.setdefault(pt.assignment_id, []).append((pt.tool, pt.enabled))
+            owners = {p.id: p.owner_id for p in s.scalars(select(Profile))}
+            # Which values each (owner, server) has: ids only, the ciphertext stays put.
+            values: dict[tuple[int, int], list[tuple[str, str]]] = {}
+            for owner_id, server_id, credential_id, record_id in s.execute(
+                select(
+                    CredentialValue.owner_id,
+                    CredentialValue.server_id,
+                    CredentialValue.credential_id,
+                    CredentialValue.record_id,
+                )
+            ):
+                values.setdefault((owner_id, server_id), []).append((credential_id, record_id))
             assigned: dict[int, list[Assignment]] = {}
             for a in s.scalars(select(ProfileServer).order_by(ProfileServer.id)):
                 srv = servers[a.server_id]
+                owned = values.get((owners.get(a.profile_id, srv.owner_id), srv.id), [])
                 sdef = ServerDef(
                     id=srv.id,
                     name=srv.name,
@@ -97,6 +112,7 @@ class StoreCatalog:
                     cwd=srv.cwd,
                     limits=tuple(sorted((srv.limits or {}).items())),
                     rootfs=(srv.origin or {}).get("rootfs"),
+                    credential_values=tuple(sorted(owned)),
                     **_egress_and_credentials(srv),
                 )
                 assigned.setdefault(a.profile_id, []).append(
@@ -142,6 +158,14 @@ class StoreCatalog:
             return None
         self._used[grant.token_id] = now
         return grant
+
+    def live_token_ids(self) -> frozenset[int]:
+        now = datetime.now(UTC)
+        return frozenset(
+            grant.token_id
+            for _stored, grant, expires in self._tokens.values()
+            if expires is None or expires > now
+        )
 
     def profile(self, profile_id: int) -> ProfileView | None:
         return self._profiles.get(profile_id)

@@ -32,6 +32,17 @@ class ServerDef:
     credentials: tuple[CredentialDef, ...] = ()
     # An installed OCI image: its extracted root, the jail's / (command resolved inside).
     rootfs: str | None = None
+    # The values the owner of the profile this definition is assigned in has set, as
+    # (credential id, record id): never a value, but every set, replace or unset gives a
+    # new record id (a re-wrap under a new master key does not), so a changed value
+    # changes the definition and, with it, the grant of running instances.
+    credential_values: tuple[tuple[str, str], ...] = ()
+
+    def grant(self) -> tuple[object, ...]:
+        """What an instance's egress grant is compiled from at launch: the allowlist,
+        the declared credentials and which values are set. Running instances whose grant
+        differs from their server's current one are stopped at once (router/gateway.py)."""
+        return (self.egress, self.credentials, self.credential_values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +117,11 @@ class Catalog(Protocol):
     def authenticate(self, token: str) -> TokenGrant | None:
         """Return the grant for a presented token, or None when unknown, revoked or expired.
         Compares hashes in constant time."""
+        ...
+
+    def live_token_ids(self) -> frozenset[int]:
+        """Ids of the tokens valid now (not revoked, not expired): what the endpoint
+        checks its open sessions and streams against."""
         ...
 
     def profile(self, profile_id: int) -> ProfileView | None: ...
