@@ -4,6 +4,8 @@ Owns probing each thing the sandbox needs — root or the right capabilities, bu
 user namespaces, network namespaces, nftables, cgroups, seccomp — by trying it for real
 in the smallest way, and saying for each what is missing and how to fix it. The gateway
 runs the same probes at start-up and refuses to launch servers unjailed when one fails.
+It also checks a server's command the way a launch plans it (``check_server``: a path
+the jail's user cannot read, a missing command or ELF interpreter), without running it.
 It must never change the host beyond what a probe creates and removes again.
 """
 
@@ -17,7 +19,7 @@ import subprocess
 import threading
 from dataclasses import dataclass
 
-from gigmcp.sandbox import cgroups, mode, nft, seccomp
+from gigmcp.sandbox import cgroups, mode, nft, runtime, seccomp
 from gigmcp.sandbox.jail import BWRAP, SANDBOX_UID, host_uid
 from gigmcp.sandbox.launcher import PRLIMIT
 
@@ -252,6 +254,21 @@ def check_seccomp() -> Check:
     except seccomp.SeccompError as exc:
         return Check("seccomp", f"cannot compile the filter: {exc}", "apt-get install libseccomp2")
     return Check("seccomp", None)
+
+
+def check_server(
+    name: str, command: tuple[str, ...], cwd: str | None, rootfs: str | None = None
+) -> Check:
+    """Whether the jail can run this server's command: planned exactly as a launch plans
+    it (files read, nothing run); the problem names the path, the fix what to do."""
+    try:
+        if rootfs is not None:
+            runtime.plan_rootfs(rootfs, command, cwd)
+        else:
+            runtime.plan(command, cwd)
+    except runtime.RuntimeError_ as exc:
+        return Check(f"server {name}", exc.problem, exc.fix or "see the problem")
+    return Check(f"server {name}", None)
 
 
 def run_checks(setting: str = "auto") -> list[Check]:

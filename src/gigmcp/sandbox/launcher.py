@@ -264,9 +264,22 @@ class SandboxLauncher:
                 else:
                     found = await asyncio.to_thread(runtime.plan, spec.command, spec.cwd)
             except runtime.RuntimeError_ as exc:
-                raise LaunchError(f"cannot jail {spec.key.server_name}: {exc}") from exc
+                # The planner's words name the path and the fix: the operator's cause.
+                raise LaunchError(str(exc)) from exc
             self._plans[key] = (now, found)
         return found
+
+    async def explain(self, spec: LaunchSpec) -> str | None:
+        """Why a jail that was launched may have died before its server spoke: the
+        command planned afresh, since a cached plan can predate a change on disk (a
+        folder locked since, a package removed), which bubblewrap then meets as a bare
+        "Permission denied". For the operator's log; None when the plan holds."""
+        self._plans.pop((spec.command, spec.cwd, spec.rootfs), None)
+        try:
+            await self._plan(spec)
+        except LaunchError as exc:
+            return str(exc)
+        return None
 
     # -- zygotes ------------------------------------------------------------------------
     def _schedule_fill(self) -> None:
@@ -507,8 +520,19 @@ class SandboxLauncher:
         os.close(z.args_w)
         z.args_w = -1
         info_r, z.info_r = z.info_r, -1
-        jail_pid = await self._read_info(z.proc, info_r)
-        jail_pidfd = _pidfd_in(jail_pid, z.cgroup)
+        try:
+            jail_pid = await self._read_info(z.proc, info_r)
+            try:
+                jail_pidfd = _pidfd_in(jail_pid, z.cgroup)
+            except LaunchError as exc:
+                # bubblewrap says why its init died (a path it could not bind, say).
+                said = await asyncio.to_thread(_stderr_of, z.proc)
+                raise LaunchError(f"{exc}: {said}") from None
+        except LaunchError as exc:
+            hint = await self.explain(spec)
+            if hint is None:
+                raise
+            raise LaunchError(f"{exc}; the command's check now says: {hint}") from None
         try:
             process = await _wrap(z.proc, z.cgroup, limits)
         except BaseException:
@@ -535,7 +559,9 @@ class SandboxLauncher:
         try:
             return int(json.loads(raw)["child-pid"])
         except (ValueError, KeyError, TypeError):
-            raise LaunchError(f"bubblewrap failed: {_stderr_of(proc)}") from None
+            # Off the loop: waiting for bubblewrap to exit may take a moment.
+            said = await asyncio.to_thread(_stderr_of, proc)
+            raise LaunchError(f"bubblewrap failed: {said}") from None
 
 
 def _pidfd_in(pid: int, cgroup: cgroups.Cgroup) -> int:

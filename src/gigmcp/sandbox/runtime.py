@@ -4,16 +4,21 @@ Owns turning a server's command into (argv, paths to bind read-only): the execut
 following a ``#!`` line to its interpreter; the shared libraries that interpreter and
 every native module load (read from the ELF files with pyelftools, never by running
 them); for Python the standard library and the virtual environment; for Node the
-outermost ``node_modules`` the script lives in. It must never bind a directory it was
-not asked for or a library from outside the system library directories, never execute
-anything it inspects, and never follow a package's own claims (a DT_NEEDED with a path,
-a RUNPATH) out of the package or the system library directories.
+outermost ``node_modules`` the script lives in. It also owns saying, before anything
+runs, why a command cannot run in the jail, in words an operator can act on: a missing
+command or ELF interpreter, a file the jail's user may not read or execute, a folder on
+the way it may not enter (checked component by component, as the kernel will). It must
+never bind a directory it was not asked for or a library from outside the system library
+directories, never execute anything it inspects, and never follow a package's own claims
+(a DT_NEEDED with a path, a RUNPATH) out of the package or the system library directories.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
+import stat
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -46,7 +51,22 @@ TRAMPOLINE = "/bin/sh"
 
 
 class RuntimeError_(Exception):
-    """The command cannot be jailed as given (not found, unreadable, unsupported)."""
+    """The command cannot be jailed as given (not found, unreadable, unsupported).
+    ``problem`` says what is wrong, ``fix`` what to do about it (may be empty); the
+    message is both. Host paths appear in it: it is for the operator, never a client."""
+
+    def __init__(self, problem: str, fix: str = "") -> None:
+        super().__init__(f"{problem}; fix: {fix}" if fix else problem)
+        self.problem = problem
+        self.fix = fix
+
+
+# The jail's user: uid 65534 inside, a host uid of its own outside (sandbox/jail.py,
+# host_uid), which owns no host file and is in no host group. So the kernel checks the
+# jail's access to host files (bubblewrap binding them, the server opening them) with
+# their "other" permission bits, and so does this module.
+JAIL_UID = 65534
+_HOME_DIRS = ("/root", "/home")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +94,13 @@ def plan_rootfs(rootfs: str, command: tuple[str, ...], cwd: str | None = None) -
         raise RuntimeError_(f"image root {rootfs} is a host system folder, not an image")
     if not os.path.isdir(root):
         raise RuntimeError_(f"image root {rootfs} is not a directory")
+    problem = jail_access_problem(root)
+    if problem is not None:
+        raise RuntimeError_(
+            problem.text,
+            "keep GIG_PACKAGES_DIR in a folder every user can enter (the default is "
+            f"/var/lib/gigmcp/packages): {_WHY}",
+        )
     if not command:
         raise RuntimeError_("empty command")
     binds: list[tuple[str, str]] = []
@@ -217,11 +244,18 @@ def _which(name: str, path_env: str | None) -> str:
     if "/" in name:
         resolved = os.path.abspath(name)
         if not os.path.isfile(resolved):
-            raise RuntimeError_(f"command not found: {name}")
+            raise RuntimeError_(
+                f"command not found: {name}",
+                "check the server's command (gigmcp server list) and that it is installed there",
+            )
         return resolved
-    found = shutil.which(name, path=path_env or "/usr/local/bin:/usr/bin:/bin")
+    search = path_env or "/usr/local/bin:/usr/bin:/bin"
+    found = shutil.which(name, path=search)
     if found is None:
-        raise RuntimeError_(f"command not found on PATH: {name}")
+        raise RuntimeError_(
+            f"command not found on PATH: {name}",
+            f"give its full path (the jail's PATH is {search})",
+        )
     return os.path.abspath(found)
 
 
@@ -235,6 +269,127 @@ def _shebang(path: str) -> list[str] | None:
         return None
     line = head[2:].split(b"\n", 1)[0].decode(errors="replace").strip()
     return line.split(None, 1) if line else None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessProblem:
+    text: str  # what is wrong, naming the path
+    folder: str | None = None  # the folder on the way the jail's user cannot enter
+
+
+def jail_access_problem(path: str, *, execute: bool = False) -> AccessProblem | None:
+    """Why the jail's user could not use ``path``, or None: every folder on the way
+    (as written and as resolved, since the kernel walks both) must let others enter
+    (x); a folder itself must let them list it (r+x); a file must let them read it (r),
+    or, when it is run, execute it (x). A path with a POSIX ACL is given the benefit of
+    the doubt: its permission bits alone do not say."""
+    absolute = os.path.abspath(path)
+    folders: list[str] = []
+    for candidate in (absolute, os.path.realpath(absolute)):
+        parts = candidate.split("/")[1:-1]
+        folders.extend("/" + "/".join(parts[: i + 1]) for i in range(len(parts)))
+    for folder in dict.fromkeys(folders):
+        try:
+            st = os.stat(folder)
+        except OSError:
+            continue  # a dangling part: "cannot be reached" is said for the path itself
+        if not st.st_mode & stat.S_IXOTH and not _has_acl(folder):
+            return AccessProblem(
+                f"{path} is under {folder} ({_describe(st)}), which the jail's user "
+                f"(uid {JAIL_UID}) cannot enter",
+                folder,
+            )
+    try:
+        st = os.stat(absolute)
+    except OSError as exc:
+        return AccessProblem(f"{path} cannot be reached: {exc.strerror}")
+    if _has_acl(absolute):
+        return None
+    who = f"the jail's user (uid {JAIL_UID})"
+    if stat.S_ISDIR(st.st_mode):
+        if st.st_mode & (stat.S_IROTH | stat.S_IXOTH) != stat.S_IROTH | stat.S_IXOTH:
+            return AccessProblem(f"{path} is a folder {who} cannot list ({_describe(st)})")
+        return None
+    if execute and not st.st_mode & stat.S_IXOTH:
+        return AccessProblem(f"{path} is not executable by {who} ({_describe(st)})")
+    if not execute and not st.st_mode & stat.S_IROTH:
+        return AccessProblem(f"{path} is not readable by {who} ({_describe(st)})")
+    return None
+
+
+def _describe(st: os.stat_result) -> str:
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    return f"mode {stat.S_IMODE(st.st_mode):04o}, owner {owner}"
+
+
+def _has_acl(path: str) -> bool:
+    try:
+        return "system.posix_acl_access" in os.listxattr(path)
+    except OSError:
+        return False
+
+
+_WHY = "the jail runs servers as an unprivileged user"
+
+
+def _access_fix(problem: AccessProblem, kind: str, runtime_file: bool) -> str:
+    """What an operator can do: move out of a private folder first (opening a home
+    folder to every user is rarely what anyone wants)."""
+    folder = problem.folder
+    if folder is None:
+        if "not executable" in problem.text:
+            return f"chmod o+rx on it: {_WHY}"
+        return f"chmod o+r on it (o+rx on a folder): {_WHY}"
+    if runtime_file and kind == "python":
+        how = (
+            "recreate the server's virtual environment from an interpreter every user can "
+            f"read (e.g. /usr/bin/python3 -m venv DIR), or install that Python outside {folder}"
+        )
+    elif runtime_file:
+        how = f"run the server with a {kind} every user can read, installed outside {folder}"
+    else:
+        how = f"install the server outside {folder} (e.g. under /opt or /srv)"
+    private = any(folder == h or folder.startswith(h + "/") for h in _HOME_DIRS)
+    if not private:
+        how += f", or let others enter {folder} (chmod o+x {folder})"
+    return f"{how}: {_WHY}"
+
+
+def _check_elf_interpreter(executable: str) -> None:
+    """The loader an ELF binary names must exist here, in a system library folder (the
+    only ones the jail shows); otherwise the exec fails with a bare ENOENT inside."""
+    if not _is_elf(executable):
+        return
+    _needed, loader = _elf_needs(executable)
+    if loader is None:
+        return  # statically linked
+    if not os.path.isfile(loader):
+        raise RuntimeError_(
+            f"{executable} needs the ELF interpreter {loader}, which this host does not have",
+            "install a build of the server for this system (its libc and architecture)",
+        )
+    if not _under(os.path.realpath(loader), LIBRARY_DIRS):
+        raise RuntimeError_(
+            f"{executable} needs the ELF interpreter {loader}, outside the system library "
+            "folders the jail shows",
+            "install a build of the server linked against the system's own libc",
+        )
+    for name in _needed:
+        if "/" in name or not name:
+            continue  # never looked up (see library_closure)
+        if not any(os.path.exists(os.path.join(d, name)) for d in LIBRARY_DIRS):
+            # Found, if at all, through the binary's own RUNPATH (a pyenv Python's
+            # libpython in its prefix): the jail shows only the system's folders.
+            raise RuntimeError_(
+                f"{executable} needs the shared library {name}, which is not in the system "
+                "library folders (the only ones the jail shows)",
+                "run the server with a runtime from the distribution's packages (e.g. "
+                "/usr/bin/python3, /usr/bin/node) or a build linked only against system "
+                "libraries",
+            )
 
 
 def _native_modules(root: str, suffixes: tuple[str, ...]) -> list[str]:
@@ -316,6 +471,8 @@ def plan(command: tuple[str, ...], cwd: str | None, path_env: str | None = None)
     # Every jail starts its command through /bin/sh (see jail.TRAMPOLINE).
     elves = [os.path.realpath(interp), os.path.realpath(TRAMPOLINE)]
     workdir = cwd
+    py_paths: list[str] = []
+    entry = script  # the file the interpreter runs, when there is one: it must be readable
     if base.startswith("python"):
         kind = "python"
         py_paths = _python_paths(interp)
@@ -325,6 +482,7 @@ def plan(command: tuple[str, ...], cwd: str | None, path_env: str | None = None)
             for arg in command[1:]:
                 if not arg.startswith("-") and os.path.isfile(arg):
                     ro.add(_package_dir(os.path.dirname(os.path.abspath(arg))))
+                    entry = os.path.abspath(arg)
                     break
         for p in py_paths[1:]:
             elves.extend(_native_modules(p, (".so",)))
@@ -337,6 +495,7 @@ def plan(command: tuple[str, ...], cwd: str | None, path_env: str | None = None)
             if target is not None:
                 target = os.path.abspath(target)
         if target is not None:
+            entry = target if os.path.isfile(target) else None
             root = _package_dir(_node_root(target))
             ro.add(root)
             elves.extend(_native_modules(root, (".node",)))
@@ -355,8 +514,17 @@ def plan(command: tuple[str, ...], cwd: str | None, path_env: str | None = None)
     for p in list(ro):
         if not os.path.exists(p):
             raise RuntimeError_(f"{p} does not exist")
-        if not os.access(p, os.R_OK):
-            raise RuntimeError_(f"{p} is not readable")
+    _check_elf_interpreter(os.path.realpath(interp))
+    # The interpreter first, by its real name: that is the file an operator installed.
+    real_interp = os.path.realpath(interp)
+    runnable = {real_interp, os.path.realpath(TRAMPOLINE)}
+    # The interpreter and its standard library: the fix for those is another runtime.
+    runtime_files = {real_interp, *py_paths[:2]}
+    order = [real_interp, exe, *([entry] if entry else []), *sorted(ro)]
+    for p in dict.fromkeys(order):
+        problem = jail_access_problem(p, execute=os.path.realpath(p) in runnable)
+        if problem is not None:
+            raise RuntimeError_(problem.text, _access_fix(problem, kind, p in runtime_files))
     symlinks = tuple((os.readlink(link), link) for link in MERGED_USR_LINKS if os.path.islink(link))
     return RuntimePlan(tuple(argv), kind, _outermost(ro), symlinks, workdir)
 

@@ -1,0 +1,54 @@
+"""The smallest real MCP server: standard library only, legacy era (``initialize``), one
+tool ``hello`` that answers ``hello <name>``. It runs under any Python, including a bare
+virtual environment without pip, so tests can jail it with whatever interpreter they
+are about (one the jail cannot read, say). It never touches the network or the disk.
+"""
+
+import json
+import sys
+
+PROTOCOL = "2025-06-18"
+TOOL = {
+    "name": "hello",
+    "description": "Say hello.",
+    "inputSchema": {"type": "object", "properties": {"name": {"type": "string"}}},
+}
+
+
+def answer(message: dict) -> dict | None:
+    method = message.get("method")
+    if "id" not in message:
+        return None  # a notification (initialized, cancelled): nothing to say
+    rid = message["id"]
+    if method == "initialize":
+        result = {
+            "protocolVersion": PROTOCOL,
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "tiny", "version": "1"},
+        }
+    elif method == "tools/list":
+        result = {"tools": [TOOL]}
+    elif method == "tools/call":
+        name = (message.get("params") or {}).get("arguments", {}).get("name", "world")
+        result = {"content": [{"type": "text", "text": f"hello {name}"}]}
+    elif method == "ping":
+        result = {}
+    else:
+        return {"jsonrpc": "2.0", "id": rid, "error": {"code": -32601, "message": "not found"}}
+    return {"jsonrpc": "2.0", "id": rid, "result": result}
+
+
+def main() -> None:
+    for line in sys.stdin:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        reply = answer(message) if isinstance(message, dict) else None
+        if reply is not None:
+            sys.stdout.write(json.dumps(reply) + "\n")
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
