@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from gigmcp import filemodes
 from gigmcp.credentials.definitions import CredentialDef
 from gigmcp.toolspec_engine import launch
 
@@ -53,11 +54,12 @@ def lay_out(
     beside it and renamed into place, so a failure leaves nothing."""
     if not (folder / "input.json").exists():
         data = launch.engine_input(spec, engine_credentials(credentials), None)
-        folder.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        filemodes.public_dirs(folder.parent)  # 0755 whatever the gateway's umask
         stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
         try:
             os.chmod(stage, 0o755)  # noqa: S103 - the jails' uids read it (read-only bind)
             (stage / "engine").mkdir(mode=0o755)
+            os.chmod(stage / "engine", 0o755)  # noqa: S103 - as above, whatever the umask
             for entry in sorted(os.listdir(launch.ENGINE_DIR)):
                 if entry.endswith(".py"):
                     shutil.copyfile(

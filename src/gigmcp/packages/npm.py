@@ -8,7 +8,8 @@ production dependencies only, no audit, no funding calls; the tree npm actually 
 (``node_modules/.package-lock.json``) is checked against the spec's lock; the bin the
 package declares is found; and the folder is renamed into ``<servers>/<name>/<version>``.
 It must never run a script of the package or of a dependency, never install a tarball it
-has not verified, and never leave a partial install behind. Blocking (it waits for npm):
+has not verified, never leave a partial install behind, and never hand npm the
+gateway's environment (``child_env``: basics only). Blocking (it waits for npm):
 call it from a thread.
 """
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gigmcp.packages.child_env import child_env
 from gigmcp.packages.spec import (
     Installation,
     InstallError,
@@ -38,6 +40,9 @@ from gigmcp.packages.spec import (
 )
 
 MAX_ERROR_LINES = 8
+# What npm may see of the gateway's environment beyond child_env's basics: a CA bundle
+# for a registry behind a private CA. Never the gateway's other variables.
+NPM_ENV = ("NODE_EXTRA_CA_CERTS",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +93,13 @@ def _npm_args(source: NpmSource) -> list[str]:
 def _run(args: list[str], cwd: Path, source: NpmSource, doing: str) -> str:
     try:
         done = subprocess.run(
-            args, cwd=cwd, capture_output=True, text=True, timeout=source.timeout, check=False
+            args,
+            cwd=cwd,
+            env=child_env(NPM_ENV),
+            capture_output=True,
+            text=True,
+            timeout=source.timeout,
+            check=False,
         )
     except subprocess.TimeoutExpired as exc:
         raise InstallError(f"{doing}: npm did not finish within {source.timeout:.0f} s") from exc

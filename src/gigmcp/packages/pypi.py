@@ -12,7 +12,8 @@ console script found, and the folder renamed into ``<servers>/<name>/<version>``
 Source distributions are refused: building one runs its ``setup.py`` or build backend,
 that is the package's code, at install time, outside any jail. It must never install a
 file whose hash the spec does not name, never resolve a dependency the lock does not
-list, and never leave a partial install behind. Blocking (it waits for pip): call it
+list, never leave a partial install behind, and never hand pip the gateway's
+environment (``child_env``: basics only). Blocking (it waits for pip): call it
 from a thread.
 """
 
@@ -27,6 +28,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gigmcp.packages.child_env import child_env
 from gigmcp.packages.spec import (
     Installation,
     InstallError,
@@ -44,9 +46,6 @@ from gigmcp.packages.spec import (
 )
 
 MAX_ERROR_LINES = 8
-# The gateway's environment must not steer an install: pip's own variables (another
-# index, extra find-links), or a Python path that would load other code into pip.
-SCRUBBED_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +106,10 @@ def requirements(spec: PackageSpec, with_hashes: bool = True) -> str:
 
 
 def _env() -> dict[str, str]:
-    return {
-        k: v for k, v in os.environ.items() if not k.startswith("PIP_") and k not in SCRUBBED_ENV
-    }
+    # Built from nothing: the gateway's environment may hold secrets, and pip's own
+    # variables (another index, extra find-links) or a Python path (other code loaded
+    # into pip) must not steer an install.
+    return child_env()
 
 
 def _pip(source: PypiSource, python: Path, command: str, *args: str) -> list[str]:

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from gigmcp import filemodes
+
 RegistryType = Literal["npm", "pypi"]
 
 # npm: lowercase, optionally scoped; no leading '.' or '_' (npm refuses those names too).
@@ -216,7 +218,8 @@ def staging(servers_dir: Path, name: str, version: str) -> Iterator[Path]:
     this install created it and nothing else is in it."""
     parent = install_root(servers_dir, name, version).parent
     created = not parent.exists()
-    parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    # 0755 whatever the gateway's umask (077): the jails' uids traverse these folders.
+    filemodes.public_dirs(parent)
     work = parent / f"{STAGING_PREFIX}{version}-{secrets.token_hex(6)}"
     work.mkdir(mode=0o700)
     try:

@@ -7,7 +7,6 @@ import gzip
 import os
 import stat
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
@@ -244,10 +243,10 @@ def test_an_opaque_marker_through_a_symlink_is_refused(tmp_path: Path, outside: 
 
 
 def test_a_file_claiming_gigabytes_is_refused_from_its_header(tmp_path: Path) -> None:
-    started = time.monotonic()
+    # The layer carries 4 KiB after the header: the size in the message comes from the
+    # header alone, read before any of the file.
     with pytest.raises(ExtractError, match=r"is 8589934592 bytes, over the \d+-byte file cap"):
         apply(tmp_path, huge_header_tar("big", 8 * 1024**3))
-    assert time.monotonic() - started < 5  # refused without reading any of it
     assert os.listdir(tmp_path / "root") == []
 
 

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from gigmcp import filemodes
 from gigmcp.packages.oci.reference import digest_hex, parse_digest
 
 _HASH_CHUNK = 1024 * 1024
@@ -61,7 +62,9 @@ class ImageCache:
         self.refs = self.root / "refs"
         self.tmp = self.root / "tmp"
         # The root and rootfs/ must be traversable by the jail's user (bwrap binds the
-        # image's folders as that user); everything else stays the gateway's alone.
+        # image's folders as that user); everything else stays the gateway's alone. The
+        # folders above the root too, whatever the gateway's umask (077).
+        filemodes.public_dirs(self.root.parent)
         for path, mode in ((self.root, 0o755), (self.images, 0o755), (self.root / "blobs", 0o700),
                            (self.blobs, 0o700), (self.refs, 0o700), (self.tmp, 0o700)):  # fmt: skip
             path.mkdir(mode=mode, parents=True, exist_ok=True)
