@@ -3,6 +3,8 @@
 Owns locating the installed MCP peers (npm under ``tests/peers``, PyPI in the venv) and
 the opt-ins: ``@pytest.mark.slow`` runs only with ``GIG_SLOW_TESTS=1``, and
 ``@pytest.mark.root`` is skipped, with the reason, where namespaces are not available.
+It loads tests/astguard.py, which keeps this process clear of CPython's gh-106905 (the
+INTERNALERROR "AST constructor recursion depth mismatch" on 3.11 before 3.11.8).
 It must never start a process, download anything or stand in for a peer.
 """
 
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-pytest_plugins = ["tests.databases"]
+pytest_plugins = ["tests.astguard", "tests.databases"]
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -62,6 +64,10 @@ class GatewayProc:
     jailed: bool = False
     # A command the gateway runs under (setpriv with a reduced capability set, say).
     wrapper: tuple[str, ...] = ()
+    # Everything the gateway wrote to stdout/stderr, read as it comes: a pipe nobody
+    # drains fills at 64 KiB and then blocks the gateway's next log write, freezing it.
+    _output: bytearray = field(default_factory=bytearray, repr=False)
+    _drain: threading.Thread | None = field(default=None, repr=False)
 
     @property
     def base(self) -> str:
@@ -102,11 +108,16 @@ class GatewayProc:
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
+        self._output = bytearray()
+        self._drain = threading.Thread(
+            target=self._read_output, args=(self.proc.stdout,), daemon=True
+        )
+        self._drain.start()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                out = self.proc.stdout.read().decode() if self.proc.stdout else ""
-                raise AssertionError(f"gateway exited at start: {out}")
+                self._drain.join(10)
+                raise AssertionError(f"gateway exited at start: {self.output()}")
             with (
                 contextlib.suppress(OSError),
                 socket.create_connection(("127.0.0.1", self.port), 0.2),
@@ -114,6 +125,33 @@ class GatewayProc:
                 return
             time.sleep(0.05)
         raise AssertionError("gateway did not start listening within 30 s")
+
+    def _read_output(self, stream: IO[bytes]) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            while chunk := stream.read1(65536):  # type: ignore[attr-defined]
+                self._output += chunk
+
+    def output(self) -> str:
+        """What the gateway wrote to stdout/stderr so far (all of it, once stopped)."""
+        return bytes(self._output).decode(errors="replace")
+
+    def server_logs(self, server: str, profile: str) -> str:
+        """What ``gigmcp server logs`` shows for one server of one profile."""
+        return self.cli("server", "logs", server, "--profile", profile, check=False).stdout
+
+    def wait_for_server_log(
+        self, server: str, profile: str, needle: str, timeout: float = 60.0
+    ) -> bool:
+        """Wait for ``needle`` to appear in a server's log. Tests wait for such events
+        instead of sleeping; the timeout only bounds a hung gateway, so it is generous
+        (a busy machine makes the event late, never absent)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if needle in self.server_logs(server, profile):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
 
     def descendants(self) -> list[int]:
         """Pids of every process below the gateway (its MCP servers and theirs)."""
@@ -145,8 +183,10 @@ class GatewayProc:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+        if self._drain is not None:
+            self._drain.join(10)  # the gateway exited: its output ends
+            out = self.output()
         if self.proc is not None and self.proc.stdout is not None and not self.proc.stdout.closed:
-            out = self.proc.stdout.read().decode(errors="replace")
             self.proc.stdout.close()
         # Anything the gateway left behind in its session is a bug; kill it so tests
         # after this one start clean, and let the caller assert on it.

@@ -1,10 +1,16 @@
 """Server instances through a real gateway: crashes fail fast and recover, idle instances
 are reaped and come back, slow servers stall nobody, selections apply at once, every
-call is audited, and shutdown leaves no process behind."""
+call is audited, and shutdown leaves no process behind.
+
+Nothing here may depend on how busy the machine is: tests wait for events (a pid gone,
+a line in a server's log) with generous bounds that only catch a hung gateway, and
+claims such as "at once" are shown by what happened (which error ended a call, what was
+still running), never by how long it took."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import sys
@@ -16,6 +22,7 @@ import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
 
+from gigmcp.mcp.jsonrpc import REQUEST_TIMEOUT
 from tests.gateway_harness import GatewayProc, gateway
 from tests.router.test_aggregation import connect, text_of
 
@@ -50,16 +57,18 @@ async def test_crash_mid_call_fails_at_once_then_the_server_comes_back(
 ) -> None:
     async with connect(lgw, "life", mode) as c:
         before = text_of(await c.call_tool("crashy_pid", {}))
-        started = time.monotonic()
-        outcome = None
+        outcome: object = None
         try:
             result = await c.call_tool("crashy_crash", {})
             outcome = result.is_error
         except MCPError as err:
-            outcome = str(err)
+            outcome = err
         assert outcome, "a crash must surface as an error"
-        assert time.monotonic() - started < 10
-        for _ in range(50):  # restarted in the background with backoff
+        # At once: the crash ended the call, not the gateway's request timeout.
+        assert not (isinstance(outcome, MCPError) and outcome.code == REQUEST_TIMEOUT), outcome
+        after = before
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # restarted in the background with backoff
             try:
                 after = text_of(await c.call_tool("crashy_pid", {}))
                 break
@@ -73,26 +82,33 @@ async def test_crash_mid_call_fails_at_once_then_the_server_comes_back(
 
 async def test_a_slow_server_does_not_stall_another(lgw: GatewayProc) -> None:
     async with connect(lgw, "life", "auto") as c:
-        slow = asyncio.ensure_future(c.call_tool("crashy_slow", {"seconds": 3}))
-        await asyncio.sleep(0.3)
-        started = time.monotonic()
+        slow = asyncio.ensure_future(
+            c.call_tool("crashy_watched", {"seconds": 30, "marker": "stall"})
+        )
+        # Only once the slow call is under way in its server is the other one sent.
+        assert await _log_says(lgw, "crashy", "watching stall")
         echo = await c.call_tool("steady_echo", {"text": "unblocked"})
         assert text_of(echo) == "unblocked"
-        assert time.monotonic() - started < 1.5
+        # Answered while the slow call still runs: nothing waited for it.
         assert not slow.done()
-        assert "slept" in text_of(await slow)
+        slow.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await slow
 
 
 async def test_idle_instance_is_reaped_and_restarts_transparently(lgw: GatewayProc) -> None:
     async with connect(lgw, "life", "auto") as c:
         first = int(text_of(await c.call_tool("steady_pid", {})))
-        assert alive(first)
-        deadline = time.monotonic() + 15
-        while alive(first) and time.monotonic() < deadline:  # noqa: ASYNC110 - polling a pid
-            await asyncio.sleep(0.25)
-        assert not alive(first), "idle instance was not reaped"
+        # GIG_IDLE_TIMEOUT is 2 s: wait for the reaper, however late a busy machine runs it.
+        assert await asyncio.to_thread(_gone_within, first, 60.0), "idle instance was not reaped"
         second = int(text_of(await c.call_tool("steady_pid", {})))
-        assert second != first and alive(second)
+        assert second != first
+    # Not alive(second): on a busy machine the restart itself can outlast the idle
+    # timeout, and the instance is then reaped again as soon as the call is answered.
+    # Its log shows that this call started it, after the first was reaped for idling.
+    logs = lgw.server_logs("steady", "life")
+    assert "idle: stopping" in logs
+    assert f"crashy: started pid {second}" in logs
 
 
 async def test_disabling_a_tool_applies_at_once_and_notifies_listeners(lgw: GatewayProc) -> None:
@@ -109,7 +125,7 @@ async def test_disabling_a_tool_applies_at_once_and_notifies_listeners(lgw: Gate
         with pytest.raises(MCPError, match="Unknown tool"):
             await c.call_tool("steady_echo", {"text": "must not run"})
         assert "steady_echo" not in {t.name for t in (await c.list_tools()).tools}
-        await asyncio.wait_for(changed.wait(), 10)
+        await asyncio.wait_for(changed.wait(), 60)
         lgw.cli("tool", "enable", "life", "steady", "echo")
         assert text_of(await c.call_tool("steady_echo", {"text": "back"})) == "back"
 
@@ -119,7 +135,7 @@ async def test_every_call_is_audited_without_argument_values(lgw: GatewayProc) -
     async with connect(lgw, "life", "auto") as c:
         await c.call_tool("steady_echo", {"text": secretish})
     db = lgw.data_dir / "gigmcp.db"
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     rows: list[tuple[object, ...]] = []
     while time.monotonic() < deadline and not rows:
         with sqlite3.connect(db) as conn:
@@ -156,7 +172,7 @@ def _running_gateway_with_servers(g: GatewayProc) -> list[int]:
     return children
 
 
-def _all_gone(pids: list[int], seconds: float = 5) -> bool:
+def _all_gone(pids: list[int], seconds: float = 30) -> bool:
     deadline = time.monotonic() + seconds
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -170,14 +186,13 @@ def test_shutdown_leaves_no_process_behind(tmp_path: Path) -> None:
     assert _all_gone(children)
 
 
-def _wait_for_log(gw: GatewayProc, needle: str, seconds: float = 10) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        out = gw.cli("server", "logs", "steady", "--profile", "life", check=False).stdout
-        if needle in out:
-            return True
-        time.sleep(0.2)
-    return False
+def _wait_for_log(gw: GatewayProc, needle: str) -> bool:
+    return gw.wait_for_server_log("steady", "life", needle)
+
+
+async def _log_says(gw: GatewayProc, server: str, needle: str) -> bool:
+    """Wait for a line in a server's log without blocking the test's event loop."""
+    return await asyncio.to_thread(gw.wait_for_server_log, server, "life", needle)
 
 
 async def test_modern_client_hanging_up_cancels_the_upstream_call(lgw: GatewayProc) -> None:
@@ -189,10 +204,15 @@ async def test_modern_client_hanging_up_cancels_the_upstream_call(lgw: GatewayPr
         "tools/call", {"name": "steady_watched", "arguments": {"seconds": 30, "marker": "hangup"}}
     )
     headers = modern_headers(lgw.tokens["life"], "tools/call", "steady_watched")
-    async with httpx.AsyncClient(timeout=1.0) as client:
-        with pytest.raises(httpx.ReadTimeout):
-            await client.post(lgw.url("life"), json=body, headers=headers)
-    assert _wait_for_log(lgw, "cancelled hangup")
+    async with httpx.AsyncClient(timeout=60) as client:
+        pending = asyncio.ensure_future(client.post(lgw.url("life"), json=body, headers=headers))
+        # Hang up once the call is under way in the server (not after a fixed time: on a
+        # busy machine the call may not have reached it yet).
+        assert await _log_says(lgw, "steady", "watching hangup")
+        pending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pending
+    assert await _log_says(lgw, "steady", "cancelled hangup")
 
 
 async def test_legacy_notifications_cancelled_reaches_the_server(lgw: GatewayProc) -> None:
@@ -226,16 +246,16 @@ async def test_legacy_notifications_cancelled_reaches_the_server(lgw: GatewayPro
             },
         }
         pending = asyncio.ensure_future(client.post(lgw.url("life"), json=call, headers=h))
-        await asyncio.sleep(1.0)
+        assert await _log_says(lgw, "steady", "watching legacy-cancel")
         cancel = {
             "jsonrpc": "2.0",
             "method": "notifications/cancelled",
             "params": {"requestId": 7, "reason": "user"},
         }
         assert (await client.post(lgw.url("life"), json=cancel, headers=h)).status_code == 202
-        answer = await asyncio.wait_for(pending, 10)
+        answer = await asyncio.wait_for(pending, 60)
         assert "result" not in answer.text  # a cancelled request gets no answer
-    assert _wait_for_log(lgw, "cancelled legacy-cancel")
+    assert await _log_says(lgw, "steady", "cancelled legacy-cancel")
 
 
 def test_servers_die_with_a_gateway_killed_by_sigkill(tmp_path: Path) -> None:
@@ -289,11 +309,11 @@ def test_a_request_past_its_timeout_fails_cleanly_and_is_cancelled_upstream(tmp_
         g.add_server("steady", CRASHY)
         g.profile("life", "steady")
         g.start()
-        started = time.monotonic()
+        # The server would answer after 30 s; the gateway's timeout error (not the
+        # server's answer) shows it gave up after its own 1.5 s.
         answer = _modern_call(g, "life", "steady_watched", {"seconds": 30, "marker": "deadline"})
-        assert answer["error"]["code"] == -32001
+        assert answer["error"]["code"] == REQUEST_TIMEOUT
         assert "did not answer in time" in answer["error"]["message"]
-        assert time.monotonic() - started < 10
         assert _wait_for_log(g, "cancelled deadline")
 
 
@@ -309,10 +329,10 @@ async def test_an_unassigned_or_removed_server_stops_at_once(tmp_path: Path) -> 
             kept_pid = int(text_of(await c.call_tool("kept_pid", {})))
             gone_pid = int(text_of(await c.call_tool("gone_pid", {})))
         g.cli("profile", "unassign", "pp", "gone")
-        assert await asyncio.to_thread(_gone_within, gone_pid, 10.0)
+        assert await asyncio.to_thread(_gone_within, gone_pid, 60.0)
         assert alive(kept_pid)
         g.cli("server", "remove", "kept")
-        assert await asyncio.to_thread(_gone_within, kept_pid, 10.0)
+        assert await asyncio.to_thread(_gone_within, kept_pid, 60.0)
 
 
 def _gone_within(pid: int, seconds: float) -> bool:

@@ -90,7 +90,8 @@ async def test_attack_a_tool_poisoned_after_consent_is_hidden_until_approved(
         assert ("lookup",) in pinned
         # The rug pull: the server updates itself; its next start advertises the poison.
         await c.call_tool("shifty_turn", {})
-    await asyncio.sleep(1.0)
+    # It exits 0.2 s after answering: wait until the gateway saw it go (not a fixed time).
+    assert await asyncio.to_thread(sgw.wait_for_server_log, "shifty", "pp", "exited with code 0")
     async with connect(sgw, "pp", "auto") as c:
         listed = {t.name: t for t in (await c.list_tools()).tools}
         names = set(listed)

@@ -28,7 +28,10 @@ async def slow(seconds: float) -> str:
 
 @server.tool()
 async def watched(seconds: float, marker: str) -> str:
-    """Sleeps; says on stderr when it was cancelled, so tests can see cancellation arrive."""
+    """Sleeps; says on stderr when it started and when it was cancelled, so tests can
+    wait for the call to be under way and see cancellation arrive."""
+    sys.stderr.write(f"crashy: watching {marker}\n")
+    sys.stderr.flush()
     try:
         await asyncio.sleep(seconds)
     except asyncio.CancelledError:
