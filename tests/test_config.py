@@ -36,6 +36,7 @@ def test_defaults_are_embedded(tmp_path: Path) -> None:
         ({"GIG_ALLOWED_ORIGINS": "evil"}, "GIG_ALLOWED_ORIGINS"),
         ({"GIG_MAX_BODY_BYTES": "lots"}, "GIG_MAX_BODY_BYTES"),
         ({"GIG_REQUEST_TIMEOUT": "-1"}, "GIG_REQUEST_TIMEOUT"),
+        ({"GIG_TASK_AFTER": "-1"}, "GIG_TASK_AFTER"),
         ({"GIG_REGISTRY_PUBKEY": "nothex"}, "GIG_REGISTRY_PUBKEY"),
         ({"GIG_REGISTRY_INDEX_URL": "ftp://x/index.json"}, "GIG_REGISTRY_INDEX_URL"),
         ({"GIG_ADMIN_EMAILS": "root"}, "GIG_ADMIN_EMAILS"),
@@ -81,6 +82,7 @@ def test_secret_values_are_never_echoed(tmp_path: Path) -> None:
 def test_secret_from_file(tmp_path: Path) -> None:
     f = tmp_path / "k"
     f.write_text(KEY + "\n")
+    f.chmod(0o600)  # a key file others can read is refused (tests/test_data_dir.py)
     s = load_settings({"GIG_DATA_DIR": str(tmp_path), "GIG_MASTER_KEY_FILE": str(f)})
     assert s.master_key == bytes.fromhex(KEY)
 

@@ -16,6 +16,7 @@ from gigmcp.config import Settings
 from gigmcp.credentials.provider import CredentialProvider, NoCredentials, launch_environment
 from gigmcp.egress.proxy import EgressProxy
 from gigmcp.endpoint.asgi import McpEndpoint
+from gigmcp.endpoint.sessions import SessionStore
 from gigmcp.router.gateway import Router
 from gigmcp.router.hub import GATEWAY_INFO
 from gigmcp.sandbox.jail import JailLimits
@@ -23,6 +24,7 @@ from gigmcp.store.catalog import StoreCatalog
 from gigmcp.store.views import ServerDef
 from gigmcp.supervisor.launcher import Launcher, LaunchSpec, PlainLauncher
 from gigmcp.supervisor.supervisor import Supervisor
+from gigmcp.upstream.connection import WireLimits
 from gigmcp.upstream.types import InstanceKey
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ class Gateway:
         self.settings = settings
         self.catalog = StoreCatalog(settings.database_url)
         self.router = Router(self.catalog, request_timeout=settings.request_timeout)
+        self.router.task_result_bytes = settings.task_result_bytes
+        self.router.task_after = settings.task_after
         self.credentials: CredentialProvider = credentials or NoCredentials()
         self.launcher: Launcher = launcher or PlainLauncher()
         self.egress = egress
@@ -54,6 +58,7 @@ class Gateway:
             logs_dir=settings.data_dir / "logs",
             idle_timeout=settings.idle_timeout,
             client_info=GATEWAY_INFO,
+            wire_limits=WireLimits(settings.max_message_bytes, settings.max_server_requests),
         )
         self.router.attach(self.supervisor)
         self.endpoint = McpEndpoint(
@@ -62,6 +67,14 @@ class Gateway:
             max_body_bytes=settings.max_body_bytes,
             request_timeout=settings.request_timeout,
             public_url=settings.public_url,
+            sessions=SessionStore(
+                settings.session_idle_timeout,
+                settings.max_sessions,
+                per_token=settings.sessions_per_token,
+                per_profile=settings.sessions_per_profile,
+                buffer_bytes=settings.client_buffer_bytes,
+            ),
+            buffer_bytes=settings.client_buffer_bytes,
         )
 
     def _spec_for(self, key: InstanceKey, server: ServerDef) -> LaunchSpec:

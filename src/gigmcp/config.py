@@ -12,13 +12,13 @@ import ipaddress
 import os
 import re
 import secrets
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
+from gigmcp import filemodes
 from gigmcp.sandbox.mode import MODES as SANDBOX_MODES
 
 
@@ -71,10 +71,30 @@ class Settings:
     egress_port: int = 3128  # and the next two, for transparent HTTP and TLS
     egress_dns: str | None = None  # a DNS server for the proxy, else the system resolver
     egress_ca_bundle: Path | None = None  # extra CAs to trust upstream (PEM)
+    # Upstream ports beyond 443 and 80 that servers may be granted (none by default).
+    egress_extra_ports: tuple[int, ...] = ()
+    # Addresses of the gateway's own host the proxy may dial anyway (none by default).
+    egress_allow_host_addresses: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    egress_audit_days: int = 30  # egress audit rows older than this are deleted
     allowed_origins: tuple[str, ...] = ()
     max_body_bytes: int = 4 * 1024 * 1024
     request_timeout: float = 120.0
     idle_timeout: float = 600.0
+    # Seconds a tools/call of a client that declared tasks may run before it answers
+    # with a task handle instead of the result.
+    task_after: float = 1.0
+    # Memory bounds outside the jails' cgroups (issue 11, item 8): one message from a
+    # server; each client stream's queue and each session's replay buffer; concurrent
+    # server→client requests per instance; stored task results per profile.
+    max_message_bytes: int = 4 * 1024 * 1024
+    client_buffer_bytes: int = 1024 * 1024
+    max_server_requests: int = 16
+    task_result_bytes: int = 64 * 1024 * 1024
+    # Legacy sessions (item 9): per token, per profile, in all; idle expiry.
+    sessions_per_token: int = 100
+    sessions_per_profile: int = 1000
+    max_sessions: int = 10_000
+    session_idle_timeout: float = 3600.0
     log_level: str = "info"
 
     @property
@@ -92,7 +112,13 @@ def _read(env: Mapping[str, str], name: str, secret: bool = False) -> str | None
         raise ConfigError(f"{name} and {name}_FILE are both set; set only one")
     if path is not None:
         try:
-            return Path(path).read_text().strip()
+            with open(path, encoding="utf-8") as f:
+                if secret:
+                    # Checked on the open file: a key others can read may have leaked.
+                    filemodes.check_secret_file(f.fileno(), path, f"{name}_FILE")
+                return f.read().strip()
+        except filemodes.ModeError as exc:
+            raise ConfigError(str(exc)) from None
         except OSError as exc:
             raise ConfigError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from exc
     if direct is not None and secret:
@@ -125,6 +151,21 @@ def _count(name: str, raw: str, low: int, high: int) -> int:
     return int(raw)
 
 
+def _bytes(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """A byte count, plain or with a K/M/G suffix (binary units: 4M is 4 MiB)."""
+    raw = env.get(name)
+    if raw is None:
+        return default
+    m = re.fullmatch(r"\s*(\d{1,13})\s*([KMG]?)i?B?\s*", raw, re.IGNORECASE)
+    value = int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2).upper()] if m else -1
+    if not low <= value <= high:
+        raise ConfigError(
+            f"{name}: expected a byte count from {low} to {high} (suffix K, M or G allowed), "
+            f"got {raw!r}"
+        )
+    return value
+
+
 def _port(name: str, raw: str) -> int:
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise ConfigError(f"{name}: expected a port number 1-65535, got {raw!r}")
@@ -151,6 +192,34 @@ def _dns_server(raw: str | None) -> str | None:
     if sep:
         _port("GIG_EGRESS_DNS", port)
     return raw.strip()
+
+
+def _extra_ports(raw: str | None) -> tuple[int, ...]:
+    items = [p.strip() for p in (raw or "").split(",") if p.strip()]
+    for p in items:
+        if not p.isdigit() or not 0 < int(p) < 65536:
+            raise ConfigError(
+                f"GIG_EGRESS_EXTRA_PORTS: expected port numbers 1-65535 separated by commas, "
+                f"not {p[:20]!r}"
+            )
+    return tuple(dict.fromkeys(int(p) for p in items))
+
+
+def _host_addresses(
+    raw: str | None,
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    out: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for item in (i.strip() for i in (raw or "").split(",")):
+        if not item:
+            continue
+        try:
+            out.append(ipaddress.ip_network(item, strict=True))
+        except ValueError as exc:
+            raise ConfigError(
+                f"GIG_EGRESS_ALLOW_HOST_ADDRESSES: {item[:50]!r} is not an IP address or "
+                f"CIDR network ({exc})"
+            ) from None
+    return tuple(dict.fromkeys(out))
 
 
 def _ca_bundle(raw: str | None) -> Path | None:
@@ -205,8 +274,29 @@ def default_data_dir() -> Path:
     return Path.home() / ".local" / "share" / "gigmcp"
 
 
+# Secrets the gateway reads from its environment (or the file named by ``<NAME>_FILE``).
+# Once loaded they leave ``os.environ``: a child started without an explicit environment
+# (a helper, a library's subprocess) would otherwise inherit them.
+SECRET_VARIABLES = (
+    "GIG_MASTER_KEY",
+    "GIG_MASTER_KEY_PREVIOUS",
+    "GIG_DATABASE_URL",
+    "GIG_OIDC_CLIENT_SECRET",
+)
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    env = os.environ if environ is None else environ
+    """Settings from ``environ``, or from the process environment, whose secrets are then
+    removed from ``os.environ`` (:data:`SECRET_VARIABLES`): call it once per process."""
+    settings = _load(os.environ if environ is None else environ)
+    if environ is None:
+        for name in SECRET_VARIABLES:
+            os.environ.pop(name, None)
+            os.environ.pop(f"{name}_FILE", None)
+    return settings
+
+
+def _load(env: Mapping[str, str]) -> Settings:
     data_dir = Path(env.get("GIG_DATA_DIR") or default_data_dir()).expanduser()
     database_url = (
         _read(env, "GIG_DATABASE_URL", secret=True) or f"sqlite:///{data_dir / 'gigmcp.db'}"
@@ -302,6 +392,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         egress_port=_egress_port(env.get("GIG_EGRESS_PORT", "3128")),
         egress_dns=_dns_server(env.get("GIG_EGRESS_DNS")),
         egress_ca_bundle=_ca_bundle(env.get("GIG_EGRESS_CA_BUNDLE")),
+        egress_extra_ports=_extra_ports(env.get("GIG_EGRESS_EXTRA_PORTS")),
+        egress_allow_host_addresses=_host_addresses(env.get("GIG_EGRESS_ALLOW_HOST_ADDRESSES")),
+        egress_audit_days=_count(
+            "GIG_EGRESS_AUDIT_DAYS", env.get("GIG_EGRESS_AUDIT_DAYS", "30"), 1, 3650
+        ),
         master_key=_master_key(_read(env, "GIG_MASTER_KEY", secret=True)),
         master_key_previous=_master_key(
             _read(env, "GIG_MASTER_KEY_PREVIOUS", secret=True), "GIG_MASTER_KEY_PREVIOUS"
@@ -324,12 +419,57 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_body_bytes=int(_number(env, "GIG_MAX_BODY_BYTES", 4 * 1024 * 1024, 1024)),
         request_timeout=_number(env, "GIG_REQUEST_TIMEOUT", 120.0, 0.1),
         idle_timeout=_number(env, "GIG_IDLE_TIMEOUT", 600.0, 0.1),
+        task_after=_number(env, "GIG_TASK_AFTER", 1.0, 0.0),
+        max_message_bytes=_bytes(env, "GIG_MAX_MESSAGE_BYTES", 4 << 20, 64 << 10, 1 << 30),
+        client_buffer_bytes=_bytes(env, "GIG_CLIENT_BUFFER_BYTES", 1 << 20, 64 << 10, 1 << 30),
+        max_server_requests=_count(
+            "GIG_MAX_SERVER_REQUESTS", env.get("GIG_MAX_SERVER_REQUESTS", "16"), 1, 10_000
+        ),
+        task_result_bytes=_bytes(env, "GIG_TASK_RESULT_BYTES", 64 << 20, 1 << 20, 1 << 40),
+        sessions_per_token=_count(
+            "GIG_SESSIONS_PER_TOKEN", env.get("GIG_SESSIONS_PER_TOKEN", "100"), 1, 1_000_000
+        ),
+        sessions_per_profile=_count(
+            "GIG_SESSIONS_PER_PROFILE", env.get("GIG_SESSIONS_PER_PROFILE", "1000"), 1, 1_000_000
+        ),
+        max_sessions=_count(
+            "GIG_MAX_SESSIONS", env.get("GIG_MAX_SESSIONS", "10000"), 1, 10_000_000
+        ),
+        session_idle_timeout=_number(env, "GIG_SESSION_IDLE_TIMEOUT", 3600.0, 1.0),
         log_level=level,
     )
 
 
+def _data_dir_mode(settings: Settings) -> int:
+    """0700; 0711 when the packages folder lies inside the data directory (the jails'
+    uids must traverse it to reach their packages, and still cannot list it)."""
+    data, packages = settings.data_dir.resolve(), settings.packages_dir.resolve()
+    return 0o711 if packages != data and packages.is_relative_to(data) else 0o700
+
+
 def ensure_data_dir(settings: Settings) -> None:
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """The data directory, created 0700 or checked and repaired (``filemodes``' rule), and
+    the SQLite database files, wherever ``GIG_DATABASE_URL`` puts them. At start-up of
+    ``serve`` and of every command; a refusal is one line naming the variable."""
+    mode = _data_dir_mode(settings)
+    try:
+        filemodes.private_dir(settings.data_dir, "GIG_DATA_DIR", mode)
+        if mode != 0o700:
+            # Others may reach an entry by its name: each stays private on its own.
+            packages = settings.packages_dir.resolve().relative_to(settings.data_dir.resolve())
+            for entry in os.scandir(settings.data_dir):
+                path = Path(entry.path)
+                if entry.name in (packages.parts[0], "master.key") or entry.is_symlink():
+                    continue  # the jails' folder; the key has a stricter rule of its own
+                if entry.is_dir():
+                    filemodes.private_dir(path, "GIG_DATA_DIR")
+                elif entry.is_file():
+                    filemodes.private_file(path, "GIG_DATA_DIR")
+        database = filemodes.sqlite_database(settings.database_url)
+        if database is not None:
+            filemodes.sqlite_files(database, "GIG_DATABASE_URL", create=False)
+    except filemodes.ModeError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def ensure_master_key(settings: Settings) -> str | None:
@@ -338,17 +478,19 @@ def ensure_master_key(settings: Settings) -> str | None:
     With neither ``GIG_MASTER_KEY`` nor ``GIG_MASTER_KEY_FILE``, the key lives in
     ``<data_dir>/master.key`` (0600); a key file readable by others is refused.
     """
+    ensure_data_dir(settings)
     if settings.master_key is not None:
         return None
-    ensure_data_dir(settings)
     path = settings.data_dir / "master.key"
     if path.exists():
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise ConfigError(
-                f"GIG_MASTER_KEY_FILE: {path} is readable by others (mode {mode:o}); chmod 600 it"
-            )
-        _master_key(path.read_text().strip())
+        try:
+            with open(path, encoding="utf-8") as f:
+                filemodes.check_secret_file(f.fileno(), str(path), "GIG_MASTER_KEY")
+                _master_key(f.read().strip(), f"master key file {path}")
+        except filemodes.ModeError as exc:
+            raise ConfigError(str(exc)) from None
+        except OSError as exc:
+            raise ConfigError(f"GIG_MASTER_KEY: cannot read {path}: {exc.strerror}") from exc
         return None
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:

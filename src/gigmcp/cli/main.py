@@ -17,7 +17,8 @@ import typer
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from gigmcp.config import ConfigError, Settings, load_settings
+from gigmcp import filemodes
+from gigmcp.config import ConfigError, Settings, ensure_data_dir, load_settings
 from gigmcp.store import admin
 from gigmcp.store.admin import AdminError
 from gigmcp.store.db import make_engine, migrate
@@ -51,6 +52,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def _store() -> tuple[Settings, Engine, int]:
     try:
         settings = load_settings()
+        ensure_data_dir(settings)
     except ConfigError as err:
         fail(str(err), 2)
     engine = make_engine(settings.database_url)
@@ -155,7 +157,9 @@ def server_add(
     tmp_size: str = typer.Option(None, "--tmp-size", help="Size of /tmp (default 64M)."),
     home_size: str = typer.Option(None, "--home-size", help="Size of $HOME (default 64M)."),
     egress: list[str] = typer.Option([], "--egress", help="Allowed host (or *.suffix)."),
-    egress_port: list[int] = typer.Option([], "--egress-port", help="Allowed port (443, 80)."),
+    egress_port: list[int] = typer.Option(
+        [], "--egress-port", help="Allowed port (default 443; 80 plain HTTP, no credential)."
+    ),
     credential: list[str] = typer.Option(
         [], "--credential", help="Credential definition (JSON, as in a registry manifest)."
     ),
@@ -171,13 +175,26 @@ def server_add(
         if not sep:
             fail(f"--env expects KEY=VALUE, got {item!r} (use --env-name KEY for a declared name)")
         literal[key] = value
-    _, engine, uid = _store()
+    settings, engine, uid = _store()
     _run(
         lambda: admin.add_server(
-            engine, uid, name, command, literal, list(env_name), cwd, limits, egress_json, creds
+            engine,
+            uid,
+            name,
+            command,
+            literal,
+            list(env_name),
+            cwd,
+            limits,
+            egress_json,
+            creds,
+            extra_ports=settings.egress_extra_ports,
         )
     )
     typer.echo(f"added server {name}", err=True)
+    from gigmcp.cli.launchcheck import warn_on_add
+
+    warn_on_add(name, command, cwd)
 
 
 def _egress(hosts: list[str], ports: list[int]) -> dict[str, Any]:
@@ -208,10 +225,15 @@ def server_egress(
     credential: list[str] = typer.Option([], "--credential", help="Credential definition."),
 ) -> None:
     """Replace a server's egress allowlist (and credential definitions, if given)."""
-    _, engine, uid = _store()
+    settings, engine, uid = _store()
     creds = _credentials(credential) if credential else None
-    _run(lambda: admin.set_egress(engine, uid, name, _egress(egress, egress_port), creds))
-    typer.echo(f"egress of {name} updated; it applies from its next start", err=True)
+    egress_json = _egress(egress, egress_port)
+    _run(
+        lambda: admin.set_egress(
+            engine, uid, name, egress_json, creds, extra_ports=settings.egress_extra_ports
+        )
+    )
+    typer.echo(f"egress of {name} updated; running instances restart with it", err=True)
 
 
 def _limits(
@@ -381,8 +403,18 @@ def doctor() -> None:
             typer.echo(
                 f"MISSING  {c.name:<{width}}  {c.problem}\n         {'':<{width}}  fix: {c.fix}"
             )
+    from gigmcp.cli.launchcheck import print_server_checks
+
+    servers_ok = print_server_checks()
     if not all(c.ok for c in checks):
         typer.echo("gigmcp: this host cannot jail MCP servers (see above)", err=True)
+        raise typer.Exit(1)
+    if not servers_ok:
+        typer.echo(
+            "gigmcp: this host can jail MCP servers, but some servers cannot run in the "
+            "jail (see above)",
+            err=True,
+        )
         raise typer.Exit(1)
     typer.echo("gigmcp: this host can jail MCP servers", err=True)
 
@@ -398,4 +430,7 @@ _register_serve()
 
 
 def main() -> None:
+    # First thing, before any file is made: nothing the gateway writes is readable by
+    # another user unless it says so (the package folders the jails read do).
+    filemodes.set_umask()
     app()

@@ -18,6 +18,8 @@ from gigmcp.credentials.vault_provider import VaultCredentials
 from gigmcp.egress import authority
 from gigmcp.egress.audit import EgressAudit
 from gigmcp.egress.certs import CertificateAuthority, LeafCache, upstream_context
+from gigmcp.egress.hostaddr import HostAddresses
+from gigmcp.egress.policy import PortRules
 from gigmcp.egress.proxy import EgressProxy, ProxyPorts
 from gigmcp.egress.resolver import DnsResolver, SystemResolver
 from gigmcp.store.db import make_engine, migrate
@@ -70,14 +72,18 @@ def _attach_egress(gateway: Gateway, settings: Settings, parts: _EgressParts) ->
     extra = settings.egress_ca_bundle.read_bytes() if settings.egress_ca_bundle else None
     p = settings.egress_port
     gateway.credentials = provider
+    host = HostAddresses(settings.egress_allow_host_addresses)
     proxy = gateway.egress = EgressProxy(
         identities=gateway.launcher.identities,
         grants=provider.for_instance,
-        resolver=DnsResolver(settings.egress_dns) if settings.egress_dns else SystemResolver(),
+        resolver=(
+            DnsResolver(settings.egress_dns, host) if settings.egress_dns else SystemResolver(host)
+        ),
         leaves=LeafCache(parts.ca),
         upstream_tls=upstream_context(extra),
-        audit=EgressAudit(parts.engine),
+        audit=EgressAudit(parts.engine, settings.egress_audit_days),
         ports=ProxyPorts.from_base(p),
+        port_rules=PortRules(settings.egress_extra_ports),
     )
     identities = gateway.launcher.identities
 
@@ -89,6 +95,15 @@ def _attach_egress(gateway: Gateway, settings: Settings, parts: _EgressParts) ->
             proxy.forget(key)
 
     gateway.launcher.on_instance_end.append(ended)
+
+    def retired(key: InstanceKey) -> None:
+        # Taken out of service (its grant changed, its server went away, idle, shutdown):
+        # the grant goes now, not when the process is gone. The supervisor starts no new
+        # instance of the key until this one has ended.
+        provider.forget(key)
+        proxy.forget(key)
+
+    gateway.supervisor.on_retire.append(retired)
 
 
 def serve(

@@ -9,7 +9,7 @@ It must never return or log a token except from :func:`mint_token`, once.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from gigmcp.auth import tokens
 from gigmcp.credentials.definitions import DefinitionError, parse_credentials, parse_egress
+from gigmcp.egress.policy import PortNotPermitted, PortRules
 from gigmcp.store.limits import LimitError
 from gigmcp.store.limits import check as check_limits
 from gigmcp.store.models import (
@@ -122,12 +123,13 @@ def add_server(
     limits: dict[str, int] | None = None,
     egress: dict[str, Any] | None = None,
     credentials: list[dict[str, Any]] | None = None,
+    extra_ports: Collection[int] = (),
 ) -> None:
     try:
         checked = check_limits(dict(limits or {}))
     except LimitError as exc:
         raise AdminError(str(exc)) from exc
-    egress_json, credentials_json = _definitions(egress, credentials)
+    egress_json, credentials_json = _definitions(egress, credentials, extra_ports)
     if not SERVER_NAME.match(name):
         raise AdminError(
             f"invalid server name {name!r}: a-z, 0-9 and '-' only "
@@ -169,12 +171,17 @@ def set_limits(engine: Engine, user_id: int, name: str, limits: dict[str, int]) 
 
 
 def _definitions(
-    egress: dict[str, Any] | None, credentials: list[dict[str, Any]] | None
+    egress: dict[str, Any] | None,
+    credentials: list[dict[str, Any]] | None,
+    extra_ports: Collection[int] = (),
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Parse and check a grant. ``extra_ports``: the operator's GIG_EGRESS_EXTRA_PORTS;
+    without it, only 443 and 80 (the proxy checks again at run time)."""
     try:
         parsed = parse_egress(egress)
         creds = parse_credentials(credentials, parsed)
-    except DefinitionError as exc:
+        PortRules(extra_ports).check(parsed.ports)
+    except (DefinitionError, PortNotPermitted) as exc:
         raise AdminError(str(exc)) from exc
     return parsed.to_json(), [c.to_json() for c in creds]
 
@@ -185,13 +192,14 @@ def set_egress(
     name: str,
     egress: dict[str, Any],
     credentials: list[dict[str, Any]] | None = None,
+    extra_ports: Collection[int] = (),
 ) -> None:
     """Replace a server's egress allowlist (and, if given, its credential definitions);
-    running instances pick it up at their next start."""
+    running instances are retired as soon as the gateway notices (router/gateway.py)."""
     with change(engine, "server.egress", user_id, server=name) as s:
         srv = _server(s, name)
         egress_json, creds_json = _definitions(
-            egress, srv.credentials if credentials is None else credentials
+            egress, srv.credentials if credentials is None else credentials, extra_ports
         )
         srv.egress, srv.credentials = egress_json, creds_json
 
@@ -220,6 +228,16 @@ def set_credential(
                 f"server {server!r} declares no credential {credential_id!r}"
                 + (f" (it declares: {', '.join(sorted(map(str, known)))})" if known else "")
             )
+        # A sealed value travels in a header the proxy renders: one h11 would refuse
+        # (a trailing space) is refused here, by what is wrong and never quoting it.
+        try:
+            defs = parse_credentials(srv.credentials, parse_egress(srv.egress))
+        except DefinitionError as exc:
+            raise AdminError(f"server {server!r}: {exc}") from None
+        (cred,) = (c for c in defs if c.id == credential_id)
+        problem = cred.value_problem(value) if cred.sealed else None
+        if problem is not None:
+            raise AdminError(f"{server}/{credential_id}: {problem}")
         vault_store.put(s, keyring, user_id, srv.id, credential_id, value)
 
 
