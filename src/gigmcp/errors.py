@@ -1,0 +1,74 @@
+"""The one error tree of the gateway.
+
+Owns: the base class every error the gateway raises on purpose derives from, and its
+branches. An edge (the CLI, the MCP endpoint, the REST API) catches a branch, or
+``GigError`` itself, instead of listing classes from seven packages, and turns it into
+its own shape: one line on a terminal, a JSON-RPC error, a problem document.
+
+Must never: import anything (every package may import this module, so it stands below
+all of them), carry a secret in a message (messages reach terminals, logs and
+clients), or do work in a constructor.
+
+The toolspec engine is not on this tree on purpose: it runs inside the jail with the
+standard library alone and never imports the gateway.
+"""
+
+from __future__ import annotations
+
+
+class GigError(Exception):
+    """Something the gateway refuses or cannot do, said in words an operator can act on."""
+
+
+# --- What an operator or user asked for, judged by the service layer ----------------
+
+
+class ControlError(GigError):
+    """A request to the service layer that cannot be carried out as asked."""
+
+
+class NotFound(ControlError, LookupError):
+    """The named row does not exist, or the acting user may not know that it does."""
+
+
+class Forbidden(ControlError, PermissionError):
+    """The acting user may not do this to this row."""
+
+
+class Conflict(ControlError):
+    """The request contradicts what exists (a name taken, a state already reached)."""
+
+
+class Invalid(ControlError, ValueError):
+    """The request itself is malformed: a bad name, value, duration or definition."""
+
+
+# --- The branches of the planes ---------------------------------------------------
+
+
+class ConfigurationError(GigError):
+    """A setting, file or folder the gateway was given cannot be used."""
+
+
+class RegistryError(GigError, ValueError):
+    """A manifest, toolspec, signature or index of the registry is not acceptable."""
+
+
+class InstallError(GigError):
+    """A package or server could not be installed, verified or laid out."""
+
+
+class LaunchError(GigError):
+    """A server instance could not be started, or its jail could not be built."""
+
+
+class EgressError(GigError):
+    """The egress proxy refused or could not complete an exchange."""
+
+
+class VaultError(GigError):
+    """A secret could not be sealed, opened or rotated."""
+
+
+class UpstreamError(GigError):
+    """An MCP server connection failed, closed, or sent what the gateway will not take."""
