@@ -27,11 +27,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gigmcp.core.instances import InstanceKey
+from gigmcp.core.launch import JailLimits, LaunchedProcess, LaunchSpec
 from gigmcp.sandbox import cgroups
-from gigmcp.sandbox.jail import JailLimits
 from gigmcp.sandbox.launcher import SandboxConfig, SandboxLauncher
-from gigmcp.supervisor.launcher import LaunchedProcess, LaunchSpec, PlainLauncher
-from gigmcp.upstream.types import InstanceKey
+from gigmcp.supervisor.launcher import PlainLauncher
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / "tests" / "peers"

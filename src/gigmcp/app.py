@@ -9,28 +9,24 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 from gigmcp.config import Settings
+from gigmcp.core.asgi import Receive, Scope, Send
+from gigmcp.core.instances import InstanceKey
+from gigmcp.core.launch import JailLimits, Launcher, LaunchSpec
+from gigmcp.core.server_info import GATEWAY_INFO
+from gigmcp.core.views import ServerDef
 from gigmcp.credentials.provider import CredentialProvider, NoCredentials, launch_environment
 from gigmcp.egress.proxy import EgressProxy
 from gigmcp.endpoint.asgi import McpEndpoint
 from gigmcp.endpoint.sessions import SessionStore
 from gigmcp.router.gateway import Router
-from gigmcp.router.hub import GATEWAY_INFO
-from gigmcp.sandbox.jail import JailLimits
 from gigmcp.store.catalog import StoreCatalog
-from gigmcp.store.views import ServerDef
-from gigmcp.supervisor.launcher import Launcher, LaunchSpec, PlainLauncher
+from gigmcp.supervisor.launcher import PlainLauncher
 from gigmcp.supervisor.supervisor import Supervisor
 from gigmcp.upstream.connection import WireLimits
-from gigmcp.upstream.types import InstanceKey
 
 log = logging.getLogger(__name__)
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class Gateway:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gigmcp.credentials.definitions import DefinitionError, parse_credentials, parse_egress
+from gigmcp.core.definitions import DefinitionError, parse_credentials, parse_egress
 
 EGRESS = parse_egress({"hosts": ["api.example.com", "*.svc.example.com"]})
 SEALED = {

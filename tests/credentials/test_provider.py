@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from gigmcp.core.instances import InstanceKey
+from gigmcp.core.views import ServerDef
 from gigmcp.credentials.provider import NoCredentials, launch_environment
-from gigmcp.store.views import ServerDef
-from gigmcp.upstream.types import InstanceKey
 
 SERVER = ServerDef(1, "srv", 1, ("x",), env=(("MODE", "fast"),), env_names=("API_KEY",))
 KEY = InstanceKey(1, "srv")

@@ -18,17 +18,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gigmcp.credentials.definitions import parse_credentials, parse_egress
-from gigmcp.credentials.vault_provider import InstanceCredentials
+from gigmcp.core.definitions import parse_credentials, parse_egress
+from gigmcp.core.instances import InstanceKey
+from gigmcp.core.placeholders import InstanceCredentials
+from gigmcp.core.views import ServerDef
 from gigmcp.egress.audit import EgressAudit
 from gigmcp.egress.certs import CertificateAuthority, LeafCache, upstream_context
 from gigmcp.egress.proxy import EgressProxy, ProxyPorts
-from gigmcp.egress.resolver import DnsResolver
+from gigmcp.netpolicy.resolver import DnsResolver
 from gigmcp.sandbox.identity import Identity, SourceTable
 from gigmcp.store.db import make_engine, migrate
 from gigmcp.store.models import EgressAuditRow
-from gigmcp.store.views import ServerDef
-from gigmcp.upstream.types import InstanceKey
 from tests.egress.lab import PROXY_IP, SANDBOX_IP, Lab
 
 KEY = InstanceKey(1, "api")
@@ -99,11 +99,11 @@ async def running_proxy(
     resolver_kw: dict[str, Any] = {}
     proxy_kw: dict[str, Any] = {}
     if "allow_host_addresses" in operator:
-        from gigmcp.egress.hostaddr import HostAddresses
+        from gigmcp.netpolicy.hostaddr import HostAddresses
 
         resolver_kw["host_addresses"] = HostAddresses(operator["allow_host_addresses"])
     if "extra_ports" in operator:
-        from gigmcp.egress.policy import PortRules
+        from gigmcp.netpolicy.policy import PortRules
 
         proxy_kw["port_rules"] = PortRules(operator["extra_ports"])
     proxy = EgressProxy(

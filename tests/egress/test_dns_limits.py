@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from gigmcp.core.instances import InstanceKey
 from gigmcp.egress import dns as sandbox_dns
 from gigmcp.egress.audit import MAX_QUEUE, EgressAudit, EgressEvent
 from gigmcp.egress.dns import (
@@ -33,11 +34,10 @@ from gigmcp.egress.dns import (
     SandboxDns,
     serve_dns,
 )
-from gigmcp.egress.policy import EgressPolicy
+from gigmcp.netpolicy.policy import EgressPolicy
 from gigmcp.sandbox.identity import Identity, SourceTable
 from gigmcp.store.db import make_engine, migrate
 from gigmcp.store.models import EgressAuditRow, utcnow
-from gigmcp.upstream.types import InstanceKey
 from tests.gateway_harness import free_port
 
 LOOPBACK = "127.0.0.1"

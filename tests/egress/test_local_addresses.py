@@ -142,7 +142,7 @@ def _interface_addresses() -> list[ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def test_attack_every_address_of_every_interface_of_this_host_is_refused() -> None:
-    from gigmcp.egress.hostaddr import HostAddresses
+    from gigmcp.netpolicy.hostaddr import HostAddresses
 
     guard = HostAddresses()
     addresses = _interface_addresses()
@@ -152,7 +152,7 @@ def test_attack_every_address_of_every_interface_of_this_host_is_refused() -> No
 
 
 def test_a_foreign_public_address_is_not_the_hosts() -> None:
-    from gigmcp.egress.hostaddr import HostAddresses
+    from gigmcp.netpolicy.hostaddr import HostAddresses
 
     guard = HostAddresses()
     mine = set(_interface_addresses())
@@ -166,7 +166,7 @@ def test_a_foreign_public_address_is_not_the_hosts() -> None:
 def test_attack_a_local_route_makes_a_whole_range_the_hosts(the_lab: Lab) -> None:
     # ``ip route add local NET dev lo`` (AnyIP): no interface holds these addresses, yet
     # the host answers on every one of them. The kernel's own routing answer covers it.
-    from gigmcp.egress.hostaddr import HostAddresses
+    from gigmcp.netpolicy.hostaddr import HostAddresses
 
     guard = HostAddresses()
     inside = ipaddress.ip_address("11.3.0.77")

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from gigmcp.config import ConfigError, load_settings
-from gigmcp.credentials.definitions import parse_egress
-from gigmcp.egress.hosts import canonical_host
-from gigmcp.egress.policy import EgressPolicy
+from gigmcp.core.definitions import parse_egress
+from gigmcp.netpolicy.hosts import canonical_host
+from gigmcp.netpolicy.policy import EgressPolicy
 from tests.egress.lab import Lab, lab
 from tests.egress.proxy_support import running_proxy
 from tests.gateway_harness import GatewayProc, gateway
@@ -45,7 +45,7 @@ def test_attack_a_stored_grant_of_another_port_is_refused_at_run_time(port: int)
 
 
 def test_the_operators_extra_ports_permit_exactly_those() -> None:
-    from gigmcp.egress.policy import PortRules
+    from gigmcp.netpolicy.policy import PortRules
 
     policy = EgressPolicy(["api.example.test"], [443, 2375, 22], PortRules([2375]))
     assert policy.check(HOST, 2375).allowed

@@ -27,18 +27,18 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gigmcp.credentials.definitions import parse_credentials, parse_egress
-from gigmcp.credentials.vault_provider import InstanceCredentials, Sealed
+from gigmcp.core.definitions import parse_credentials, parse_egress
+from gigmcp.core.instances import InstanceKey
+from gigmcp.core.placeholders import InstanceCredentials, Sealed
+from gigmcp.core.views import ServerDef
 from gigmcp.egress import proxy as proxy_module
 from gigmcp.egress.audit import EgressAudit, EgressEvent
 from gigmcp.egress.certs import CertificateAuthority, LeafCache, upstream_context
 from gigmcp.egress.proxy import EgressProxy, ProxyPorts
-from gigmcp.egress.resolver import DnsResolver
+from gigmcp.netpolicy.resolver import DnsResolver
 from gigmcp.sandbox.identity import Identity, SourceTable
 from gigmcp.store.db import make_engine, migrate
 from gigmcp.store.models import EgressAuditRow
-from gigmcp.store.views import ServerDef
-from gigmcp.upstream.types import InstanceKey
 from tests.egress.lab import (
     OTHER_SANDBOX_IP,
     PROXY_IP,

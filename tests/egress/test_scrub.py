@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 import pytest
 
-from gigmcp.egress.scrub import Detector, Scrubber, ScrubRules, encoded_forms, placeholder
+from gigmcp.core.placeholders import placeholder
+from gigmcp.egress.scrub import Detector, Scrubber, ScrubRules, encoded_forms
 
 # '/', '+', '=', '"', a space and a non-ASCII letter: every encoding changes it.
 SECRET = b'sk_live_51Hx/9+Zq=REAL"key \xc3\xa9end'

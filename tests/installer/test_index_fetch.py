@@ -20,15 +20,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gigmcp.egress.resolver import DnsResolver
-from gigmcp.registry import signing
-from gigmcp.registry.fetch import (
+from gigmcp.installer.index_fetch import (
     Accepted,
     IndexFetchError,
     RegistrySource,
     Unreachable,
     fetch_index,
 )
+from gigmcp.netpolicy.resolver import DnsResolver
+from gigmcp.registry import signing
 from gigmcp.registry.index import build_index
 from tests.egress.lab import HOST_IP, HOST_NAMES, Lab, host_address, lab
 from tests.registry.samples import good

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from gigmcp.credentials.definitions import parse_credentials, parse_egress
+from gigmcp.core.definitions import parse_credentials, parse_egress
 from gigmcp.installer import records, toolspec
 from gigmcp.store import admin
 from gigmcp.store.db import make_engine

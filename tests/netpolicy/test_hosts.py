@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from gigmcp.egress.hosts import HostError, canonical_host, canonical_pattern, split_authority
+from gigmcp.netpolicy.hosts import HostError, canonical_host, canonical_pattern, split_authority
 
 # 63 + 1 + 63 + 1 + 63 + 1 + 61 = 253 characters: the longest name DNS can carry.
 LONGEST_NAME = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gigmcp.egress.hosts import HostError, canonical_host
-from gigmcp.egress.policy import EgressPolicy, PortRules
+from gigmcp.netpolicy.hosts import HostError, canonical_host
+from gigmcp.netpolicy.policy import EgressPolicy, PortRules
 
 POLICY = EgressPolicy(["api.example.com", "*.svc.example.com", "bücher.example"])
 

@@ -7,8 +7,8 @@ import ipaddress
 
 import pytest
 
-from gigmcp.egress.hosts import canonical_host
-from gigmcp.egress.ssrf import (
+from gigmcp.netpolicy.hosts import canonical_host
+from gigmcp.netpolicy.ssrf import (
     IPV4_BLOCKED,
     IPV6_BLOCKED,
     blocked_reason,

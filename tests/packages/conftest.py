@@ -247,8 +247,8 @@ async def _exchange(proc: Any, message: dict[str, Any]) -> dict[str, Any] | None
 async def mcp_tools_in_jail(launcher: Any, name: str, command: LaunchCommand) -> dict[str, Any]:
     """Start ``command`` in the real jail, complete ``initialize`` and ``tools/list``
     over its stdio, and return both results."""
-    from gigmcp.supervisor.launcher import LaunchSpec
-    from gigmcp.upstream.types import InstanceKey
+    from gigmcp.core.instances import InstanceKey
+    from gigmcp.core.launch import LaunchSpec
 
     proc = await launcher.launch(LaunchSpec(InstanceKey(1, name), command.argv, cwd=command.cwd))
     try:

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from gigmcp.core.instances import InstanceKey
+from gigmcp.core.launch import LaunchedProcess, LaunchSpec
+from gigmcp.core.views import ServerDef
 from gigmcp.router.gateway import Router
 from gigmcp.store import admin
 from gigmcp.store.catalog import StoreCatalog
-from gigmcp.store.views import ServerDef
-from gigmcp.supervisor.launcher import LaunchedProcess, LaunchSpec, PlainLauncher
+from gigmcp.supervisor.launcher import PlainLauncher
 from gigmcp.supervisor.supervisor import StartError, Supervisor, default_spec
-from gigmcp.upstream.types import InstanceKey
 from gigmcp.vault.keys import Keyring, MasterKey
 from tests.gateway_harness import TIME
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from gigmcp.router.pins import PinBook, PinChange, fingerprint
+from gigmcp.core.pins import PinBook, PinChange, fingerprint
 from tests.gateway_harness import ROOT, GatewayProc, gateway
 from tests.router.test_aggregation import connect, text_of
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from gigmcp.core.jsontypes import JSON
 from gigmcp.mcp.jsonrpc import RpcError
-from gigmcp.router.context import JSON, RequestContext
+from gigmcp.router.context import RequestContext
 from gigmcp.router.tasks import EXTENSION, TaskTable
 
 

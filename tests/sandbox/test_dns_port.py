@@ -20,7 +20,7 @@ import pytest
 
 from gigmcp.egress.audit import EgressAudit
 from gigmcp.egress.dns import serve_dns
-from gigmcp.egress.policy import EgressPolicy
+from gigmcp.netpolicy.policy import EgressPolicy
 from gigmcp.sandbox.firewall import DNS_BURST, DNS_RATE_PER_S
 from gigmcp.sandbox.identity import SourceTable
 from gigmcp.sandbox.netns import SandboxNetwork

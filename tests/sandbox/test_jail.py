@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from gigmcp.core.launch import JailLimits
 from gigmcp.sandbox import jail
 
 
@@ -34,7 +35,7 @@ def test_dev_is_read_only_but_dev_shm_is_a_sized_tmpfs() -> None:
     plan = jail.RuntimePlan(
         argv=("/bin/true",), kind="binary", ro_paths=(), symlinks=(), workdir=None
     )
-    args = jail.bwrap_args(plan, {}, jail.JailLimits(tmp_bytes=1 << 20), {}, 3, 4)
+    args = jail.bwrap_args(plan, {}, JailLimits(tmp_bytes=1 << 20), {}, 3, 4)
     shm = args.index("/dev/shm")
     assert args[shm - 1] == "--tmpfs" and args[shm - 5 : shm - 3] == ["--size", str(1 << 20)]
     assert args.index("--dev") < shm < args.index("--remount-ro")

@@ -20,10 +20,9 @@ from typing import Any
 
 import pytest
 
-from gigmcp.sandbox.jail import JailLimits
+from gigmcp.core.instances import InstanceKey
+from gigmcp.core.launch import JailLimits, LaunchedProcess, LaunchSpec
 from gigmcp.sandbox.launcher import SandboxConfig, SandboxLauncher
-from gigmcp.supervisor.launcher import LaunchedProcess, LaunchSpec
-from gigmcp.upstream.types import InstanceKey
 from tests.sandbox.test_network import listener, outside_namespace
 
 pytestmark = pytest.mark.root

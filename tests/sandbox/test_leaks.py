@@ -93,9 +93,9 @@ def _namespaces(kind: str) -> set[str]:
 @pytest.mark.parametrize("mode", ["root", "userns"])
 async def test_many_spawn_kill_cycles_leave_nothing_behind(mode: str) -> None:
     """A few dozen in the default suite; GIG_SLOW_TESTS=1 runs a thousand."""
+    from gigmcp.core.instances import InstanceKey
+    from gigmcp.core.launch import LaunchSpec
     from gigmcp.sandbox.launcher import SandboxConfig, SandboxLauncher
-    from gigmcp.supervisor.launcher import LaunchSpec
-    from gigmcp.upstream.types import InstanceKey
 
     jail_inits: set[int] = set()
     cycles = 1000 if os.environ.get("GIG_SLOW_TESTS") == "1" else 30

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from gigmcp.core.instances import InstanceKey
+from gigmcp.core.launch import LaunchError, LaunchSpec
 from gigmcp.sandbox import runtime
 from gigmcp.sandbox.launcher import SandboxConfig, SandboxLauncher
-from gigmcp.supervisor.launcher import LaunchError, LaunchSpec
-from gigmcp.upstream.types import InstanceKey
 
 pytestmark = pytest.mark.root
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from gigmcp.core.launch import JailLimits
 from gigmcp.sandbox import runtime
 from tests.gateway_harness import EVERYTHING
 
@@ -65,7 +66,7 @@ def test_attack_a_nul_byte_cannot_inject_bwrap_options() -> None:
     net = jail.JailNetwork("10.213.0.1", "10.213.0.2", 3128)
     env = jail.environment({"X": "v\0--bind\0/\0/host"}, net)
     with pytest.raises(ValueError, match="NUL"):
-        jail.bwrap_args(plan, env, jail.JailLimits(), {}, 3, 4)
+        jail.bwrap_args(plan, env, JailLimits(), {}, 3, 4)
 
 
 def test_attack_library_names_cannot_bind_a_directory() -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
+from gigmcp.core.views import AuditEvent
 from gigmcp.store import admin
 from gigmcp.store.admin import AdminError
 from gigmcp.store.catalog import StoreCatalog
-from gigmcp.store.views import AuditEvent
 
 
 @pytest.fixture

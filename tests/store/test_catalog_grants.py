@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from gigmcp.core.views import ServerDef
 from gigmcp.store import admin
 from gigmcp.store.catalog import StoreCatalog
-from gigmcp.store.views import ServerDef
 from gigmcp.vault.keys import Keyring, MasterKey
 
 CANARY = b"sk_live_gigSNAPSHOT_3c4d5e6f7a8b9c0d1e2f"

@@ -13,11 +13,11 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from gigmcp.store import admin
+from gigmcp.store import secrets as vault_store
 from gigmcp.store.admin import AdminError
 from gigmcp.store.db import make_engine, migrate
 from gigmcp.store.models import CredentialValue
 from gigmcp.vault import envelope
-from gigmcp.vault import store as vault_store
 from gigmcp.vault.keys import Keyring, MasterKey, VaultError
 
 OLD = MasterKey(b"\x11" * 32)

@@ -14,7 +14,7 @@ import typer
 from gigmcp.cli.main import _run, _store, app, fail
 from gigmcp.config import ConfigError, Settings, ensure_master_key, master_keys
 from gigmcp.store import admin
-from gigmcp.vault import store as vault_store
+from gigmcp.store import secrets as vault_store
 from gigmcp.vault.keys import Keyring, MasterKey
 
 credential_app = typer.Typer(

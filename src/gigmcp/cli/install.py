@@ -1,7 +1,7 @@
 """``gigmcp server install | upgrade | consent | uninstall``: servers from the signed
 registry, with what they are allowed shown and agreed to first.
 
-Install: fetch and verify the index (``registry/fetch.py``), resolve ``name``,
+Install: fetch and verify the index (``installer/index_fetch.py``), resolve ``name``,
 ``name@version`` or ``sha256:<digest>``, show the consent text (tier, hosts, each
 credential and how it is injected, tools and their defaults), and only after a yes (or
 ``--yes``) fetch and verify the package, lay it out and record the consented runtime
@@ -24,9 +24,15 @@ import typer
 
 from gigmcp.cli.main import _store, fail, server_app
 from gigmcp.config import Settings
-from gigmcp.credentials.definitions import DefinitionError
-from gigmcp.egress.policy import DEFAULT_PORTS
+from gigmcp.core.definitions import DefinitionError
 from gigmcp.installer import consent, index_state, records
+from gigmcp.installer.index_fetch import (
+    Accepted,
+    Fetched,
+    IndexFetchError,
+    RegistrySource,
+    fetch_index,
+)
 from gigmcp.installer.materialize import (
     InstallError,
     Target,
@@ -37,6 +43,7 @@ from gigmcp.installer.materialize import (
     package_label,
 )
 from gigmcp.installer.materialize import remove_files as remove_package_files
+from gigmcp.netpolicy.policy import DEFAULT_PORTS
 from gigmcp.packages import npm, pypi
 from gigmcp.packages.oci.distribution import ClientOptions
 from gigmcp.packages.oci.errors import ImageError
@@ -45,7 +52,6 @@ from gigmcp.packages.spec import InstallError as PackageInstallError
 from gigmcp.packages.spec import SpecError
 from gigmcp.registry import gostruct
 from gigmcp.registry.errors import RegistryError
-from gigmcp.registry.fetch import Accepted, Fetched, IndexFetchError, RegistrySource, fetch_index
 from gigmcp.registry.hashing import manifest_hash
 from gigmcp.registry.manifest import Manifest
 from gigmcp.store.admin import SERVER_NAME, AdminError

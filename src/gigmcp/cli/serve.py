@@ -14,17 +14,18 @@ from sqlalchemy import Engine
 
 from gigmcp.app import Gateway
 from gigmcp.config import ConfigError, Settings, ensure_master_key, load_settings, master_keys
+from gigmcp.core.instances import InstanceKey
+from gigmcp.core.launch import Launcher
 from gigmcp.credentials.vault_provider import VaultCredentials
 from gigmcp.egress import authority
 from gigmcp.egress.audit import EgressAudit
 from gigmcp.egress.certs import CertificateAuthority, LeafCache, upstream_context
-from gigmcp.egress.hostaddr import HostAddresses
-from gigmcp.egress.policy import PortRules
 from gigmcp.egress.proxy import EgressProxy, ProxyPorts
-from gigmcp.egress.resolver import DnsResolver, SystemResolver
+from gigmcp.netpolicy.hostaddr import HostAddresses
+from gigmcp.netpolicy.policy import PortRules
+from gigmcp.netpolicy.resolver import DnsResolver, SystemResolver
 from gigmcp.store.db import make_engine, migrate
-from gigmcp.supervisor.launcher import Launcher, PlainLauncher
-from gigmcp.upstream.types import InstanceKey
+from gigmcp.supervisor.launcher import PlainLauncher
 from gigmcp.vault.keys import Keyring, MasterKey, VaultError
 
 

@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gigmcp.egress.hosts import HostError, canonical_pattern
-from gigmcp.egress.policy import DEFAULT_PORTS  # 443 only: plain HTTP is never a default
+from gigmcp.netpolicy.hosts import HostError, canonical_pattern
+from gigmcp.netpolicy.policy import DEFAULT_PORTS  # 443 only: plain HTTP is never a default
 
 # The reference registry allows "-" too (google-analytics_token, zoho-crm_token).
 CREDENTIAL_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")

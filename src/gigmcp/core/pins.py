@@ -22,9 +22,8 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
-JSON = dict[str, Any]
+from gigmcp.core.jsontypes import JSON
 
 
 def snapshot(tool: JSON) -> JSON:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from gigmcp.credentials.definitions import CredentialDef, Egress
+from gigmcp.core.definitions import CredentialDef, Egress
 
 
 @dataclass(frozen=True, slots=True)

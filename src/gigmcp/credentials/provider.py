@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from gigmcp.store.views import ServerDef
-from gigmcp.upstream.types import InstanceKey
+from gigmcp.core.instances import InstanceKey
+from gigmcp.core.views import ServerDef
 
 
 class CredentialProvider(Protocol):

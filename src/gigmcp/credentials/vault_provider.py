@@ -20,52 +20,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from gigmcp.credentials.definitions import CredentialDef
-from gigmcp.egress.scrub import placeholder
-from gigmcp.store.views import ServerDef
-from gigmcp.upstream.types import InstanceKey
-from gigmcp.vault import store as vault_store
+from gigmcp.core.instances import InstanceKey
+from gigmcp.core.placeholders import InstanceCredentials, Sealed, new_placeholder
+from gigmcp.core.views import ServerDef
+from gigmcp.store import secrets as vault_store
 from gigmcp.vault.keys import Keyring, VaultError
 
 log = logging.getLogger(__name__)
-PLACEHOLDER_PREFIX = "gigmcp_ph_"
-
-
-def new_placeholder() -> str:
-    # Letters and digits only (unchanged by every encoding a request may apply, and
-    # shaped like an API key), 24 random bytes: one generator for the whole project.
-    return placeholder(PLACEHOLDER_PREFIX).decode()
-
-
-@dataclass(frozen=True, slots=True)
-class Sealed:
-    credential: CredentialDef
-    placeholder: str
-    value: bytes | None = field(repr=False)  # None: the owner has not set it
-
-    def __repr__(self) -> str:
-        state = "set" if self.value else "not set"
-        return f"Sealed({self.credential.id}, {state})"
-
-
-@dataclass(frozen=True, slots=True)
-class InstanceCredentials:
-    key: InstanceKey
-    owner_id: int
-    server: ServerDef
-    sealed: tuple[Sealed, ...] = ()
-
-    def scrub_pairs(self) -> dict[bytes, bytes]:
-        """Real value → placeholder, for every sealed value that is set."""
-        return {s.value: s.placeholder.encode() for s in self.sealed if s.value}
-
-    def __repr__(self) -> str:
-        return f"InstanceCredentials({self.key}, owner={self.owner_id}, {list(self.sealed)})"
 
 
 class VaultCredentials:

@@ -1,13 +1,13 @@
 """The egress proxy's audit trail: one row per request, written in batches.
 
 Owns the :class:`EgressEvent` record and a writer that queues events on the event loop
-and inserts them from a worker thread once a second (and at close), so the proxy never
-waits on the database; and the trail's bounds: at most ``MAX_QUEUE`` events wait (past
-it they are counted as dropped, and the count is logged), and rows older than the
-retention are deleted once an hour. A row may stand for many events (``count``: the
-sandbox resolver folds its refusals into one row per instance and interval). It must
-never record a query string, a header value or a credential value: the path is cut at
-'?', the credential is named by its id.
+and has them inserted from a worker thread (by ``store/egress_audit.py``) once a second
+and at close, so the proxy never waits on the database; and the trail's bounds: at most
+``MAX_QUEUE`` events wait (past it they are counted as dropped, and the count is
+logged), and rows older than the retention are deleted once an hour. A row may stand
+for many events (``count``: the sandbox resolver folds its refusals into one row per
+instance and interval). It must never record a query string, a header value or a
+credential value: the path is cut at '?', the credential is named by its id.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, delete, insert
+from sqlalchemy import Engine
 
-from gigmcp.store.models import EgressAuditRow, utcnow
+from gigmcp.store import egress_audit as audit_rows
 
 log = logging.getLogger(__name__)
 FLUSH_INTERVAL_S = 1.0
@@ -51,7 +51,7 @@ class EgressEvent:
     duration_ms: float | None = None
     credential: str | None = None
     count: int = 1  # how many events this row stands for
-    at: datetime = field(default_factory=utcnow)
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 def audit_path(target: str) -> str:
@@ -115,23 +115,21 @@ class EgressAudit:
 
     def _write(self, batch: list[EgressEvent]) -> None:
         assert self._engine is not None
-        with self._engine.begin() as conn:
-            conn.execute(insert(EgressAuditRow), [asdict(e) for e in batch])
+        audit_rows.insert_rows(self._engine, [asdict(e) for e in batch])
 
     async def prune(self) -> None:
         """Delete the rows older than the retention."""
         if self._engine is None:
             return
         try:
-            self.pruned += await asyncio.to_thread(self._prune, utcnow() - self._retention)
+            cutoff = datetime.now(UTC) - self._retention
+            self.pruned += await asyncio.to_thread(self._prune, cutoff)
         except Exception:
             log.exception("cannot delete old egress audit rows")
 
     def _prune(self, before: datetime) -> int:
         assert self._engine is not None
-        with self._engine.begin() as conn:
-            result = conn.execute(delete(EgressAuditRow).where(EgressAuditRow.at < before))
-            return int(result.rowcount or 0)
+        return audit_rows.delete_before(self._engine, before)
 
     async def aclose(self) -> None:
         if self._task is not None:

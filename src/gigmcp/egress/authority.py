@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gigmcp.egress.certs import CertificateAuthority
-from gigmcp.vault import store as vault_store
+from gigmcp.store import secrets as vault_store
 from gigmcp.vault.keys import Keyring
 
 CA_ITEM = "egress-ca"

@@ -41,11 +41,11 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from gigmcp.core.instances import InstanceKey
 from gigmcp.egress.audit import EgressAudit, EgressEvent
-from gigmcp.egress.hosts import HostError, canonical_host
-from gigmcp.egress.policy import EgressPolicy
+from gigmcp.netpolicy.hosts import HostError, canonical_host
+from gigmcp.netpolicy.policy import EgressPolicy
 from gigmcp.sandbox.identity import Identity, SourceTable
-from gigmcp.upstream.types import InstanceKey
 
 log = logging.getLogger(__name__)
 # TEST-NET-1: never a real host; the namespace redirects 80/443 to it to the proxy.

@@ -24,10 +24,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gigmcp.credentials.vault_provider import InstanceCredentials, Sealed
-from gigmcp.egress.hosts import Host
-from gigmcp.egress.policy import EgressPolicy
+from gigmcp.core.placeholders import InstanceCredentials, Sealed
 from gigmcp.egress.scrub import Detector, Scrubber, ScrubRules
+from gigmcp.netpolicy.hosts import Host
+from gigmcp.netpolicy.policy import EgressPolicy
 
 Headers = list[tuple[bytes, bytes]]
 

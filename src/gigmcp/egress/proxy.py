@@ -53,21 +53,21 @@ from urllib.parse import urlsplit
 
 import h11
 
-from gigmcp.credentials.vault_provider import InstanceCredentials
+from gigmcp.core.instances import InstanceKey
+from gigmcp.core.placeholders import InstanceCredentials
 from gigmcp.egress import sni
 from gigmcp.egress.audit import EgressAudit, EgressEvent, audit_path
 from gigmcp.egress.certs import LeafCache
 from gigmcp.egress.dns import DnsServer, SandboxDns, serve_dns
-from gigmcp.egress.hosts import Host, HostError, canonical_host, split_authority
 from gigmcp.egress.inject import Exfiltration, InstanceKeys, UnusableValue
-from gigmcp.egress.policy import DEFAULT_PORTS, NO_EXTRA_PORTS, EgressPolicy, PortRules
-from gigmcp.egress.resolver import Resolver
 from gigmcp.egress.scrub import Detector, Scrubber
 from gigmcp.egress.streams import PlainStream, Stream, TlsHandshakeError, TlsServerStream
 from gigmcp.egress.upstream import Upstream, UpstreamError, UpstreamPool
 from gigmcp.egress.websocket import FrameScrubber, WebSocketViolation
+from gigmcp.netpolicy.hosts import Host, HostError, canonical_host, split_authority
+from gigmcp.netpolicy.policy import DEFAULT_PORTS, NO_EXTRA_PORTS, EgressPolicy, PortRules
+from gigmcp.netpolicy.resolver import Resolver
 from gigmcp.sandbox.identity import Identity, SourceTable
-from gigmcp.upstream.types import InstanceKey
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ percent-encoded, JSON-escaped, base64 at each of the three byte alignments, stan
 URL-safe) with the same spelling of its placeholder, across chunk boundaries, holding back
 no more than the longest spelling minus one byte. :class:`Detector` looks for placeholders
 (in the same spellings) in what a sandbox sends, without holding anything back.
-:func:`placeholder` mints the placeholders.
+:func:`gigmcp.core.placeholders.placeholder` mints the placeholders.
 
 Streaming gives exactly the one-shot result, whatever the chunking: every position is
 decided once, left to right, as soon as no spelling that could begin there is cut off by
@@ -33,37 +33,10 @@ from __future__ import annotations
 import base64
 import json
 import re
-import secrets
-import string
 import urllib.parse
 from collections.abc import Mapping
 
 MIN_FORM = 8  # shorter spellings would match innocent bytes
-_PREFIX = re.compile(r"[a-z0-9_]{0,32}")
-# Letters and digits only: unchanged by every encoding above, and shaped like an API key.
-_ALPHABET = string.digits + string.ascii_letters
-_MIN_ENTROPY_BYTES = 16  # 128 bits
-
-
-def placeholder(prefix: str, nbytes: int = 24) -> bytes:
-    """A new placeholder: ``prefix`` then ``nbytes`` random bytes written in base 62.
-
-    The width is fixed (leading zeros kept), so all placeholders of one prefix have one
-    length and carry exactly ``8 * nbytes`` bits; at least 128 are required.
-    """
-    if not _PREFIX.fullmatch(prefix):
-        raise ValueError("placeholder prefix must match ^[a-z0-9_]{0,32}$")
-    if nbytes < _MIN_ENTROPY_BYTES:
-        raise ValueError(f"a placeholder needs at least {_MIN_ENTROPY_BYTES} random bytes")
-    width = 1
-    while 62**width < 256**nbytes:
-        width += 1
-    value = int.from_bytes(secrets.token_bytes(nbytes), "big")
-    digits = []
-    for _ in range(width):
-        value, d = divmod(value, 62)
-        digits.append(_ALPHABET[d])
-    return (prefix + "".join(reversed(digits))).encode()
 
 
 def _b64_forms(data: bytes, urlsafe: bool) -> list[tuple[str, bytes]]:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import h11
 
-from gigmcp.egress.hosts import Host
-from gigmcp.egress.resolver import ResolveError, Resolver, resolve_vetted
+from gigmcp.netpolicy.hosts import Host
+from gigmcp.netpolicy.resolver import ResolveError, Resolver, resolve_vetted
 
 CONNECT_TIMEOUT_S = 10.0
 IDLE_S = 30.0

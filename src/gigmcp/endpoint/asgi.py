@@ -18,9 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable
 
+from gigmcp.core.asgi import ASGIApp, Receive, Scope, Send
+from gigmcp.core.jsontypes import JSON
+from gigmcp.core.server_info import GATEWAY_INFO
+from gigmcp.core.views import TokenGrant
 from gigmcp.endpoint import sse
 from gigmcp.endpoint.buffers import BUFFER_BYTES, FrameQueue, coalesce_key
 from gigmcp.endpoint.channel import ResponseChannel
@@ -31,15 +34,9 @@ from gigmcp.mcp import versions as v
 from gigmcp.mcp.jsonrpc import Kind, RpcError
 from gigmcp.router.context import RequestContext
 from gigmcp.router.gateway import Router
-from gigmcp.router.hub import GATEWAY_INFO, ProfileHub
-from gigmcp.store.views import TokenGrant
+from gigmcp.router.hub import ProfileHub
 
 log = logging.getLogger(__name__)
-JSON = dict[str, Any]
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PREFIX = "/mcp/p/"
 # Methods whose name the transport mirrors into Mcp-Name, and the param it comes from.

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from gigmcp.core.asgi import Send
+from gigmcp.core.jsontypes import JSON
 from gigmcp.endpoint import sse
 from gigmcp.endpoint.buffers import BUFFER_BYTES, FrameQueue
 from gigmcp.mcp import jsonrpc as rpc
@@ -29,9 +30,6 @@ from gigmcp.mcp.jsonrpc import RpcError
 
 if TYPE_CHECKING:
     from gigmcp.endpoint.sessions import LegacySession, ReplayStream
-
-JSON = dict[str, Any]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class ResponseChannel:

@@ -22,12 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gigmcp.core.jsontypes import JSON
 from gigmcp.endpoint import sse
 from gigmcp.endpoint.buffers import BUFFER_BYTES, FrameQueue, ReplayBuffer, coalesce_key
 from gigmcp.mcp import versions as v
 from gigmcp.mcp.jsonrpc import dumps
 
-JSON = dict[str, Any]
 MAX_STREAMS = 64
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gigmcp.egress.policy import DEFAULT_PORTS, NO_EXTRA_PORTS
+from gigmcp.netpolicy.policy import DEFAULT_PORTS, NO_EXTRA_PORTS
 
 
 def needs_consent(consented_runtime_hash: str | None, runtime_hash: str) -> bool:

@@ -20,9 +20,9 @@ rule is the OCI client's, ``packages/oci/distribution.py``):
 * The configured URL's host, any port: the operator named it, so it may be on a
   private network (a mirror) or on loopback (the tests' registry).
 * Any other host, reached by a redirect: ``https`` only, no userinfo; the name is
-  resolved first and *every* address must be public (``gigmcp.egress.ssrf``: no
+  resolved first and *every* address must be public (``gigmcp.netpolicy.ssrf``: no
   loopback, private, link-local, cloud metadata...) and none may be an address of
-  this host (``gigmcp.egress.hostaddr``: the kernel is asked, as the egress proxy asks
+  this host (``gigmcp.netpolicy.hostaddr``: the kernel is asked, as the egress proxy asks
   it, for the resolver's ``host_addresses``), and the connection is pinned to the
   vetted address (SNI and certificate checked against the name) so that DNS cannot be
   rebound between the check and the connect. A refused redirect is an attack, not an
@@ -50,8 +50,8 @@ from pathlib import Path
 
 import httpx2
 
-from gigmcp.egress.resolver import ResolveError, Resolver, SystemResolver
-from gigmcp.egress.ssrf import blocked_reason
+from gigmcp.netpolicy.resolver import ResolveError, Resolver, SystemResolver
+from gigmcp.netpolicy.ssrf import blocked_reason
 from gigmcp.registry.errors import RegistryError as SchemaError
 from gigmcp.registry.errors import SignatureError
 from gigmcp.registry.index import Index, parse_index

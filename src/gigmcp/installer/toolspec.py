@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gigmcp import filemodes
-from gigmcp.credentials.definitions import CredentialDef
+from gigmcp.core.definitions import CredentialDef
 from gigmcp.toolspec_engine import launch
 
 PYTHON = "/usr/bin/python3"

@@ -12,7 +12,8 @@ from typing import Any, Final
 
 import orjson
 
-JSON = dict[str, Any]
+from gigmcp.core.jsontypes import JSON
+
 RequestId = str | int
 
 PARSE_ERROR: Final = -32700

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gigmcp.egress.hosts import Host, HostError, canonical_pattern
+from gigmcp.netpolicy.hosts import Host, HostError, canonical_pattern
 
 HTTPS_PORT = 443
 PLAIN_HTTP_PORT = 80

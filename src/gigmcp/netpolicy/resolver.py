@@ -29,8 +29,8 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
-from gigmcp.egress.hostaddr import HostAddresses
-from gigmcp.egress.ssrf import filter_answers
+from gigmcp.netpolicy.hostaddr import HostAddresses
+from gigmcp.netpolicy.ssrf import filter_answers
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 RESOLVE_TIMEOUT_S = 5.0

@@ -11,8 +11,8 @@ npm/PyPI extension's rules · ``egress_rules`` egress entry shape and matching �
 ed25519 · ``importer`` server.json → manifest draft · ``catalog`` a manifests folder ·
 ``goyaml``/``gostruct``/``gojson`` the Go-compatible decoding and encoding underneath.
 
-It must never touch the network, a database or the command line: the fetcher, the
-installer and the CLI build on it.
+It must never touch the network, a database or the command line: fetching the index
+(``installer/index_fetch.py``), the installer and the CLI build on it.
 """
 
 from gigmcp.registry.errors import (

@@ -22,13 +22,12 @@ import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
+from gigmcp.core.instances import InstanceKey
+from gigmcp.core.jsontypes import JSON
 from gigmcp.mcp.jsonrpc import INVALID_PARAMS, RpcError
 from gigmcp.router.context import RequestContext
-from gigmcp.upstream.types import InstanceKey, PendingRequest
-
-JSON = dict[str, Any]
+from gigmcp.upstream.types import PendingRequest
 
 # Which client capability a server→client request needs.
 CAPABILITY_FOR = {

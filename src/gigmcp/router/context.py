@@ -8,9 +8,9 @@ for legacy clients, server→client requests) flows back on that request's own c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
-JSON = dict[str, Any]
+from gigmcp.core.jsontypes import JSON
 
 
 class RequestSink(Protocol):

@@ -15,17 +15,17 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
+from gigmcp.core.instances import InstanceKey
+from gigmcp.core.jsontypes import JSON
+from gigmcp.core.views import Catalog, ProfileView, ServerDef
 from gigmcp.router.calls import ParkingLot
 from gigmcp.router.cursor import CursorCodec
 from gigmcp.router.hub import InstanceSource, ProfileHub
 from gigmcp.router.tasks import TASK_AFTER_S, TASK_RESULT_BYTES
-from gigmcp.store.views import Catalog, ProfileView, ServerDef
-from gigmcp.upstream.types import InstanceKey
 
 log = logging.getLogger(__name__)
-JSON = dict[str, Any]
 StaleCheck = Callable[[InstanceKey, ServerDef], str | None]
 
 

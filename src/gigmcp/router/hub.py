@@ -22,6 +22,11 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from gigmcp.core.instances import InstanceKey, new_ref
+from gigmcp.core.jsontypes import JSON
+from gigmcp.core.pins import PinBook
+from gigmcp.core.server_info import GATEWAY_INFO
+from gigmcp.core.views import Assignment, AuditEvent, ProfileView, ServerDef
 from gigmcp.mcp import jsonrpc as rpc
 from gigmcp.mcp import versions as v
 from gigmcp.mcp.headers import decode_header_value
@@ -30,24 +35,18 @@ from gigmcp.router import naming
 from gigmcp.router.calls import CAPABILITY_FOR, Call, ParkingLot, Question, attribute
 from gigmcp.router.context import RequestContext
 from gigmcp.router.cursor import CursorCodec, Position
-from gigmcp.router.pins import PinBook
 from gigmcp.router.tasks import EXTENSION as TASKS_EXTENSION
 from gigmcp.router.tasks import TaskTable, declares_tasks
-from gigmcp.store.views import Assignment, AuditEvent, ProfileView, ServerDef
 from gigmcp.upstream.types import (
-    InstanceKey,
     InstanceUnavailable,
     MessageTooLarge,
     PendingRequest,
     Upstream,
     UpstreamClosed,
-    new_ref,
 )
 
 log = logging.getLogger(__name__)
-JSON = dict[str, Any]
 
-GATEWAY_INFO: JSON = {"name": "gigmcp", "version": "0.1.0"}
 LIST_TTL_MS = 5_000
 MAX_MRTR_ROUNDS = 16
 _UPSTREAM_STATE = "up."

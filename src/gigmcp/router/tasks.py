@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from gigmcp.core.jsontypes import JSON
 from gigmcp.mcp import jsonrpc as rpc
 from gigmcp.mcp.jsonrpc import RpcError
-from gigmcp.router.context import JSON, RequestContext
+from gigmcp.router.context import RequestContext
 
 EXTENSION = "io.modelcontextprotocol/tasks"
 # A call still running after this long becomes a task; quicker ones answer directly

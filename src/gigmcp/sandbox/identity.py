@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gigmcp.upstream.types import InstanceKey
+from gigmcp.core.instances import InstanceKey
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from gigmcp.core.launch import JailLimits
 from gigmcp.sandbox.runtime import RuntimePlan
 
 SANDBOX_UID = 65534  # inside every jail
@@ -42,20 +43,6 @@ BWRAP = "/usr/bin/bwrap"
 # it unsets first: the server never sees it, and no shell stays behind.
 EXEC_VAR = "GIGMCP_EXEC"
 TRAMPOLINE = ("/bin/sh", "-c", f'eval "${EXEC_VAR}"')
-
-
-@dataclass(frozen=True, slots=True)
-class JailLimits:
-    """Per-server limits with safe defaults. Memory and pids are enforced by the cgroup;
-    the rest by rlimits set on the jail's first process before it runs anything."""
-
-    memory_bytes: int = 512 * 2**20
-    pids: int = 256
-    cpu_weight: int = 100
-    nofile: int = 1024
-    fsize_bytes: int = 256 * 2**20
-    tmp_bytes: int = 64 * 2**20
-    home_bytes: int = 64 * 2**20
 
 
 @dataclass(frozen=True, slots=True)

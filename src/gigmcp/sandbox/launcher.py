@@ -34,18 +34,19 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gigmcp.sandbox import cgroups, jail, runtime, seccomp
-from gigmcp.sandbox import mode as sandbox_mode
-from gigmcp.sandbox.identity import Identity, SourceTable
-from gigmcp.sandbox.netns import NetLease, SandboxNetwork
-from gigmcp.supervisor.launcher import (
+from gigmcp.core.instances import InstanceKey
+from gigmcp.core.launch import (
     STDERR_LIMIT,
     STREAM_LIMIT,
+    JailLimits,
     LaunchedProcess,
     LaunchError,
     LaunchSpec,
 )
-from gigmcp.upstream.types import InstanceKey
+from gigmcp.sandbox import cgroups, jail, runtime, seccomp
+from gigmcp.sandbox import mode as sandbox_mode
+from gigmcp.sandbox.identity import Identity, SourceTable
+from gigmcp.sandbox.netns import NetLease, SandboxNetwork
 
 START_TIMEOUT = 10.0
 MAX_ARGS_BYTES = 60 * 1024  # under the 64 KiB of a pipe
@@ -73,7 +74,7 @@ class _Zygote:
     info_r: int
     data_fds: dict[str, int]  # descriptor numbers as the child sees them
     seccomp_fd: int
-    limits: jail.JailLimits
+    limits: JailLimits
     info_w_child: int = -1
     trampoline: bool = True
 
@@ -94,7 +95,7 @@ class _JailedProcess:
         stderr: asyncio.StreamReader,
         cleanup: Callable[[], object],
         cgroup: cgroups.Cgroup,
-        limits: jail.JailLimits,
+        limits: JailLimits,
     ) -> None:
         self._proc = proc
         self.pid = proc.pid
@@ -186,9 +187,9 @@ class SandboxLauncher:
     """Jails every server. ``start()`` must run before the first launch (it reconciles
     what a crashed run left and installs the firewall)."""
 
-    def __init__(self, config: SandboxConfig, limits: jail.JailLimits | None = None) -> None:
+    def __init__(self, config: SandboxConfig, limits: JailLimits | None = None) -> None:
         self.config = config
-        self.limits = limits or jail.JailLimits()
+        self.limits = limits or JailLimits()
         # Zygotes are the pool; each holds a namespace of its own.
         p = config.proxy_port
         # The explicit proxy, then its transparent HTTP and TLS entrances and its DNS.
@@ -295,9 +296,7 @@ class SandboxLauncher:
             except Exception:
                 return  # the pool is for speed only: a cold launch says what is wrong
 
-    async def _zygote(
-        self, limits: jail.JailLimits, command: tuple[str, ...] | None = None
-    ) -> _Zygote:
+    async def _zygote(self, limits: JailLimits, command: tuple[str, ...] | None = None) -> _Zygote:
         """Build a zygote in a task of its own: netlink work on the network thread and a
         cgroup on a worker finish whatever happens to the caller, so a caller cancelled
         half-way (a client gone, a shutdown) must not strand what they made. The caller
@@ -319,7 +318,7 @@ class SandboxLauncher:
         orphan.add_done_callback(self._orphans.discard)
 
     async def _make_zygote(
-        self, limits: jail.JailLimits, command: tuple[str, ...] | None = None
+        self, limits: JailLimits, command: tuple[str, ...] | None = None
     ) -> _Zygote:
         """``command`` None: the shared shell trampoline (poolable). An image's root may
         have no shell, so an image runs its own command, on bwrap's argv directly."""
@@ -439,7 +438,7 @@ class SandboxLauncher:
     # -- launch --------------------------------------------------------------------------
     async def launch(self, spec: LaunchSpec) -> LaunchedProcess:
         plan = await self._plan(spec)
-        limits = spec.limits if isinstance(spec.limits, jail.JailLimits) else self.limits
+        limits = spec.limits if spec.limits is not None else self.limits
         pooled = None
         if plan.kind != "rootfs":
             pooled = next(
@@ -490,7 +489,7 @@ class SandboxLauncher:
         return process
 
     async def _release(
-        self, z: _Zygote, spec: LaunchSpec, plan: runtime.RuntimePlan, limits: jail.JailLimits
+        self, z: _Zygote, spec: LaunchSpec, plan: runtime.RuntimePlan, limits: JailLimits
     ) -> _JailedProcess:
         """Hand the zygote its arguments and wait until bwrap has built the jail."""
         net = jail.JailNetwork(
@@ -577,7 +576,7 @@ def _pidfd_in(pid: int, cgroup: cgroups.Cgroup) -> int:
     return fd
 
 
-def _cg_limits(limits: jail.JailLimits) -> cgroups.Limits:
+def _cg_limits(limits: JailLimits) -> cgroups.Limits:
     return cgroups.Limits(
         memory_bytes=limits.memory_bytes, pids=limits.pids, cpu_weight=limits.cpu_weight
     )
@@ -594,7 +593,7 @@ def _stderr_of(proc: subprocess.Popen[bytes]) -> str:
     return message.splitlines()[-1] if message else f"exit status {proc.returncode}"
 
 
-def with_rlimits(args: list[str], limits: jail.JailLimits) -> list[str]:
+def with_rlimits(args: list[str], limits: JailLimits) -> list[str]:
     """Prefix bwrap with prlimit(1), which lowers its own limits and execs: lowering is
     always allowed, while setting another process's limits would need CAP_SYS_RESOURCE,
     which containers often drop. Hard and soft alike, so the jail cannot raise them."""
@@ -603,7 +602,7 @@ def with_rlimits(args: list[str], limits: jail.JailLimits) -> list[str]:
 
 
 async def _wrap(
-    proc: subprocess.Popen[bytes], cgroup: cgroups.Cgroup, limits: jail.JailLimits
+    proc: subprocess.Popen[bytes], cgroup: cgroups.Cgroup, limits: JailLimits
 ) -> _JailedProcess:
     loop = asyncio.get_running_loop()
     assert proc.stdin is not None

@@ -19,8 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gigmcp.auth import tokens
-from gigmcp.credentials.definitions import DefinitionError, parse_credentials, parse_egress
-from gigmcp.egress.policy import PortNotPermitted, PortRules
+from gigmcp.core.definitions import DefinitionError, parse_credentials, parse_egress
+from gigmcp.netpolicy.policy import PortNotPermitted, PortRules
+from gigmcp.store import secrets as vault_store
 from gigmcp.store.limits import LimitError
 from gigmcp.store.limits import check as check_limits
 from gigmcp.store.models import (
@@ -34,7 +35,6 @@ from gigmcp.store.models import (
     Server,
     User,
 )
-from gigmcp.vault import store as vault_store
 from gigmcp.vault.keys import Keyring, VaultError
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")

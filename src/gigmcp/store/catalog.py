@@ -22,8 +22,9 @@ from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session
 
 from gigmcp.auth import tokens
-from gigmcp.credentials.definitions import DefinitionError, parse_credentials, parse_egress
-from gigmcp.router.pins import PinBook, PinChange
+from gigmcp.core.definitions import DefinitionError, parse_credentials, parse_egress
+from gigmcp.core.pins import PinBook, PinChange
+from gigmcp.core.views import Assignment, AuditEvent, ProfileView, ServerDef, TokenGrant
 from gigmcp.store.db import make_engine, migrate
 from gigmcp.store.models import (
     AuditRow,
@@ -35,7 +36,6 @@ from gigmcp.store.models import (
     Server,
     ToolPin,
 )
-from gigmcp.store.views import Assignment, AuditEvent, ProfileView, ServerDef, TokenGrant
 
 log = logging.getLogger(__name__)
 FLUSH_INTERVAL = 1.0

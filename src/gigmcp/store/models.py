@@ -60,7 +60,7 @@ class Server(Base):
     env_names: Mapped[list[str]] = mapped_column(JSON, default=list)
     cwd: Mapped[str | None] = mapped_column(String(4096))
     limits: Mapped[dict[str, int]] = mapped_column(JSON, default=dict, server_default="{}")
-    # Where the server may go, and the credentials it uses (credentials/definitions.py).
+    # Where the server may go, and the credentials it uses (core/definitions.py).
     egress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     credentials: Mapped[list[dict[str, Any]]] = mapped_column(
         JSON, default=list, server_default="[]"

@@ -1,4 +1,4 @@
-"""Operator side of tool pinning (see ``router/pins.py``): list a server's pins and
+"""Operator side of tool pinning (see ``core/pins.py``): list a server's pins and
 flags, approve a changed tool.
 
 Owns the pin rows' reads and the approval transaction (which bumps the revision so the

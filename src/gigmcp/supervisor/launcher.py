@@ -1,72 +1,18 @@
-"""The launcher seam: how a server process comes to exist.
+"""The plain launcher: a server process run directly, unjailed.
 
-The supervisor asks a :class:`Launcher` for a process and talks to it over stdio; it
-never knows whether the process is jailed. The sandbox (issue 3) is a Launcher; the
-:class:`PlainLauncher` here runs the command directly and exists only for development
-(``--insecure-no-sandbox``) and for tests of the gateway core.
+The supervisor asks a :class:`~gigmcp.core.launch.Launcher` for a process and talks to
+it over stdio; it never knows whether the process is jailed. The sandbox is one
+Launcher; the :class:`PlainLauncher` here runs the command directly and exists only for
+development (``--insecure-no-sandbox``) and for tests of the gateway core. It must never
+hand the server the gateway's own environment.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass, field
-from typing import Protocol
 
-from gigmcp.upstream.types import InstanceKey
-
-# The stdout StreamReader's buffer (asyncio pauses the pipe at twice this). Lines are
-# framed by upstream/connection.py, which bounds a message by GIG_MAX_MESSAGE_BYTES;
-# this only decides how much may wait unread, and it is outside the jail's cgroup.
-STREAM_LIMIT = 256 * 1024
-# stderr is only ever a log: a server writing megabytes without a newline must not make
-# the gateway hold them (the log pump reads on in chunks past this).
-STDERR_LIMIT = 64 * 1024
-
-
-class LaunchError(Exception):
-    """The process could not be started; the message says why, for the operator: the
-    gateway's log and the server's own. Clients never see it (they get a reference to
-    it). Never carries a secret."""
-
-
-@dataclass(frozen=True, slots=True)
-class LaunchSpec:
-    key: InstanceKey
-    command: tuple[str, ...]
-    env: dict[str, str] = field(default_factory=dict)
-    cwd: str | None = None
-    owner_id: int = 0
-    # Launcher-specific resource limits (the sandbox's JailLimits); None = its defaults.
-    limits: object | None = None
-    # An extracted image to run as the jail's root (the command is resolved inside it).
-    rootfs: str | None = None
-
-
-class LaunchedProcess(Protocol):
-    pid: int
-    stdin: asyncio.StreamWriter
-    stdout: asyncio.StreamReader
-    stderr: asyncio.StreamReader
-
-    async def wait(self) -> int: ...
-
-    def terminate(self) -> None: ...
-
-    def kill(self) -> None: ...
-
-    def exit_reason(self) -> str | None:
-        """Why the process died when a limit killed it (memory, pids), else None."""
-        ...
-
-    async def cleanup(self) -> None:
-        """Release whatever the launch created besides the process (namespaces, veths,
-        cgroups). Idempotent; called after the process has exited."""
-        ...
-
-
-class Launcher(Protocol):
-    async def launch(self, spec: LaunchSpec) -> LaunchedProcess: ...
+from gigmcp.core.launch import STREAM_LIMIT, LaunchedProcess, LaunchSpec
 
 
 class _PlainProcess:

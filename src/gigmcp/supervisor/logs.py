@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from gigmcp.upstream.types import InstanceKey
+from gigmcp.core.instances import InstanceKey
 
 DEFAULT_LIMIT = 256 * 1024
 

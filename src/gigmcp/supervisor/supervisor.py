@@ -23,19 +23,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gigmcp.store.views import ServerDef
-from gigmcp.supervisor.launcher import LaunchedProcess, Launcher, LaunchError, LaunchSpec
+from gigmcp.core.instances import InstanceKey, new_ref
+from gigmcp.core.jsontypes import JSON
+from gigmcp.core.launch import LaunchedProcess, Launcher, LaunchError, LaunchSpec
+from gigmcp.core.views import ServerDef
 from gigmcp.supervisor.logs import InstanceLog
 from gigmcp.upstream.connection import StdioUpstream, WireLimits
 from gigmcp.upstream.handshake import StartError, connect
-from gigmcp.upstream.types import (
-    JSON,
-    InstanceKey,
-    InstanceUnavailable,
-    Upstream,
-    UpstreamPeer,
-    new_ref,
-)
+from gigmcp.upstream.types import InstanceUnavailable, Upstream, UpstreamPeer
 
 log = logging.getLogger(__name__)
 

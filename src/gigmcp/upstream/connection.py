@@ -25,17 +25,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from gigmcp.core.instances import InstanceKey
+from gigmcp.core.jsontypes import JSON
+from gigmcp.core.launch import LaunchedProcess
 from gigmcp.mcp import jsonrpc as rpc
 from gigmcp.mcp import versions as v
-from gigmcp.supervisor.launcher import LaunchedProcess
-from gigmcp.upstream.types import (
-    JSON,
-    Era,
-    InstanceKey,
-    MessageTooLarge,
-    UpstreamClosed,
-    UpstreamPeer,
-)
+from gigmcp.upstream.types import Era, MessageTooLarge, UpstreamClosed, UpstreamPeer
 
 log = logging.getLogger(__name__)
 

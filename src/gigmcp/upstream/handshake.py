@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from gigmcp.core.instances import InstanceKey
+from gigmcp.core.jsontypes import JSON
+from gigmcp.core.launch import LaunchedProcess
 from gigmcp.mcp import jsonrpc as rpc
 from gigmcp.mcp import versions as v
-from gigmcp.supervisor.launcher import LaunchedProcess
 from gigmcp.upstream.connection import StdioUpstream, WireLimits
-from gigmcp.upstream.types import JSON, InstanceKey, UpstreamClosed, UpstreamPeer
+from gigmcp.upstream.types import UpstreamClosed, UpstreamPeer
 
 # Legacy servers answer the probe at once with an error; silence is rare. A short probe
 # timeout misfires on a server still importing its modules on a loaded machine: it then

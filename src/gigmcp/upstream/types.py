@@ -8,23 +8,12 @@ stdio of a launched process). Neither side knows how the process was launched.
 from __future__ import annotations
 
 import asyncio
-import secrets
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
-JSON = dict[str, Any]
+from gigmcp.core.instances import InstanceKey
+from gigmcp.core.jsontypes import JSON
+
 Era = Literal["modern", "legacy"]
-
-
-@dataclass(frozen=True, slots=True)
-class InstanceKey:
-    """One running server instance: a server for a profile (DESIGN: one per server × profile)."""
-
-    profile_id: int
-    server_name: str
-
-    def __str__(self) -> str:
-        return f"{self.server_name}@profile-{self.profile_id}"
 
 
 class UpstreamClosed(Exception):
@@ -41,11 +30,6 @@ class InstanceUnavailable(Exception):
         super().__init__(f"Server '{server}' is unavailable (ref {ref})")
         self.server = server
         self.ref = ref
-
-
-def new_ref() -> str:
-    """A correlation id joining a client's error to the log line with its cause."""
-    return secrets.token_hex(4)
 
 
 class MessageTooLarge(UpstreamClosed):

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from gigmcp.egress.hostaddr import HostAddresses
-from gigmcp.egress.resolver import DnsResolver, ResolveError
+from gigmcp.netpolicy.hostaddr import HostAddresses
+from gigmcp.netpolicy.resolver import DnsResolver, ResolveError
 from gigmcp.packages.oci.distribution import ClientOptions, parse_challenge
 from gigmcp.packages.oci.errors import RegistryError, VerificationError
 from gigmcp.packages.oci.pull import PullOptions, install_image
@@ -335,7 +335,7 @@ async def test_blob_redirects_outside_the_rule_are_refused(
 
 class HostsTable:
     """A resolver answering from a fixed table, as /etc/hosts would (the Resolver
-    protocol of gigmcp.egress.resolver): names that would resolve to these addresses."""
+    protocol of gigmcp.netpolicy.resolver): names that would resolve to these addresses."""
 
     def __init__(self, table: dict[str, list[str]]) -> None:
         self.table = table

@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from gigmcp.core.instances import InstanceKey
+from gigmcp.core.launch import LaunchSpec
 from gigmcp.packages.oci.pull import install_image
 from gigmcp.sandbox import runtime
 from gigmcp.sandbox.launcher import SandboxConfig, SandboxLauncher
-from gigmcp.supervisor.launcher import LaunchSpec
-from gigmcp.upstream.types import InstanceKey
 from tests.packages.oci.conftest import CacheBox, plain_options
 from tests.packages.oci.images import (
     Pusher,

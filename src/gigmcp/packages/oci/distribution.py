@@ -16,8 +16,8 @@ targets, so both are checked before any connection is made):
   *on loopback* and the realm is on that same loopback host.
 * Any other host (Docker Hub's auth.docker.io, a CDN behind a blob redirect): ``https``
   only, no userinfo; the name is resolved first and *every* address must be public
-  (``gigmcp.egress.ssrf`` tables: no loopback, private, link-local, metadata...) and
-  none may be an address of this host (``gigmcp.egress.hostaddr``, the kernel asked as
+  (``gigmcp.netpolicy.ssrf`` tables: no loopback, private, link-local, metadata...) and
+  none may be an address of this host (``gigmcp.netpolicy.hostaddr``, the kernel asked as
   the egress proxy asks it, through the resolver's ``host_addresses``), and
   the connection is pinned to the vetted address (SNI and certificate checked against
   the name) so that DNS cannot be rebound between the check and the connect. Without
@@ -49,8 +49,8 @@ from pathlib import Path
 
 import httpx2
 
-from gigmcp.egress.resolver import ResolveError, Resolver, SystemResolver
-from gigmcp.egress.ssrf import blocked_reason
+from gigmcp.netpolicy.resolver import ResolveError, Resolver, SystemResolver
+from gigmcp.netpolicy.ssrf import blocked_reason
 from gigmcp.packages.oci.errors import RegistryError, VerificationError
 from gigmcp.packages.oci.manifest import MANIFEST_ACCEPT, Descriptor, load_json
 from gigmcp.packages.oci.reference import ImageRef, parse_digest
