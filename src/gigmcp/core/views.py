@@ -1,8 +1,10 @@
-"""Read model of the store as the gateway's hot path sees it: immutable snapshots.
+"""Read model of the store as the gateway's hot path sees it: immutable snapshots, and
+the :class:`Catalog` protocol the store implements.
 
-The router and the endpoint depend only on these types and on :class:`Catalog`; they
-never touch SQLAlchemy sessions. A snapshot never holds a secret value: tokens appear
-only as their hashes.
+The router, the supervisor, the credential provider and the endpoint depend only on
+these types and on :class:`Catalog`; they never touch SQLAlchemy sessions. A snapshot
+never holds a secret value: tokens appear only as their hashes. Nothing here reads the
+store: ``store/catalog.py`` builds the snapshots.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Credential values at rest: rows of ``credential_values``, each a vault ciphertext.
+"""Secrets at rest: credential values (rows of ``credential_values``) and the gateway's
+own secrets (rows of ``vault_items``, such as the egress CA's key), each a vault
+ciphertext sealed by ``vault/envelope.py``.
 
 Owns the associated data that binds a ciphertext to its row, writing and reading values
 within a caller's transaction, and re-wrapping every row under a new master key in one
