@@ -30,6 +30,7 @@ from gigmcp.core.views import ServerDef
 from gigmcp.supervisor.logs import InstanceLog
 from gigmcp.upstream.connection import StdioUpstream, WireLimits
 from gigmcp.upstream.handshake import StartError, connect
+from gigmcp.upstream.transport import ProcessTransport
 from gigmcp.upstream.types import InstanceUnavailable, Upstream, UpstreamPeer
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ class Supervisor:
             inst.log.write(f"started pid {process.pid}: {' '.join(spec.command)[:200]}")
             self._track(inst, inst.log.pump(process.stderr))
             conn = await connect(
-                process,
+                ProcessTransport(process),
                 inst.key,
                 self._peer,
                 client_info=self._client_info,

@@ -1,4 +1,5 @@
-"""One JSON-RPC connection to an MCP server over its stdio: newline-delimited messages.
+"""One JSON-RPC connection to an MCP server over its stdio (or any other byte
+:class:`~gigmcp.upstream.transport.Transport`): newline-delimited messages.
 
 Owns upstream request ids, the table of pending requests, and the reader that sorts what
 the server says into responses, server→client requests and notifications. When the
@@ -27,9 +28,9 @@ from typing import Any
 
 from gigmcp.core.instances import InstanceKey
 from gigmcp.core.jsontypes import JSON
-from gigmcp.core.launch import LaunchedProcess
 from gigmcp.mcp import jsonrpc as rpc
 from gigmcp.mcp import versions as v
+from gigmcp.upstream.transport import Transport
 from gigmcp.upstream.types import Era, MessageTooLarge, UpstreamClosed, UpstreamPeer
 
 log = logging.getLogger(__name__)
@@ -91,18 +92,19 @@ class _Pending:
 
 
 class StdioUpstream:
-    """Implements :class:`gigmcp.upstream.types.Upstream` over a launched process."""
+    """Implements :class:`gigmcp.upstream.types.Upstream` over a transport (the stdio of
+    a launched process, or an in-memory pair)."""
 
     def __init__(
         self,
-        process: LaunchedProcess,
+        transport: Transport,
         key: InstanceKey,
         peer: UpstreamPeer,
         *,
         client_info: JSON,
         limits: WireLimits | None = None,
     ) -> None:
-        self.process = process
+        self.transport = transport
         self.limits = limits or WireLimits()
         self.key = key
         self._peer = peer
@@ -168,7 +170,7 @@ class StdioUpstream:
     async def close(self) -> None:
         self._fail_all("connection closed by the gateway")
         with contextlib.suppress(OSError, RuntimeError):
-            self.process.stdin.close()
+            self.transport.close()
         self._reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
@@ -177,14 +179,12 @@ class StdioUpstream:
 
     def _write(self, message: JSON) -> None:
         self.last_activity = time.monotonic()
-        stdin = self.process.stdin
         try:
-            stdin.write(rpc.dumps(message) + b"\n")
+            self.transport.write(rpc.dumps(message) + b"\n")
         except (OSError, RuntimeError) as exc:
             self._fail_all(f"write failed: {exc}")
             return
-        transport = stdin.transport
-        unsent = transport.get_write_buffer_size()
+        unsent = self.transport.unsent()
         if unsent > self.limits.max_unsent_bytes:
             self._end(f"server does not read its stdin ({unsent} bytes unsent)")
         elif unsent > _HIGH_WATER and not any(t.get_name() == "drain" for t in self._tasks):
@@ -192,7 +192,7 @@ class StdioUpstream:
 
     async def _drain(self) -> None:
         with contextlib.suppress(OSError, ConnectionError):
-            await self.process.stdin.drain()
+            await self.transport.drain()
 
     def _spawn(self, coro: Any, name: str | None = None) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -205,10 +205,10 @@ class StdioUpstream:
         log.warning("%s: %s; ending the instance", self.key, reason)
         self._fail_all(reason, error)
         with contextlib.suppress(Exception):
-            self.process.kill()
+            self.transport.kill()
 
     async def _read_loop(self) -> None:
-        stdout = self.process.stdout
+        transport = self.transport
         limit = self.limits.max_message_bytes
         reason = "server closed its stdout"
         # The unfinished line so far, in pieces: never more than ``limit`` bytes.
@@ -216,7 +216,7 @@ class StdioUpstream:
         held = 0
         try:
             while True:
-                chunk = await stdout.read(_READ_CHUNK)
+                chunk = await transport.read(_READ_CHUNK)
                 if not chunk:
                     break
                 self.last_activity = time.monotonic()

@@ -15,10 +15,10 @@ import contextlib
 
 from gigmcp.core.instances import InstanceKey
 from gigmcp.core.jsontypes import JSON
-from gigmcp.core.launch import LaunchedProcess
 from gigmcp.mcp import jsonrpc as rpc
 from gigmcp.mcp import versions as v
 from gigmcp.upstream.connection import StdioUpstream, WireLimits
+from gigmcp.upstream.transport import Transport
 from gigmcp.upstream.types import UpstreamClosed, UpstreamPeer
 
 # Legacy servers answer the probe at once with an error; silence is rare. A short probe
@@ -37,7 +37,7 @@ class StartError(Exception):
 
 
 async def connect(
-    process: LaunchedProcess,
+    transport: Transport,
     key: InstanceKey,
     peer: UpstreamPeer,
     *,
@@ -45,7 +45,7 @@ async def connect(
     timeout: float,
     limits: WireLimits | None = None,
 ) -> StdioUpstream:
-    conn = StdioUpstream(process, key, peer, client_info=client_info, limits=limits)
+    conn = StdioUpstream(transport, key, peer, client_info=client_info, limits=limits)
     try:
         async with asyncio.timeout(timeout):
             if not await _try_modern(conn, client_info, timeout * PROBE_SHARE):
@@ -53,11 +53,11 @@ async def connect(
         return conn
     except (TimeoutError, UpstreamClosed, rpc.RpcError, KeyError, TypeError) as exc:
         await conn.close()
-        process.kill()
+        transport.kill()
         status = None
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2):
-                status = await process.wait()
+                status = await transport.wait()
         why = "no answer to the handshake" if isinstance(exc, TimeoutError) else str(exc)
         if status is not None:
             why += f" (process {_describe_exit(status)})"
