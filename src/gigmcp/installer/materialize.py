@@ -28,7 +28,7 @@ from typing import Any, Literal
 from gigmcp.credentials.definitions import parse_credentials, parse_egress
 from gigmcp.egress.policy import DEFAULT_PORTS
 from gigmcp.installer import toolspec as toolspec_layout
-from gigmcp.installer.records import Runnable
+from gigmcp.installer.runnable import Runnable
 from gigmcp.packages import npm, pypi
 from gigmcp.packages.oci.cache import ImageCache
 from gigmcp.packages.oci.pull import PullOptions, install_image

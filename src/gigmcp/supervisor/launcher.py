@@ -66,7 +66,21 @@ class LaunchedProcess(Protocol):
 
 
 class Launcher(Protocol):
+    async def start(self) -> dict[str, list[str]]:
+        """Get ready before the first launch; returns what an earlier run left behind
+        and was removed, by kind."""
+        ...
+
     async def launch(self, spec: LaunchSpec) -> LaunchedProcess: ...
+
+    async def explain(self, spec: LaunchSpec) -> str | None:
+        """Why ``spec`` cannot run, if the launcher can tell by looking (it runs
+        nothing); None when it sees no reason."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what :meth:`start` set up; every instance has ended by then."""
+        ...
 
 
 class _PlainProcess:
@@ -103,6 +117,15 @@ class PlainLauncher:
     what the spec declares. Never the gateway's own environment."""
 
     BASE_ENV_KEYS = ("PATH", "LANG", "TZ")
+
+    async def start(self) -> dict[str, list[str]]:
+        return {}
+
+    async def explain(self, spec: LaunchSpec) -> str | None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
 
     async def launch(self, spec: LaunchSpec) -> LaunchedProcess:
         env = {k: os.environ[k] for k in self.BASE_ENV_KEYS if k in os.environ}
