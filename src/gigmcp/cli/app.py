@@ -97,6 +97,14 @@ def run(action: Callable[[], T]) -> T:
         fail(str(err))
 
 
+def act(action: Callable[[Store], object], done: str | None = None) -> None:
+    """Carry out a change on the store as the local administrator; say ``done`` after."""
+    st = store()
+    run(lambda: action(st))
+    if done is not None:
+        typer.echo(done, err=True)
+
+
 def keyring(settings: Settings) -> Keyring:
     """The vault's keys, made on first use (with a notice saying where)."""
     try:

@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from gigmcp.cli.app import credential_app, fail, keyring, run, store
+from gigmcp.cli.app import act, credential_app, fail, keyring, run, store
 from gigmcp.control import credentials
 from gigmcp.control.credentials import MAX_VALUE
 
@@ -44,9 +44,10 @@ def credential_set(server: str, credential_id: str) -> None:
 @credential_app.command("unset")
 def credential_unset(server: str, credential_id: str) -> None:
     """Remove a credential's value."""
-    st = store()
-    run(lambda: credentials.unset_credential(st.engine, st.actor, server, credential_id))
-    typer.echo(f"credential {server}/{credential_id} removed", err=True)
+    act(
+        lambda st: credentials.unset_credential(st.engine, st.actor, server, credential_id),
+        f"credential {server}/{credential_id} removed",
+    )
 
 
 @credential_app.command("list")

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import typer
 
-from gigmcp.cli.app import Store, fail, run, server_app, store
+from gigmcp.cli.app import Store, act, fail, run, server_app, store
 from gigmcp.control import installs
 from gigmcp.errors import GigError, Invalid
 from gigmcp.registry.fetch import Fetched
@@ -127,6 +127,7 @@ def _consent_pending(st: Store, name: str, yes: bool) -> None:
 @server_app.command("uninstall")
 def server_uninstall(name: str) -> None:
     """Remove an installed server: its row, assignments, pins, credential values, files."""
-    st = store()
-    run(lambda: installs.uninstall(st.engine, st.actor, st.settings.packages_dir, name))
-    typer.echo(f"uninstalled {name}", err=True)
+    act(
+        lambda st: installs.uninstall(st.engine, st.actor, st.settings.packages_dir, name),
+        f"uninstalled {name}",
+    )

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import typer
 
-from gigmcp.cli.app import profile_app, run, store
+from gigmcp.cli.app import act, profile_app, run, store
 from gigmcp.control import profiles
 
 
 @profile_app.command("create")
 def profile_create(slug: str) -> None:
     """Create a profile (slug: 2-63 of a-z, 0-9, '-')."""
-    st = store()
-    run(lambda: profiles.create_profile(st.engine, st.actor, slug))
-    typer.echo(f"created profile {slug}", err=True)
+    act(lambda st: profiles.create_profile(st.engine, st.actor, slug), f"created profile {slug}")
 
 
 @profile_app.command("list")
@@ -31,9 +29,7 @@ def profile_list() -> None:
 @profile_app.command("delete")
 def profile_delete(slug: str) -> None:
     """Delete a profile, its assignments and its tokens."""
-    st = store()
-    run(lambda: profiles.delete_profile(st.engine, st.actor, slug))
-    typer.echo(f"deleted profile {slug}", err=True)
+    act(lambda st: profiles.delete_profile(st.engine, st.actor, slug), f"deleted profile {slug}")
 
 
 @profile_app.command("assign")
@@ -43,17 +39,19 @@ def profile_assign(
     tools_off: bool = typer.Option(False, "--tools-off", help="Tools start disabled."),
 ) -> None:
     """Assign a server to a profile."""
-    st = store()
-    run(lambda: profiles.assign(st.engine, st.actor, slug, server, not tools_off))
-    typer.echo(f"assigned {server} to {slug}", err=True)
+    act(
+        lambda st: profiles.assign(st.engine, st.actor, slug, server, not tools_off),
+        f"assigned {server} to {slug}",
+    )
 
 
 @profile_app.command("unassign")
 def profile_unassign(slug: str, server: str) -> None:
     """Remove a server from a profile."""
-    st = store()
-    run(lambda: profiles.unassign(st.engine, st.actor, slug, server))
-    typer.echo(f"unassigned {server} from {slug}", err=True)
+    act(
+        lambda st: profiles.unassign(st.engine, st.actor, slug, server),
+        f"unassigned {server} from {slug}",
+    )
 
 
 @profile_app.command("show")

@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from gigmcp.cli.app import fail, run, server_app, store
+from gigmcp.cli.app import act, fail, run, server_app, store
 from gigmcp.control import servers
 from gigmcp.store.limits import LimitError, parse_size
 
@@ -103,20 +103,19 @@ def server_egress(
     credential: list[str] = typer.Option([], "--credential", help="Credential definition."),
 ) -> None:
     """Replace a server's egress allowlist (and credential definitions, if given)."""
-    st = store()
     creds = _credentials(credential) if credential else None
     egress_json = _egress(egress, egress_port)
-    run(
-        lambda: servers.set_egress(
+    act(
+        lambda st: servers.set_egress(
             st.engine,
             st.actor,
             name,
             egress_json,
             creds,
             extra_ports=st.settings.egress_extra_ports,
-        )
+        ),
+        f"egress of {name} updated; running instances restart with it",
     )
-    typer.echo(f"egress of {name} updated; running instances restart with it", err=True)
 
 
 def _limits(
@@ -157,9 +156,10 @@ def server_limits(
     limits = _limits(memory, pids, cpu_weight, nofile, tmp_size, home_size)
     if not limits:
         fail("nothing to change: give at least one of --memory, --pids, --cpu-weight, ...")
-    st = store()
-    run(lambda: servers.set_limits(st.engine, st.actor, name, limits))
-    typer.echo(f"limits of {name} updated; they apply from its next start", err=True)
+    act(
+        lambda st: servers.set_limits(st.engine, st.actor, name, limits),
+        f"limits of {name} updated; they apply from its next start",
+    )
 
 
 @server_app.command("list")
@@ -173,9 +173,7 @@ def server_list() -> None:
 @server_app.command("remove")
 def server_remove(name: str) -> None:
     """Remove a server (and its assignments)."""
-    st = store()
-    run(lambda: servers.remove_server(st.engine, st.actor, name))
-    typer.echo(f"removed server {name}", err=True)
+    act(lambda st: servers.remove_server(st.engine, st.actor, name), f"removed server {name}")
 
 
 @server_app.command("logs")

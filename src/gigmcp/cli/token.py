@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from gigmcp.cli.app import run, store, token_app
+from gigmcp.cli.app import act, run, store, token_app
 from gigmcp.control import tokens
 
 
@@ -48,6 +48,4 @@ def token_list(slug: str = typer.Argument(None)) -> None:
 @token_app.command("revoke")
 def token_revoke(token_id: int) -> None:
     """Revoke a token by id; takes effect on the gateway's next request."""
-    st = store()
-    run(lambda: tokens.revoke_token(st.engine, st.actor, token_id))
-    typer.echo(f"revoked token {token_id}", err=True)
+    act(lambda st: tokens.revoke_token(st.engine, st.actor, token_id), f"revoked token {token_id}")

@@ -6,19 +6,17 @@ layer (``control/tools.py``).
 
 from __future__ import annotations
 
-from gigmcp.cli.app import run, store, tool_app
+from gigmcp.cli.app import act, tool_app
 from gigmcp.control import tools
 
 
 @tool_app.command("enable")
 def tool_enable(slug: str, server: str, tool: str) -> None:
     """Enable a tool of a server in a profile."""
-    st = store()
-    run(lambda: tools.set_tool(st.engine, st.actor, slug, server, tool, True))
+    act(lambda st: tools.set_tool(st.engine, st.actor, slug, server, tool, True))
 
 
 @tool_app.command("disable")
 def tool_disable(slug: str, server: str, tool: str) -> None:
     """Disable a tool of a server in a profile (hidden and uncallable at once)."""
-    st = store()
-    run(lambda: tools.set_tool(st.engine, st.actor, slug, server, tool, False))
+    act(lambda st: tools.set_tool(st.engine, st.actor, slug, server, tool, False))
