@@ -1,30 +1,48 @@
-"""Assembles one gateway process: store catalog, router, supervisor, MCP endpoint.
+"""Assembles one gateway process: store catalog, router, supervisor, MCP endpoint, and
+— when servers run jailed — the vault, the egress CA, the credential provider and the
+egress proxy.
 
-Owns start-up and shutdown order (children are terminated before the store closes, so
+Owns all of the gateway's wiring: which part is handed which, the hooks between them,
+whom an instance acts for (:meth:`Gateway.owner_of`, the one rule every part asks),
+and start-up and shutdown order (children are terminated before the store closes, so
 their last audit rows are written). It must never start serving before the store is
-migrated, and never leave a child process behind on shutdown.
+migrated, never leave a child process behind on shutdown, and never let an instance
+act for anyone but its profile's owner.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import dataclass
 
-from gigmcp.config import Settings
+from sqlalchemy import Engine
+
+from gigmcp import errors
+from gigmcp.config import ConfigError, Settings, master_keys
 from gigmcp.core.asgi import Receive, Scope, Send
 from gigmcp.core.instances import InstanceKey
-from gigmcp.core.launch import JailLimits, Launcher, LaunchSpec
+from gigmcp.core.launch import JailLimits, Launcher, LaunchError, LaunchSpec
 from gigmcp.core.server_info import GATEWAY_INFO
 from gigmcp.core.views import ServerDef
 from gigmcp.credentials.provider import CredentialProvider, NoCredentials, launch_environment
-from gigmcp.egress.proxy import EgressProxy
+from gigmcp.credentials.vault_provider import VaultCredentials
+from gigmcp.egress import authority
+from gigmcp.egress.audit import EgressAudit
+from gigmcp.egress.certs import CertificateAuthority, LeafCache, upstream_context
+from gigmcp.egress.proxy import EgressProxy, ProxyPorts
 from gigmcp.endpoint.asgi import McpEndpoint
 from gigmcp.endpoint.sessions import SessionStore
+from gigmcp.netpolicy.hostaddr import HostAddresses
+from gigmcp.netpolicy.policy import PortRules
+from gigmcp.netpolicy.resolver import DnsResolver, SystemResolver
 from gigmcp.router.gateway import Router
 from gigmcp.store.catalog import StoreCatalog
+from gigmcp.store.db import make_engine, migrate
 from gigmcp.supervisor.launcher import PlainLauncher
 from gigmcp.supervisor.supervisor import Supervisor
 from gigmcp.upstream.connection import WireLimits
+from gigmcp.vault.keys import Keyring, MasterKey, VaultError
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +91,18 @@ class Gateway:
             buffer_bytes=settings.client_buffer_bytes,
         )
 
+    def owner_of(self, key: InstanceKey) -> int | None:
+        """Whom an instance acts for — their credentials, their audit rows: its
+        profile's owner; nobody once the profile is gone."""
+        profile = self.catalog.profile(key.profile_id)
+        return profile.owner_id if profile is not None else None
+
     def _spec_for(self, key: InstanceKey, server: ServerDef) -> LaunchSpec:
+        owner = self.owner_of(key)
+        if owner is None:
+            raise LaunchError(f"profile {key.profile_id} no longer exists")
         env = launch_environment(self.credentials, key, server)
         limits = dataclasses.replace(JailLimits(), **dict(server.limits))
-        # The instance acts for the profile's owner: their credentials, their audit rows.
-        profile = self.catalog.profile(key.profile_id)
-        owner = profile.owner_id if profile is not None else server.owner_id
         return LaunchSpec(
             key,
             server.command,
@@ -93,11 +117,9 @@ class Gateway:
         await self.catalog.start()
         # The sandbox reconciles what a crashed run left (cgroups, veths, firewall)
         # before the first server can start.
-        starter = getattr(self.launcher, "start", None)
-        if starter is not None:
-            removed = await starter()
-            if any(removed.values()):
-                log.warning("removed leftovers of an earlier run: %s", removed)
+        removed = await self.launcher.start()
+        if any(removed.values()):
+            log.warning("removed leftovers of an earlier run: %s", removed)
         if self.egress is not None:
             await self.egress.audit.start()
             await self.egress.start()
@@ -110,9 +132,7 @@ class Gateway:
         if self.egress is not None:
             await self.egress.aclose()
             await self.egress.audit.aclose()
-        closer = getattr(self.launcher, "aclose", None)
-        if closer is not None:
-            await closer()
+        await self.launcher.aclose()
         await self.catalog.aclose()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -136,3 +156,75 @@ class Gateway:
                 await self.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+@dataclass(frozen=True, slots=True)
+class EgressParts:
+    """What the egress side needs before the first jail is built: the store, the vault's
+    keys, and the CA every jail's bundle holds."""
+
+    engine: Engine
+    keyring: Keyring
+    ca: CertificateAuthority
+
+
+def egress_parts(settings: Settings) -> EgressParts:
+    """Open the vault and the egress CA (made on first use)."""
+    try:
+        current, previous = master_keys(settings)
+    except ConfigError as err:
+        raise errors.ConfigurationError(str(err)) from err
+    keyring = Keyring(MasterKey(current), [MasterKey(previous)] if previous else [])
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    try:
+        ca = authority.load_or_create(engine, keyring)
+    except VaultError as err:
+        raise errors.VaultError(f"cannot open the egress CA in the vault: {err}") from err
+    return EgressParts(engine, keyring, ca)
+
+
+def attach_egress(gateway: Gateway, settings: Settings, parts: EgressParts) -> None:
+    """Give a jailed gateway its credential provider and egress proxy, and hook them to
+    the launcher and the supervisor so that a grant lives exactly as long as its
+    instance."""
+    # Imported here: a gateway run unjailed never loads the sandbox's native libraries.
+    from gigmcp.sandbox.launcher import SandboxLauncher
+
+    assert isinstance(gateway.launcher, SandboxLauncher)
+    provider = VaultCredentials(parts.engine, parts.keyring, gateway.owner_of)
+    extra = settings.egress_ca_bundle.read_bytes() if settings.egress_ca_bundle else None
+    p = settings.egress_port
+    gateway.credentials = provider
+    host = HostAddresses(settings.egress_allow_host_addresses)
+    proxy = gateway.egress = EgressProxy(
+        identities=gateway.launcher.identities,
+        grants=provider.for_instance,
+        resolver=(
+            DnsResolver(settings.egress_dns, host) if settings.egress_dns else SystemResolver(host)
+        ),
+        leaves=LeafCache(parts.ca),
+        upstream_tls=upstream_context(extra),
+        audit=EgressAudit(parts.engine, settings.egress_audit_days),
+        ports=ProxyPorts.from_base(p),
+        port_rules=PortRules(settings.egress_extra_ports),
+    )
+    identities = gateway.launcher.identities
+
+    def ended(key: InstanceKey) -> None:
+        # A restarted instance may already be registered under the same key: its grant
+        # is the new one and stays.
+        if not any(i.key == key for i in identities.snapshot().values()):
+            provider.forget(key)
+            proxy.forget(key)
+
+    gateway.launcher.on_instance_end.append(ended)
+
+    def retired(key: InstanceKey) -> None:
+        # Taken out of service (its grant changed, its server went away, idle, shutdown):
+        # the grant goes now, not when the process is gone. The supervisor starts no new
+        # instance of the key until this one has ended.
+        provider.forget(key)
+        proxy.forget(key)
+
+    gateway.supervisor.on_retire.append(retired)

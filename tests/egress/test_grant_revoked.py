@@ -4,7 +4,7 @@ already filled in with the key does not leave either.
 
 A kept-alive tunnel outlives a change (a client library keeps its connections for
 minutes): the proxy checks the grant again right before a request head goes upstream.
-Revoking is what the gateway does when it retires an instance (cli/serve.py: the
+Revoking is what the gateway does when it retires an instance (app.py: the
 provider forgets the grant, the proxy forgets what it compiled from it). The proxy runs
 in-process inside the egress lab (tests/egress/lab.py); the sandbox end is a real TLS
 client speaking HTTP/1.1 through a CONNECT tunnel, from the sandbox's address.
@@ -228,17 +228,16 @@ def test_retiring_an_instance_drops_its_grant_in_the_gateway_serve_assembles(
     """The wiring the tests above stand in for: in the gateway ``gigmcp serve`` builds,
     the supervisor's retire hooks drop the instance's grant from the credential provider
     and the proxy, so retiring revokes before the process is told to stop."""
-    from gigmcp.app import Gateway
-    from gigmcp.cli.serve import _attach_egress, _egress_parts
+    from gigmcp.app import Gateway, attach_egress, egress_parts
     from gigmcp.config import load_settings
     from gigmcp.sandbox.launcher import SandboxConfig, SandboxLauncher
 
     settings = load_settings({"GIG_DATA_DIR": str(tmp_path), "GIG_MASTER_KEY": "ab" * 32})
-    parts = _egress_parts(settings)
+    parts = egress_parts(settings)
     launcher = SandboxLauncher(SandboxConfig(pool_size=0, ca_bundle=parts.ca.cert_pem()))
     gateway = Gateway(settings, launcher=launcher)
     try:
-        _attach_egress(gateway, settings, parts)
+        attach_egress(gateway, settings, parts)
         provider, proxy = gateway.credentials, gateway.egress
         assert proxy is not None
         env = provider.environment_for(KEY, SERVER)

@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gigmcp.control import actor, tokens
+from gigmcp.control.actor import Actor
+from gigmcp.control.profiles import create_profile
 from gigmcp.endpoint.asgi import McpEndpoint
 from gigmcp.router.gateway import Router
-from gigmcp.store import admin
 from gigmcp.store.catalog import StoreCatalog
 from gigmcp.supervisor.launcher import PlainLauncher
 from gigmcp.supervisor.supervisor import Supervisor
@@ -94,12 +96,12 @@ class Stack:
     catalog: StoreCatalog
     router: Router
     endpoint: McpEndpoint
-    uid: int
+    me: Actor
     tokens: dict[str, str] = field(default_factory=dict)
     exchanges: list[Exchange] = field(default_factory=list)
 
     def mint(self, profile: str, name: str) -> str:
-        token = admin.mint_token(self.catalog.engine, self.uid, profile, name, None)
+        token = tokens.mint_token(self.catalog.engine, self.me, profile, name, None)
         self.tokens[name] = token
         return token
 
@@ -109,7 +111,7 @@ class Stack:
         return grant.token_id
 
     def revoke(self, token: str) -> None:
-        admin.revoke_token(self.catalog.engine, self.uid, self.token_id(token))
+        tokens.revoke_token(self.catalog.engine, self.me, self.token_id(token))
 
     def listeners(self, profile: str) -> int:
         view = self.catalog.profile_by_slug(profile)
@@ -167,16 +169,16 @@ class Stack:
 @contextlib.asynccontextmanager
 async def stack(tmp_path: Path, *profiles: str) -> AsyncIterator[Stack]:
     catalog = StoreCatalog(f"sqlite:///{tmp_path / 'gig.db'}")
-    uid = admin.local_admin(catalog.engine)
+    me = actor.local_admin(catalog.engine)
     for slug in profiles:
-        admin.create_profile(catalog.engine, uid, slug)
+        create_profile(catalog.engine, me, slug)
     catalog.refresh()
     router = Router(catalog)  # the default watch interval: what production notices at
     supervisor = Supervisor(PlainLauncher(), router, logs_dir=tmp_path / "logs")
     router.attach(supervisor)
     endpoint = McpEndpoint(router)
     router.start()
-    s = Stack(catalog, router, endpoint, uid)
+    s = Stack(catalog, router, endpoint, me)
     try:
         yield s
     finally:

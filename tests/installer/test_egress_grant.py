@@ -14,9 +14,10 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gigmcp.installer import consent, records
+from gigmcp.control import actor, install_rows
+from gigmcp.installer import consent
+from gigmcp.installer.runnable import Runnable
 from gigmcp.registry import gostruct
-from gigmcp.store import admin
 from gigmcp.store.db import make_engine, migrate
 from gigmcp.store.models import Server
 from tests.registry.samples import good
@@ -32,8 +33,8 @@ def test_attack_a_registry_install_grants_no_plain_http(tmp_path: Path) -> None:
     migrate(engine)
     origin = {"kind": "oci", "name": manifest.name, "version": manifest.version,
               "runtime_hash": "r" * 64, "manifest": {}}  # fmt: skip
-    run = records.Runnable(["/bin/true"], None, {}, grant, [], origin)
-    records.install(engine, admin.local_admin(engine), "chat", run)
+    run = Runnable(["/bin/true"], None, {}, grant, [], origin)
+    install_rows.install(engine, actor.local_admin(engine), "chat", run)
     with Session(engine) as s:
         stored = s.scalars(select(Server.egress).where(Server.name == "chat")).one()
     assert stored["ports"] == [443]

@@ -22,9 +22,10 @@ from typing import Any
 
 import pytest
 
+from gigmcp.control import actor, install_rows
 from gigmcp.core.definitions import parse_credentials, parse_egress
-from gigmcp.installer import records, toolspec
-from gigmcp.store import admin
+from gigmcp.installer import toolspec
+from gigmcp.installer.runnable import Runnable
 from gigmcp.store.db import make_engine
 from tests.egress.lab import Lab, lab
 from tests.gateway_harness import GatewayProc, gateway
@@ -108,7 +109,7 @@ MANIFEST = {
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, GatewayProc]]:
     tmp: Path = tmp_path_factory.mktemp("toolspec")
-    # Not under pytest's tmp dir: the jail's uid must be able to reach the package.
+    # Not under pytest's tmp dir: the jail's me must be able to reach the package.
     packages = Path(tempfile.mkdtemp(prefix="gigpkg-"))
     os.chmod(packages, 0o755)
     try:
@@ -130,10 +131,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Gatew
                         "manifest": MANIFEST, "runtime_hash": "0" * 64,
                         "path": str(packages / "demo" / "0.1.0"),
                     }  # fmt: skip
-                    run = records.Runnable(
-                        command, cwd, {}, {"hosts": [HOST]}, [CREDENTIAL], origin
-                    )
-                    records.install(engine, admin.local_admin(engine), "demo", run)
+                    run = Runnable(command, cwd, {}, {"hosts": [HOST]}, [CREDENTIAL], origin)
+                    install_rows.install(engine, actor.local_admin(engine), "demo", run)
                 finally:
                     engine.dispose()
                 g.cli("credential", "set", "demo", "demo_key", stdin=CANARY + "\n")

@@ -4,7 +4,7 @@ change, before anything else runs, and only that instance.
 Real parts: the store, the router, the supervisor and real MCP server processes (run
 unjailed: this is about ordering inside the gateway; tests/egress/test_grant_changes.py
 shows the same end to end, jailed, through the egress proxy). ``on_retire`` is where the
-gateway revokes the grant (cli/serve.py): it must run synchronously, while the process
+gateway revokes the grant (app.py): it must run synchronously, while the process
 is still alive, and the key's next process may start only once the old one is gone, so
 that a grant the proxy finds by key belongs to one process.
 """
@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from gigmcp.control import actor, credentials, profiles, servers
+from gigmcp.control.actor import Actor
 from gigmcp.core.instances import InstanceKey
 from gigmcp.core.launch import LaunchedProcess, LaunchSpec
 from gigmcp.core.views import ServerDef
 from gigmcp.router.gateway import Router
-from gigmcp.store import admin
 from gigmcp.store.catalog import StoreCatalog
 from gigmcp.supervisor.launcher import PlainLauncher
 from gigmcp.supervisor.supervisor import StartError, Supervisor, default_spec
@@ -70,7 +71,7 @@ class World:
     router: Router
     supervisor: Supervisor
     launches: Launches
-    uid: int
+    me: Actor
     retired: list[tuple[InstanceKey, bool]] = field(default_factory=list)
     # The definition each launch was made from.
     started: list[ServerDef] = field(default_factory=list)
@@ -91,16 +92,16 @@ class World:
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     catalog = StoreCatalog(f"sqlite:///{tmp_path / 'g.db'}")
-    uid = admin.local_admin(catalog.engine)
-    admin.create_profile(catalog.engine, uid, "p1")
+    me = actor.local_admin(catalog.engine)
+    profiles.create_profile(catalog.engine, me, "p1")
     for name in ("keyed", "other"):
-        admin.add_server(
-            catalog.engine, uid, name, list(TIME), {}, [], None,
+        servers.add_server(
+            catalog.engine, me, name, list(TIME), {}, [], None,
             egress={"hosts": ["api.example.test", "other.example.test"]},
             credentials=[CREDENTIAL],
         )  # fmt: skip
-        admin.assign(catalog.engine, uid, "p1", name, True)
-        admin.set_credential(catalog.engine, RING, uid, name, "api_key", b"first-value")
+        profiles.assign(catalog.engine, me, "p1", name, True)
+        credentials.set_credential(catalog.engine, RING, me, name, "api_key", b"first-value")
     catalog.refresh()
     # The watcher is not started: the test says when the change is noticed.
     router = Router(catalog)
@@ -113,7 +114,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
 
     supervisor = Supervisor(launches, router, logs_dir=tmp_path / "logs", spec_for=spec_for)
     router.attach(supervisor)
-    w = World(catalog, router, supervisor, launches, uid, started=started)
+    w = World(catalog, router, supervisor, launches, me, started=started)
 
     def revoke(key: InstanceKey) -> None:
         w.retired.append((key, alive(launches.pids[key][-1])))
@@ -131,7 +132,7 @@ async def test_attack_an_unset_value_revokes_the_grant_in_the_step_that_notices_
     world: World,
 ) -> None:
     keyed, other = await world.start("keyed"), await world.start("other")
-    admin.unset_credential(world.catalog.engine, world.uid, "keyed", "api_key")
+    credentials.unset_credential(world.catalog.engine, world.me, "keyed", "api_key")
     # What the endpoint does for every request: authenticate (which reloads the
     # snapshot), then ask the router for the profile's hub. No await in between.
     world.catalog.refresh()
@@ -150,11 +151,11 @@ async def test_attack_an_unset_value_revokes_the_grant_in_the_step_that_notices_
 
 async def test_the_watcher_notices_a_replaced_value_or_a_removed_host(world: World) -> None:
     await world.start("keyed")
-    admin.set_credential(world.catalog.engine, RING, world.uid, "keyed", "api_key", b"second")
+    credentials.set_credential(world.catalog.engine, RING, world.me, "keyed", "api_key", b"second")
     world.router.refresh()  # the watcher's tick
     assert [k.server_name for k, was_alive in world.retired if was_alive] == ["keyed"]
     await world.start("keyed")
-    admin.set_egress(world.catalog.engine, world.uid, "keyed", {"hosts": ["api.example.test"]})
+    servers.set_egress(world.catalog.engine, world.me, "keyed", {"hosts": ["api.example.test"]})
     world.router.refresh()
     assert [k.server_name for k, was_alive in world.retired if was_alive] == ["keyed", "keyed"]
     assert world.launches.overlaps == []
@@ -164,7 +165,7 @@ async def test_a_change_outside_the_grant_does_not_cut_a_running_instance_off(
     world: World,
 ) -> None:
     pid = await world.start("keyed")
-    admin.set_limits(world.catalog.engine, world.uid, "keyed", {"pids": 64})
+    servers.set_limits(world.catalog.engine, world.me, "keyed", {"pids": 64})
     world.router.refresh()
     assert world.retired == [] and alive(pid)
     # It applies at the next use, as before.
@@ -178,11 +179,11 @@ async def test_attack_a_call_under_way_across_a_change_does_not_bring_the_old_gr
     start, for a retired one to end): a change noticed meanwhile must not be undone by
     the instance it then starts."""
     key, before = world.server("keyed")
-    admin.set_egress(world.catalog.engine, world.uid, "keyed", {"hosts": ["api.example.test"]})
+    servers.set_egress(world.catalog.engine, world.me, "keyed", {"hosts": ["api.example.test"]})
     world.router.refresh()
     await world.supervisor.get(key, before)
     assert world.started == [world.server("keyed")[1]] != [before]
-    admin.unassign(world.catalog.engine, world.uid, "p1", "keyed")
+    profiles.unassign(world.catalog.engine, world.me, "p1", "keyed")
     world.router.refresh()
     with pytest.raises(StartError, match="not assigned any more"):
         await world.supervisor.get(key, before)

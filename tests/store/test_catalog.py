@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
+from gigmcp.control import actor, profiles, servers, tokens, tools
 from gigmcp.core.views import AuditEvent
-from gigmcp.store import admin
-from gigmcp.store.admin import AdminError
+from gigmcp.errors import GigError
 from gigmcp.store.catalog import StoreCatalog
 
 
@@ -25,11 +25,11 @@ def cat(database_url: str) -> Iterator[StoreCatalog]:
 
 
 def setup(cat: StoreCatalog) -> tuple[int, str]:
-    uid = admin.local_admin(cat.engine)
-    admin.create_profile(cat.engine, uid, "p1")
-    admin.add_server(cat.engine, uid, "srv", ["true"], {"A": "1"}, ["KEY"], None)
-    admin.assign(cat.engine, uid, "p1", "srv", True)
-    return uid, admin.mint_token(cat.engine, uid, "p1", "t", None)
+    me = actor.local_admin(cat.engine)
+    profiles.create_profile(cat.engine, me, "p1")
+    servers.add_server(cat.engine, me, "srv", ["true"], {"A": "1"}, ["KEY"], None)
+    profiles.assign(cat.engine, me, "p1", "srv", True)
+    return me, tokens.mint_token(cat.engine, me, "p1", "t", None)
 
 
 def test_migrations_build_the_schema_from_nothing(cat: StoreCatalog) -> None:
@@ -59,14 +59,14 @@ def test_snapshot_holds_profiles_and_grants(cat: StoreCatalog) -> None:
 
 
 def test_tool_selection_and_identity_of_unchanged_views(cat: StoreCatalog) -> None:
-    uid, token = setup(cat)
+    me, token = setup(cat)
     grant = cat.authenticate(token)
     assert grant is not None
     before = cat.profile(grant.profile_id)
-    admin.create_profile(cat.engine, uid, "other")
+    profiles.create_profile(cat.engine, me, "other")
     cat.authenticate(token)
     assert cat.profile(grant.profile_id) is before  # unchanged profile, same object
-    admin.set_tool(cat.engine, uid, "p1", "srv", "danger", False)
+    tools.set_tool(cat.engine, me, "p1", "srv", "danger", False)
     cat.authenticate(token)
     view = cat.profile(grant.profile_id)
     assert view is not before and view is not None
@@ -82,33 +82,33 @@ def test_revocation_by_another_process_applies_on_the_next_request(
     grant = cat.authenticate(token)
     assert grant is not None
     code = (
-        "from gigmcp.store import admin; from gigmcp.store.db import make_engine;"
+        "from gigmcp.control import actor, tokens; from gigmcp.store.db import make_engine;"
         f"e = make_engine({cat.engine.url.render_as_string(hide_password=False)!r});"
-        f"admin.revoke_token(e, admin.local_admin(e), {grant.token_id})"
+        f"tokens.revoke_token(e, actor.local_admin(e), {grant.token_id})"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     assert cat.authenticate(token) is None
 
 
 def test_expired_tokens_open_nothing(cat: StoreCatalog) -> None:
-    uid, _ = setup(cat)
-    token = admin.mint_token(cat.engine, uid, "p1", None, timedelta(seconds=-1))
+    me, _ = setup(cat)
+    token = tokens.mint_token(cat.engine, me, "p1", None, timedelta(seconds=-1))
     assert cat.authenticate(token) is None
 
 
 def test_bad_input_is_refused_and_writes_nothing(cat: StoreCatalog) -> None:
-    uid, _ = setup(cat)
+    me, _ = setup(cat)
     rev = cat.revision()
     for call in (
-        lambda: admin.create_profile(cat.engine, uid, "Bad_Slug"),
-        lambda: admin.create_profile(cat.engine, uid, "p1"),
-        lambda: admin.add_server(cat.engine, uid, "with_underscore", ["x"], {}, [], None),
-        lambda: admin.add_server(cat.engine, uid, "noenv", ["x"], {"1BAD": "v"}, [], None),
-        lambda: admin.assign(cat.engine, uid, "nope", "srv", True),
-        lambda: admin.revoke_token(cat.engine, uid, 999),
-        lambda: admin.parse_duration("forever"),
+        lambda: profiles.create_profile(cat.engine, me, "Bad_Slug"),
+        lambda: profiles.create_profile(cat.engine, me, "p1"),
+        lambda: servers.add_server(cat.engine, me, "with_underscore", ["x"], {}, [], None),
+        lambda: servers.add_server(cat.engine, me, "noenv", ["x"], {"1BAD": "v"}, [], None),
+        lambda: profiles.assign(cat.engine, me, "nope", "srv", True),
+        lambda: tokens.revoke_token(cat.engine, me, 999),
+        lambda: tokens.parse_duration("forever"),
     ):
-        with pytest.raises(AdminError):
+        with pytest.raises(GigError):
             call()
     assert cat.revision() == rev
 

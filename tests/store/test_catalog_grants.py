@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from gigmcp.control import actor, credentials, profiles, servers
 from gigmcp.core.views import ServerDef
-from gigmcp.store import admin
 from gigmcp.store.catalog import StoreCatalog
 from gigmcp.vault.keys import Keyring, MasterKey
 
@@ -34,14 +34,14 @@ EGRESS = {"hosts": ["api.example.test", "other.example.test"]}
 @pytest.fixture
 def cat(database_url: str) -> Iterator[StoreCatalog]:
     catalog = StoreCatalog(database_url)
-    uid = admin.local_admin(catalog.engine)
-    admin.create_profile(catalog.engine, uid, "p1")
+    me = actor.local_admin(catalog.engine)
+    profiles.create_profile(catalog.engine, me, "p1")
     for name in ("keyed", "other"):
-        admin.add_server(
-            catalog.engine, uid, name, ["true"], {}, [], None,
+        servers.add_server(
+            catalog.engine, me, name, ["true"], {}, [], None,
             egress=EGRESS, credentials=[CREDENTIAL],
         )  # fmt: skip
-        admin.assign(catalog.engine, uid, "p1", name, True)
+        profiles.assign(catalog.engine, me, "p1", name, True)
     yield catalog
     catalog.engine.dispose()
 
@@ -56,38 +56,38 @@ def server(cat: StoreCatalog, name: str = "keyed") -> ServerDef:
 
 
 def test_every_set_replace_or_unset_of_a_value_moves_the_grant(cat: StoreCatalog) -> None:
-    uid, ring = admin.local_admin(cat.engine), Keyring(OLD_KEY)
+    me, ring = actor.local_admin(cat.engine), Keyring(OLD_KEY)
     unset = server(cat).grant()
-    admin.set_credential(cat.engine, ring, uid, "keyed", "api_key", CANARY)
+    credentials.set_credential(cat.engine, ring, me, "keyed", "api_key", CANARY)
     first = server(cat).grant()
     # The same value set again is a new record: an operator who re-enters a key after a
     # leak means it, and the gateway cannot compare values it does not decrypt.
-    admin.set_credential(cat.engine, ring, uid, "keyed", "api_key", CANARY)
+    credentials.set_credential(cat.engine, ring, me, "keyed", "api_key", CANARY)
     again = server(cat).grant()
-    admin.unset_credential(cat.engine, uid, "keyed", "api_key")
+    credentials.unset_credential(cat.engine, me, "keyed", "api_key")
     assert len({unset, first, again}) == 3
     assert server(cat).grant() == unset
-    admin.set_credential(cat.engine, ring, uid, "keyed", "api_key", CANARY)
+    credentials.set_credential(cat.engine, ring, me, "keyed", "api_key", CANARY)
     assert CANARY.decode() not in repr(cat.profile_by_slug("p1"))
 
 
 def test_a_master_key_rotation_or_another_servers_value_leaves_the_grant(
     cat: StoreCatalog,
 ) -> None:
-    uid = admin.local_admin(cat.engine)
-    admin.set_credential(cat.engine, Keyring(OLD_KEY), uid, "keyed", "api_key", CANARY)
+    me = actor.local_admin(cat.engine)
+    credentials.set_credential(cat.engine, Keyring(OLD_KEY), me, "keyed", "api_key", CANARY)
     before = server(cat)
-    admin.rotate_master_key(cat.engine, Keyring(NEW_KEY, [OLD_KEY]), uid)
-    admin.set_credential(cat.engine, Keyring(NEW_KEY), uid, "other", "api_key", CANARY)
+    credentials.rotate_master_key(cat.engine, Keyring(NEW_KEY, [OLD_KEY]), me)
+    credentials.set_credential(cat.engine, Keyring(NEW_KEY), me, "other", "api_key", CANARY)
     assert server(cat) == before
     assert server(cat, "other").grant() != before.grant()
 
 
 def test_an_allowlist_change_moves_the_grant_and_a_limit_does_not(cat: StoreCatalog) -> None:
-    uid = admin.local_admin(cat.engine)
+    me = actor.local_admin(cat.engine)
     before = server(cat)
-    admin.set_limits(cat.engine, uid, "keyed", {"pids": 64})
+    servers.set_limits(cat.engine, me, "keyed", {"pids": 64})
     limited = server(cat)
     assert limited != before and limited.grant() == before.grant()
-    admin.set_egress(cat.engine, uid, "keyed", {"hosts": ["api.example.test"]})
+    servers.set_egress(cat.engine, me, "keyed", {"hosts": ["api.example.test"]})
     assert server(cat).grant() != before.grant()

@@ -12,9 +12,10 @@ import pytest
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from gigmcp.store import admin
+from gigmcp.control import actor, credentials, servers
+from gigmcp.control.actor import Actor
+from gigmcp.errors import GigError
 from gigmcp.store import secrets as vault_store
-from gigmcp.store.admin import AdminError
 from gigmcp.store.db import make_engine, migrate
 from gigmcp.store.models import CredentialValue
 from gigmcp.vault import envelope
@@ -43,10 +44,10 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def uid(engine: Engine) -> int:
-    user = admin.local_admin(engine)
+def me(engine: Engine) -> Actor:
+    user = actor.local_admin(engine)
     for name in ("gh", "other"):
-        admin.add_server(
+        servers.add_server(
             engine, user, name, ["/bin/true"], {}, [], None,
             egress={"hosts": ["api.github.com", "slack.com"]}, credentials=[GITHUB, SLACK],
         )  # fmt: skip
@@ -62,34 +63,36 @@ def _server_id(engine: Engine, name: str) -> int:
         return sid
 
 
-def test_a_value_is_set_and_read_back_through_the_vault(engine: Engine, uid: int) -> None:
+def test_a_value_is_set_and_read_back_through_the_vault(engine: Engine, me: Actor) -> None:
     ring = Keyring(OLD)
-    admin.set_credential(engine, ring, uid, "gh", "github_token", CANARY)
+    credentials.set_credential(engine, ring, me, "gh", "github_token", CANARY)
     with Session(engine) as s:
-        assert vault_store.get(s, ring, uid, _server_id(engine, "gh"), "github_token") == CANARY
+        assert (
+            vault_store.get(s, ring, me.user_id, _server_id(engine, "gh"), "github_token") == CANARY
+        )
         row = s.scalars(select(CredentialValue)).one()
         assert CANARY not in row.ciphertext and row.key_id == OLD.key_id_hex
 
 
-def test_a_credential_the_server_does_not_declare_is_refused(engine: Engine, uid: int) -> None:
-    with pytest.raises(AdminError, match="declares no credential 'aws_key'.*github_token"):
-        admin.set_credential(engine, Keyring(OLD), uid, "gh", "aws_key", CANARY)
+def test_a_credential_the_server_does_not_declare_is_refused(engine: Engine, me: Actor) -> None:
+    with pytest.raises(GigError, match="declares no credential 'aws_key'.*github_token"):
+        credentials.set_credential(engine, Keyring(OLD), me, "gh", "aws_key", CANARY)
 
 
 @pytest.mark.parametrize(
     "value", [b"", b"two\nlines", b"cr\rhere", b"nul\0byte", b"bell\x07", b"del\x7f", b"tab\tx"]
 )
 def test_a_value_that_could_split_a_header_is_refused(
-    engine: Engine, uid: int, value: bytes
+    engine: Engine, me: Actor, value: bytes
 ) -> None:
-    with pytest.raises(AdminError):
-        admin.set_credential(engine, Keyring(OLD), uid, "gh", "github_token", value)
+    with pytest.raises(GigError):
+        credentials.set_credential(engine, Keyring(OLD), me, "gh", "github_token", value)
 
 
-def test_attack_a_ciphertext_swapped_between_rows_does_not_open(engine: Engine, uid: int) -> None:
+def test_attack_a_ciphertext_swapped_between_rows_does_not_open(engine: Engine, me: Actor) -> None:
     ring = Keyring(OLD)
-    admin.set_credential(engine, ring, uid, "gh", "github_token", CANARY)
-    admin.set_credential(engine, ring, uid, "other", "github_token", b"the-other-servers-key")
+    credentials.set_credential(engine, ring, me, "gh", "github_token", CANARY)
+    credentials.set_credential(engine, ring, me, "other", "github_token", b"the-other-servers-key")
     gh, other = _server_id(engine, "gh"), _server_id(engine, "other")
     with Session(engine) as s, s.begin():
         rows = {r.server_id: r for r in s.scalars(select(CredentialValue))}
@@ -97,12 +100,12 @@ def test_attack_a_ciphertext_swapped_between_rows_does_not_open(engine: Engine, 
     with Session(engine) as s:
         for sid in (gh, other):
             with pytest.raises(VaultError, match="moved from another row"):
-                vault_store.get(s, ring, uid, sid, "github_token")
+                vault_store.get(s, ring, me.user_id, sid, "github_token")
 
 
-def test_attack_a_ciphertext_moved_to_another_user_does_not_open(engine: Engine, uid: int) -> None:
+def test_attack_a_ciphertext_moved_to_another_user_does_not_open(engine: Engine, me: Actor) -> None:
     ring = Keyring(OLD)
-    admin.set_credential(engine, ring, uid, "gh", "github_token", CANARY)
+    credentials.set_credential(engine, ring, me, "gh", "github_token", CANARY)
     with Session(engine) as s, s.begin():
         from gigmcp.store.models import User
 
@@ -115,46 +118,46 @@ def test_attack_a_ciphertext_moved_to_another_user_does_not_open(engine: Engine,
         vault_store.get(s, ring, mallory_id, _server_id(engine, "gh"), "github_token")
 
 
-def test_replacing_a_value_changes_its_record_id(engine: Engine, uid: int) -> None:
+def test_replacing_a_value_changes_its_record_id(engine: Engine, me: Actor) -> None:
     ring = Keyring(OLD)
-    admin.set_credential(engine, ring, uid, "gh", "github_token", b"first-value-123")
+    credentials.set_credential(engine, ring, me, "gh", "github_token", b"first-value-123")
     with Session(engine) as s:
         first = s.scalars(select(CredentialValue)).one()
         first_record, first_blob = first.record_id, first.ciphertext
-    admin.set_credential(engine, ring, uid, "gh", "github_token", b"second-value-456")
+    credentials.set_credential(engine, ring, me, "gh", "github_token", b"second-value-456")
     with Session(engine) as s, s.begin():
         row = s.scalars(select(CredentialValue)).one()
         assert row.record_id != first_record
         row.ciphertext = first_blob  # an old copy put back in place
     with Session(engine) as s, pytest.raises(VaultError):
-        vault_store.get(s, ring, uid, _server_id(engine, "gh"), "github_token")
+        vault_store.get(s, ring, me.user_id, _server_id(engine, "gh"), "github_token")
 
 
 def test_rotation_rewraps_every_value_and_the_old_key_is_no_longer_needed(
-    engine: Engine, uid: int
+    engine: Engine, me: Actor
 ) -> None:
     for server in ("gh", "other"):
         for cid in ("github_token", "slack_token"):
-            admin.set_credential(engine, Keyring(OLD), uid, server, cid, CANARY + cid.encode())
-    result = admin.rotate_master_key(engine, Keyring(NEW, [OLD]), uid)
+            credentials.set_credential(engine, Keyring(OLD), me, server, cid, CANARY + cid.encode())
+    result = credentials.rotate_master_key(engine, Keyring(NEW, [OLD]), me)
     assert (result.rewrapped, result.already_current) == (4, 0)
     assert vault_store.key_ids(engine) == {NEW.key_id_hex: 4}
     with Session(engine) as s:
-        values = vault_store.values_for(s, Keyring(NEW), uid, _server_id(engine, "gh"))
+        values = vault_store.values_for(s, Keyring(NEW), me.user_id, _server_id(engine, "gh"))
     assert values == {
         "github_token": CANARY + b"github_token",
         "slack_token": CANARY + b"slack_token",
     }
-    again = admin.rotate_master_key(engine, Keyring(NEW, [OLD]), uid)
+    again = credentials.rotate_master_key(engine, Keyring(NEW, [OLD]), me)
     assert (again.rewrapped, again.already_current) == (0, 4)
 
 
 def test_a_rotation_interrupted_half_way_changes_nothing(
-    engine: Engine, uid: int, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, me: Actor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for server in ("gh", "other"):
         for cid in ("github_token", "slack_token"):
-            admin.set_credential(engine, Keyring(OLD), uid, server, cid, CANARY + cid.encode())
+            credentials.set_credential(engine, Keyring(OLD), me, server, cid, CANARY + cid.encode())
     with Session(engine) as s:
         before = {r.id: (r.key_id, r.ciphertext) for r in s.scalars(select(CredentialValue))}
     real_rewrap = envelope.rewrap
@@ -168,35 +171,35 @@ def test_a_rotation_interrupted_half_way_changes_nothing(
         return real_rewrap(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(envelope, "rewrap", dies_on_the_third)
-    with pytest.raises(AdminError, match="nothing changed"):
-        admin.rotate_master_key(engine, Keyring(NEW, [OLD]), uid)
+    with pytest.raises(GigError, match="nothing changed"):
+        credentials.rotate_master_key(engine, Keyring(NEW, [OLD]), me)
     with Session(engine) as s:
         after = {r.id: (r.key_id, r.ciphertext) for r in s.scalars(select(CredentialValue))}
         assert after == before
-        assert vault_store.values_for(s, Keyring(OLD), uid, _server_id(engine, "gh"))
+        assert vault_store.values_for(s, Keyring(OLD), me.user_id, _server_id(engine, "gh"))
 
 
 def test_a_row_that_does_not_open_stops_the_rotation_before_anything_moves(
-    engine: Engine, uid: int
+    engine: Engine, me: Actor
 ) -> None:
-    admin.set_credential(engine, Keyring(OLD), uid, "gh", "github_token", CANARY)
-    admin.set_credential(engine, Keyring(OLD), uid, "gh", "slack_token", b"slack-value-0000")
+    credentials.set_credential(engine, Keyring(OLD), me, "gh", "github_token", CANARY)
+    credentials.set_credential(engine, Keyring(OLD), me, "gh", "slack_token", b"slack-value-0000")
     with Session(engine) as s, s.begin():
         row = s.scalars(select(CredentialValue).order_by(CredentialValue.id.desc())).first()
         assert row is not None
         row.ciphertext = row.ciphertext[:-1] + bytes([row.ciphertext[-1] ^ 1])
-    with pytest.raises(AdminError, match="nothing changed"):
-        admin.rotate_master_key(engine, Keyring(NEW, [OLD]), uid)
+    with pytest.raises(GigError, match="nothing changed"):
+        credentials.rotate_master_key(engine, Keyring(NEW, [OLD]), me)
     assert vault_store.key_ids(engine) == {OLD.key_id_hex: 2}
 
 
 def test_the_database_never_holds_a_value_in_clear(
-    engine: Engine, uid: int, database_url: str
+    engine: Engine, me: Actor, database_url: str
 ) -> None:
     ring = Keyring(OLD)
-    admin.set_credential(engine, ring, uid, "gh", "github_token", CANARY)
-    admin.rotate_master_key(engine, Keyring(NEW, [OLD]), uid)
-    admin.set_credential(engine, Keyring(NEW), uid, "other", "slack_token", CANARY)
+    credentials.set_credential(engine, ring, me, "gh", "github_token", CANARY)
+    credentials.rotate_master_key(engine, Keyring(NEW, [OLD]), me)
+    credentials.set_credential(engine, Keyring(NEW), me, "other", "slack_token", CANARY)
     engine.dispose()
     for blob in _database_bytes(database_url):
         assert CANARY not in blob

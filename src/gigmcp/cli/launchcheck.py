@@ -35,14 +35,12 @@ def warn_on_add(name: str, command: Sequence[str], cwd: str | None) -> None:
 def server_checks() -> tuple[list[Check], str]:
     """A check per server in the store, or none and why (nothing configured yet, no
     store yet, a store this command cannot read)."""
-    from sqlalchemy import select
     from sqlalchemy.exc import SQLAlchemyError
-    from sqlalchemy.orm import Session
 
     from gigmcp import filemodes
     from gigmcp.config import ConfigError, load_settings
+    from gigmcp.control import actor, servers
     from gigmcp.store.db import make_engine
-    from gigmcp.store.models import Server
 
     try:
         settings = load_settings()
@@ -56,18 +54,15 @@ def server_checks() -> tuple[list[Check], str]:
     except (OSError, ValueError, filemodes.ModeError) as err:
         return [], f"servers not checked: {err}"
     try:
-        with Session(engine) as s:
-            rows = s.execute(
-                select(Server.name, Server.command, Server.cwd, Server.origin).order_by(Server.name)
-            ).all()
+        # Read as the local administrator, without creating one: a store nobody
+        # administered from here has no server added from here either.
+        admin = actor.find_local_admin(engine)
+        rows = servers.list_servers(engine, admin) if admin is not None else []
     except SQLAlchemyError as err:
         return [], f"servers not checked: cannot read the store ({type(err).__name__})"
     finally:
         engine.dispose()
-    checks = [
-        check_server(name, tuple(command), cwd, (origin or {}).get("rootfs"))
-        for name, command, cwd, origin in rows
-    ]
+    checks = [check_server(s.name, s.command, s.cwd, s.rootfs) for s in rows]
     return checks, "" if checks else "no servers yet"
 
 

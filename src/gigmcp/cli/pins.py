@@ -3,7 +3,8 @@ changed since, and approving a change.
 
 Owns the operator-facing output: for a flagged tool, the old and new description and
 whether the input schema changed, so the decision is made on what the model would read.
-It must never approve without being told which tool.
+It must never approve without being told which tool, nor reach the store but through
+the service layer (``control/pins.py``).
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ import json
 
 import typer
 
-from gigmcp.cli.main import _store, fail, server_app
-from gigmcp.store import tool_pins
-from gigmcp.store.admin import AdminError
+from gigmcp.cli.app import run, server_app, store
+from gigmcp.control import pins as tool_pins
 
 
 @server_app.command("tools")
@@ -25,15 +25,12 @@ def server_tools(
     ),
 ) -> None:
     """Show a server's pinned tools and the ones hidden because they changed."""
-    _, engine, uid = _store()
-    try:
-        if approve is not None:
-            fp = tool_pins.approve(engine, uid, name, approve)
-            typer.echo(f"approved {name}/{approve} (pinned as {fp[:12]}); shown again", err=True)
-            return
-        pins = tool_pins.list_pins(engine, name)
-    except AdminError as err:
-        fail(str(err))
+    st = store()
+    if approve is not None:
+        fp = run(lambda: tool_pins.approve(st.engine, st.actor, name, approve))
+        typer.echo(f"approved {name}/{approve} (pinned as {fp[:12]}); shown again", err=True)
+        return
+    pins = run(lambda: tool_pins.list_pins(st.engine, st.actor, name))
     if not pins:
         typer.echo(f"{name}: no tool pinned yet (pins are taken at its first listing)", err=True)
         return

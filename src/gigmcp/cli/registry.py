@@ -20,17 +20,12 @@ from pathlib import Path
 
 import typer
 
-from gigmcp.cli.main import app, fail
+from gigmcp.cli.app import fail, registry_app
 from gigmcp.registry import signing
 from gigmcp.registry.catalog import load_catalog
 from gigmcp.registry.errors import RegistryError
 from gigmcp.registry.index import build_index, parse_index
 from gigmcp.registry.lint import Denylist
-
-registry_app = typer.Typer(
-    help="Build, sign and check a registry index of your own.", no_args_is_help=True
-)
-app.add_typer(registry_app, name="registry")
 
 
 @registry_app.command("keygen")

@@ -1,110 +1,27 @@
 """``gigmcp serve``: run the gateway in the foreground on its embedded defaults.
 
-Owns turning settings into a listening server. It must never print a secret, and it
+Owns choosing the launcher (the jail, or loudly none), reporting why the gateway will
+not start, and turning settings into a listening server; what is wired to what is
+``app.py``'s. It must never print a secret, and it
 refuses to run untrusted servers unjailed unless the operator asks for it loudly.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 import typer
-from sqlalchemy import Engine
 
-from gigmcp.app import Gateway
-from gigmcp.config import ConfigError, Settings, ensure_master_key, load_settings, master_keys
-from gigmcp.core.instances import InstanceKey
+from gigmcp.app import EgressParts, Gateway, attach_egress, egress_parts
+from gigmcp.config import ConfigError, ensure_master_key, load_settings
 from gigmcp.core.launch import Launcher
-from gigmcp.credentials.vault_provider import VaultCredentials
-from gigmcp.egress import authority
-from gigmcp.egress.audit import EgressAudit
-from gigmcp.egress.certs import CertificateAuthority, LeafCache, upstream_context
-from gigmcp.egress.proxy import EgressProxy, ProxyPorts
-from gigmcp.netpolicy.hostaddr import HostAddresses
-from gigmcp.netpolicy.policy import PortRules
-from gigmcp.netpolicy.resolver import DnsResolver, SystemResolver
-from gigmcp.store.db import make_engine, migrate
+from gigmcp.errors import GigError
 from gigmcp.supervisor.launcher import PlainLauncher
-from gigmcp.vault.keys import Keyring, MasterKey, VaultError
 
 
 def _split_listen(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
     return host.strip("[]") or "127.0.0.1", int(port)
-
-
-@dataclass
-class _EgressParts:
-    engine: Engine
-    keyring: Keyring
-    ca: CertificateAuthority
-
-
-def _egress_parts(settings: Settings) -> _EgressParts:
-    """The vault and the egress CA, ready before the first jail is built (every jail's
-    CA bundle holds the CA's certificate)."""
-    try:
-        current, previous = master_keys(settings)
-    except ConfigError as err:
-        typer.echo(f"gigmcp: {err}", err=True)
-        raise typer.Exit(2) from err
-    keyring = Keyring(MasterKey(current), [MasterKey(previous)] if previous else [])
-    engine = make_engine(settings.database_url)
-    migrate(engine)
-    try:
-        ca = authority.load_or_create(engine, keyring)
-    except VaultError as err:
-        typer.echo(f"gigmcp: cannot open the egress CA in the vault: {err}", err=True)
-        raise typer.Exit(2) from err
-    return _EgressParts(engine, keyring, ca)
-
-
-def _attach_egress(gateway: Gateway, settings: Settings, parts: _EgressParts) -> None:
-    from gigmcp.sandbox.launcher import SandboxLauncher
-
-    assert isinstance(gateway.launcher, SandboxLauncher)
-
-    def owner_of(key: InstanceKey) -> int | None:
-        profile = gateway.catalog.profile(key.profile_id)
-        return profile.owner_id if profile is not None else None
-
-    provider = VaultCredentials(parts.engine, parts.keyring, owner_of)
-    extra = settings.egress_ca_bundle.read_bytes() if settings.egress_ca_bundle else None
-    p = settings.egress_port
-    gateway.credentials = provider
-    host = HostAddresses(settings.egress_allow_host_addresses)
-    proxy = gateway.egress = EgressProxy(
-        identities=gateway.launcher.identities,
-        grants=provider.for_instance,
-        resolver=(
-            DnsResolver(settings.egress_dns, host) if settings.egress_dns else SystemResolver(host)
-        ),
-        leaves=LeafCache(parts.ca),
-        upstream_tls=upstream_context(extra),
-        audit=EgressAudit(parts.engine, settings.egress_audit_days),
-        ports=ProxyPorts.from_base(p),
-        port_rules=PortRules(settings.egress_extra_ports),
-    )
-    identities = gateway.launcher.identities
-
-    def ended(key: InstanceKey) -> None:
-        # A restarted instance may already be registered under the same key: its grant
-        # is the new one and stays.
-        if not any(i.key == key for i in identities.snapshot().values()):
-            provider.forget(key)
-            proxy.forget(key)
-
-    gateway.launcher.on_instance_end.append(ended)
-
-    def retired(key: InstanceKey) -> None:
-        # Taken out of service (its grant changed, its server went away, idle, shutdown):
-        # the grant goes now, not when the process is gone. The supervisor starts no new
-        # instance of the key until this one has ended.
-        provider.forget(key)
-        proxy.forget(key)
-
-    gateway.supervisor.on_retire.append(retired)
 
 
 def serve(
@@ -131,7 +48,7 @@ def serve(
     if notice:
         typer.echo(notice, err=True)
     launcher: Launcher
-    parts: _EgressParts | None = None
+    parts: EgressParts | None = None
     if insecure_no_sandbox:
         typer.echo(
             "gigmcp: WARNING: --insecure-no-sandbox: MCP servers run WITHOUT the jail, with "
@@ -160,7 +77,11 @@ def serve(
             f"{settings.sandbox_pool} jails kept ready)",
             err=True,
         )
-        parts = _egress_parts(settings)
+        try:
+            parts = egress_parts(settings)
+        except GigError as err:
+            typer.echo(f"gigmcp: {err}", err=True)
+            raise typer.Exit(2) from err
         launcher = SandboxLauncher(
             SandboxConfig(
                 subnet=settings.sandbox_subnet,
@@ -173,7 +94,7 @@ def serve(
     host, port = _split_listen(settings.listen)
     gateway = Gateway(settings, launcher=launcher)
     if parts is not None:
-        _attach_egress(gateway, settings, parts)
+        attach_egress(gateway, settings, parts)
     config = uvicorn.Config(
         gateway,
         host=host,

@@ -82,4 +82,18 @@ class LaunchedProcess(Protocol):
 
 
 class Launcher(Protocol):
+    async def start(self) -> dict[str, list[str]]:
+        """Get ready before the first launch; returns what an earlier run left behind
+        and was removed, by kind."""
+        ...
+
     async def launch(self, spec: LaunchSpec) -> LaunchedProcess: ...
+
+    async def explain(self, spec: LaunchSpec) -> str | None:
+        """Why ``spec`` cannot run, if the launcher can tell by looking (it runs
+        nothing); None when it sees no reason."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what :meth:`start` set up; every instance has ended by then."""
+        ...

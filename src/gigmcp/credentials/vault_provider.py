@@ -11,7 +11,7 @@ Owns the per-instance table instance → (placeholder, real value, definition). 
 running instances are held in memory because the proxy needs them on every request and
 to scrub responses; they are dropped when the instance is forgotten: when it is retired
 (a changed value, allowlist or assignment retires it at once, before its process is told
-to stop: cli/serve.py) and again when it ends. A changed value therefore never reaches a
+to stop: app.py) and again when it ends. A changed value therefore never reaches a
 running instance; its next launch reads the vault afresh. It must never hand a value to
 another owner's instance, reuse a placeholder, or show a value in a repr.
 """

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from gigmcp.core.definitions import parse_credentials, parse_egress
 from gigmcp.installer import toolspec as toolspec_layout
-from gigmcp.installer.records import Runnable
+from gigmcp.installer.runnable import Runnable
 from gigmcp.netpolicy.policy import DEFAULT_PORTS
 from gigmcp.packages import npm, pypi
 from gigmcp.packages.oci.cache import ImageCache

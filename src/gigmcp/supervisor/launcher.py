@@ -50,6 +50,15 @@ class PlainLauncher:
 
     BASE_ENV_KEYS = ("PATH", "LANG", "TZ")
 
+    async def start(self) -> dict[str, list[str]]:
+        return {}
+
+    async def explain(self, spec: LaunchSpec) -> str | None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
     async def launch(self, spec: LaunchSpec) -> LaunchedProcess:
         env = {k: os.environ[k] for k in self.BASE_ENV_KEYS if k in os.environ}
         env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")

@@ -206,10 +206,9 @@ class Supervisor:
         if isinstance(exc, asyncio.CancelledError):
             return "cancelled (the instance was stopped while starting)"
         detail = str(exc) or type(exc).__name__
-        explain = getattr(self._launcher, "explain", None)
-        if spec is not None and explain is not None:
+        if spec is not None:
             try:
-                hint = await explain(spec)
+                hint = await self._launcher.explain(spec)
             except Exception:
                 log.exception("%s: explaining a failed start failed", inst.key)
                 hint = None

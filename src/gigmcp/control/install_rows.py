@@ -7,52 +7,40 @@ once (presentation-only changes: name, description, category, icon, credential v
 one with another runtime hash waits in ``pending``, the installed version still running,
 until consented. Every change bumps the revision, so the running gateway picks it up.
 
-Owns these transactions. It must never make a server run a runtime whose hash was not
-consented.
+Owns these transactions, for ``control/installs.py``. It must never make a server run a
+runtime whose hash was not consented, nor touch a server the actor neither owns nor
+administers.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gigmcp.control import rows
+from gigmcp.control.actor import Actor
+from gigmcp.control.servers import SERVER_NAME, definitions
+from gigmcp.errors import Conflict, Invalid
 from gigmcp.installer.consent import needs_consent
-from gigmcp.store.admin import SERVER_NAME, AdminError, _definitions, _server, change
+from gigmcp.installer.runnable import Runnable
 from gigmcp.store.models import Server
 
 
-@dataclass(frozen=True, slots=True)
-class Runnable:
-    """What to start, and what it may reach: everything a server row holds."""
-
-    command: list[str]
-    cwd: str | None
-    env: dict[str, str]
-    egress: dict[str, Any]
-    credentials: list[dict[str, Any]]
-    origin: dict[str, Any]  # kind, ref, name, version, manifest, hashes, path
-
-    @property
-    def runtime_hash(self) -> str:
-        return str(self.origin["runtime_hash"])
-
-
-def install(engine: Engine, user_id: int, name: str, run: Runnable) -> None:
+def install(engine: Engine, actor: Actor, name: str, run: Runnable) -> None:
     """A new server, consented as it is."""
     if not SERVER_NAME.match(name):
-        raise AdminError(f"invalid server name {name!r}: a-z, 0-9 and '-' only")
-    egress, credentials = _definitions(run.egress, run.credentials)
+        raise Invalid(f"invalid server name {name!r}: a-z, 0-9 and '-' only")
+    egress, credentials = definitions(run.egress, run.credentials)
     try:
-        with change(engine, "server.install", user_id, server=name, detail=_detail(run)) as s:
+        with rows.change(engine, actor, "server.install", server=name, detail=_detail(run)) as s:
             s.add(
                 Server(
                     name=name,
-                    owner_id=user_id,
+                    owner_id=actor.user_id,
                     command=run.command,
                     env=run.env,
                     env_names=[],
@@ -65,17 +53,18 @@ def install(engine: Engine, user_id: int, name: str, run: Runnable) -> None:
                 )
             )
     except IntegrityError as exc:
-        raise AdminError(f"a server named {name!r} already exists") from exc
+        raise Conflict(f"a server named {name!r} already exists") from exc
 
 
-def upgrade(engine: Engine, user_id: int, name: str, run: Runnable) -> str:
-    """Apply ``run`` if its runtime was consented already, else keep it pending.
-    Returns ``"applied"`` or ``"pending"``."""
-    egress, credentials = _definitions(run.egress, run.credentials)
-    with change(engine, "server.upgrade", user_id, server=name, detail=_detail(run)) as s:
-        srv = _server(s, name)
+def upgrade(
+    engine: Engine, actor: Actor, name: str, run: Runnable
+) -> Literal["applied", "pending"]:
+    """Apply ``run`` if its runtime was consented already, else keep it pending."""
+    egress, credentials = definitions(run.egress, run.credentials)
+    with rows.change(engine, actor, "server.upgrade", server=name, detail=_detail(run)) as s:
+        srv = rows.server(s, actor, name)
         if srv.origin is None:
-            raise AdminError(f"server {name!r} was not installed from the registry")
+            raise Invalid(f"server {name!r} was not installed from the registry")
         checked = dataclasses.replace(run, egress=egress, credentials=credentials)
         if not needs_consent(srv.consented_runtime_hash, run.runtime_hash):
             _apply(srv, checked)
@@ -85,41 +74,43 @@ def upgrade(engine: Engine, user_id: int, name: str, run: Runnable) -> str:
         return "pending"
 
 
-def pending(engine: Engine, name: str) -> dict[str, Any] | None:
+def pending(engine: Engine, actor: Actor, name: str) -> dict[str, Any] | None:
     with Session(engine) as s:
-        return _server(s, name).pending
+        return rows.server(s, actor, name).pending
 
 
 def exists(engine: Engine, name: str) -> bool:
+    """Whether the name is taken, by anyone: server names are one namespace."""
     with Session(engine) as s:
         return s.scalar(select(Server.id).where(Server.name == name)) is not None
 
 
-def origin_of(engine: Engine, name: str) -> dict[str, Any] | None:
+def origin_of(engine: Engine, actor: Actor, name: str) -> dict[str, Any] | None:
     with Session(engine) as s:
-        return _server(s, name).origin
+        return rows.server(s, actor, name).origin
 
 
-def consent(engine: Engine, user_id: int, name: str, runtime_hash: str) -> dict[str, Any]:
-    """Apply the pending upgrade whose runtime hash the operator was shown."""
-    with change(engine, "server.consent", user_id, server=name) as s:
-        srv = _server(s, name)
+def consent(engine: Engine, actor: Actor, name: str, runtime_hash: str) -> dict[str, Any]:
+    """Apply the pending upgrade whose runtime hash the operator was shown; returns the
+    origin it replaced."""
+    with rows.change(engine, actor, "server.consent", server=name) as s:
+        srv = rows.server(s, actor, name)
         staged = srv.pending
         if staged is None:
-            raise AdminError(f"server {name!r} has no upgrade waiting for consent")
+            raise Conflict(f"server {name!r} has no upgrade waiting for consent")
         if staged["origin"]["runtime_hash"] != runtime_hash:
-            raise AdminError(f"the upgrade of {name!r} changed since it was shown; look again")
+            raise Conflict(f"the upgrade of {name!r} changed since it was shown; look again")
         old = dict(srv.origin or {})
         _apply(srv, Runnable(**staged))
         srv.pending = None
         return old
 
 
-def uninstall(engine: Engine, user_id: int, name: str) -> dict[str, Any] | None:
+def uninstall(engine: Engine, actor: Actor, name: str) -> dict[str, Any] | None:
     """Remove the row (its assignments, tool selections, pins and credential values go
     with it); returns its origin so the caller can remove the files."""
-    with change(engine, "server.uninstall", user_id, server=name) as s:
-        srv = _server(s, name)
+    with rows.change(engine, actor, "server.uninstall", server=name) as s:
+        srv = rows.server(s, actor, name)
         origin = srv.origin
         s.delete(srv)
         return origin
@@ -137,7 +128,7 @@ def paths_in_use(engine: Engine) -> set[str]:
 
 
 def _apply(srv: Server, run: Runnable) -> None:
-    """``run``'s egress and credentials were checked (``_definitions``) already."""
+    """``run``'s egress and credentials were checked (``definitions``) already."""
     srv.command = run.command
     srv.cwd = run.cwd
     srv.env = run.env
