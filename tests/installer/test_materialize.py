@@ -21,7 +21,7 @@ from gigmcp.installer.materialize import (
     materialize,
     remove_files,
 )
-from gigmcp.packages.spec import InstallError as PackageInstallError
+from gigmcp.packages.spec import PackageInstallError
 from gigmcp.registry.hashing import runtime_hash
 from gigmcp.registry.manifest import Image, LockEntry, Manifest, Package
 from gigmcp.sandbox import runtime

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gigmcp.packages import npm, pypi
-from gigmcp.packages.spec import InstallError, PackageSpec
+from gigmcp.packages.spec import PackageInstallError, PackageSpec
 
 CANARY = "GIG_TEST_CANARY_SECRET"
 CANARY_VALUE = "canary-5e3b9d0c-never-in-a-child"
@@ -57,7 +57,7 @@ def assert_minimal(env: dict[str, str]) -> None:
 @pytest.mark.usefixtures("canary")
 def test_attack_npm_never_sees_the_gateways_environment(tmp_path: Path) -> None:
     tool, out = recorder(tmp_path)
-    with pytest.raises(InstallError, match="npm failed"):
+    with pytest.raises(PackageInstallError, match="npm failed"):
         npm.install(NPM_SPEC, tmp_path / "servers", "pad", npm.NpmSource(npm=str(tool)))
     assert_minimal(seen(out))
 
@@ -67,7 +67,7 @@ def test_attack_pip_never_sees_the_gateways_environment(tmp_path: Path) -> None:
     # The environment is made by the real Python; pip is the recorder.
     tool, out = recorder(tmp_path)
     source = pypi.PypiSource(no_index=True, find_links=(str(tmp_path),), pip=(str(tool),))
-    with pytest.raises(InstallError, match="cannot fetch"):
+    with pytest.raises(PackageInstallError, match="cannot fetch"):
         pypi.install(PYPI_SPEC, tmp_path / "servers", "time", source)
     assert_minimal(seen(out))
 
@@ -75,6 +75,6 @@ def test_attack_pip_never_sees_the_gateways_environment(tmp_path: Path) -> None:
 @pytest.mark.usefixtures("canary")
 def test_attack_the_python_that_makes_the_environment_never_sees_it(tmp_path: Path) -> None:
     tool, out = recorder(tmp_path)
-    with pytest.raises(InstallError, match="cannot create the environment"):
+    with pytest.raises(PackageInstallError, match="cannot create the environment"):
         pypi.install(PYPI_SPEC, tmp_path / "servers", "time", pypi.PypiSource(python=str(tool)))
     assert_minimal(seen(out))

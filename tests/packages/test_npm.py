@@ -18,8 +18,8 @@ from gigmcp.packages import npm
 from gigmcp.packages.spec import (
     RECORD,
     Installation,
-    InstallError,
     LockEntry,
+    PackageInstallError,
     PackageSpec,
     SpecError,
 )
@@ -115,7 +115,7 @@ def test_another_package_in_the_same_place_is_refused(
     memory: Installation, module_servers_dir: Path, npm_spec: PackageSpec
 ) -> None:
     other = dataclasses.replace(npm_spec, lock=npm_spec.lock[1:])
-    with pytest.raises(InstallError, match="already holds a different install: remove it"):
+    with pytest.raises(PackageInstallError, match="already holds a different install: remove it"):
         npm.install(other, module_servers_dir, "memory")
 
 
@@ -134,7 +134,7 @@ def test_a_flipped_integrity_is_refused_before_install_and_leaves_nothing(
     servers_dir: Path, npm_spec: PackageSpec, npm_source: npm.NpmSource
 ) -> None:
     bad = dataclasses.replace(npm_spec, integrity=flip(npm_spec.integrity))
-    with pytest.raises(InstallError) as caught:
+    with pytest.raises(PackageInstallError) as caught:
         npm.install(bad, servers_dir, "memory", npm_source)
     assert str(caught.value) == (
         "integrity mismatch for @modelcontextprotocol/server-memory@2026.8.31: "
@@ -149,7 +149,7 @@ def test_a_lock_entry_with_a_wrong_hash_is_refused_and_leaves_nothing(
     zod = next(e for e in npm_spec.lock if e.identifier == "zod")
     tampered = LockEntry(zod.identifier, zod.version, flip(zod.integrity))
     lock = tuple(tampered if e == zod else e for e in npm_spec.lock)
-    with pytest.raises(InstallError) as caught:
+    with pytest.raises(PackageInstallError) as caught:
         npm.install(dataclasses.replace(npm_spec, lock=lock), servers_dir, "memory", npm_source)
     assert str(caught.value) == (
         "dependencies of @modelcontextprotocol/server-memory@2026.8.31 do not match its lock: "
@@ -163,7 +163,9 @@ def test_a_dependency_the_lock_does_not_name_is_refused(
     servers_dir: Path, npm_spec: PackageSpec, npm_source: npm.NpmSource
 ) -> None:
     lock = tuple(e for e in npm_spec.lock if e.identifier != "express")
-    with pytest.raises(InstallError, match=r"do not match its lock: express@5\.3\.0 is not in"):
+    with pytest.raises(
+        PackageInstallError, match=r"do not match its lock: express@5\.3\.0 is not in"
+    ):
         npm.install(dataclasses.replace(npm_spec, lock=lock), servers_dir, "memory", npm_source)
     assert leftovers(servers_dir) == []
 
@@ -177,7 +179,7 @@ def test_an_unreachable_package_fails_cleanly_and_keeps_registry_credentials_out
         cache=str(tmp_path / "empty-cache"),
         offline=True,
     )
-    with pytest.raises(InstallError) as caught:
+    with pytest.raises(PackageInstallError) as caught:
         npm.install(npm_spec, servers_dir, "memory", source)
     message = str(caught.value)
     assert message.startswith("cannot fetch @modelcontextprotocol/server-memory@2026.8.31: npm")
@@ -231,7 +233,9 @@ def test_a_package_without_a_bin_is_refused(
     )
     spec = PackageSpec("npm", "gigmcp-nobin", "1.0.0", integrity)
     source = npm.NpmSource(registry=local_registry.url, cache=str(tmp_path / "cache"))
-    with pytest.raises(InstallError, match=r"gigmcp-nobin@1\.0\.0 declares no bin in its package"):
+    with pytest.raises(
+        PackageInstallError, match=r"gigmcp-nobin@1\.0\.0 declares no bin in its package"
+    ):
         npm.install(spec, servers_dir, "nobin", source)
     assert leftovers(servers_dir) == []
 
@@ -245,7 +249,9 @@ def test_attack_a_bin_pointing_out_of_the_package_is_refused(
     )
     spec = PackageSpec("npm", "gigmcp-escape", "1.0.0", integrity)
     source = npm.NpmSource(registry=local_registry.url, cache=str(tmp_path / "cache"))
-    with pytest.raises(InstallError, match="its bin 'gigmcp-escape' is not a file inside the"):
+    with pytest.raises(
+        PackageInstallError, match="its bin 'gigmcp-escape' is not a file inside the"
+    ):
         npm.install(spec, servers_dir, "escape", source)
     assert leftovers(servers_dir) == []
 
@@ -266,7 +272,9 @@ def test_attack_a_tarball_of_another_name_is_refused(
     honest["dist"] = local_registry.packages["gigmcp-other"]["versions"]["1.0.0"]["dist"]
     spec = PackageSpec("npm", "gigmcp-honest", "1.0.0", other)
     source = npm.NpmSource(registry=local_registry.url, cache=str(tmp_path / "cache"))
-    with pytest.raises(InstallError, match="the verified tarball is not the package gigmcp-honest"):
+    with pytest.raises(
+        PackageInstallError, match="the verified tarball is not the package gigmcp-honest"
+    ):
         npm.install(spec, servers_dir, "honest", source)
     assert leftovers(servers_dir) == []
 

@@ -21,8 +21,8 @@ from gigmcp.packages import pypi
 from gigmcp.packages.spec import (
     RECORD,
     Installation,
-    InstallError,
     LockEntry,
+    PackageInstallError,
     PackageSpec,
     SpecError,
     redact,
@@ -116,7 +116,7 @@ def test_a_flipped_hash_of_the_package_is_refused_and_leaves_nothing(
     servers_dir: Path, pypi_spec: PackageSpec, pypi_source: pypi.PypiSource
 ) -> None:
     bad = dataclasses.replace(pypi_spec, integrity=flip(pypi_spec.integrity))
-    with pytest.raises(InstallError) as caught:
+    with pytest.raises(PackageInstallError) as caught:
         pypi.install(bad, servers_dir, "time", pypi_source)
     assert str(caught.value) == (
         "integrity mismatch for mcp-server-time==2026.10.19: "
@@ -131,7 +131,7 @@ def test_a_lock_entry_with_a_wrong_hash_is_refused_and_leaves_nothing(
     core = next(e for e in pypi_spec.lock if e.identifier == "pydantic-core")
     tampered = LockEntry(core.identifier, core.version, flip(core.integrity))
     lock = tuple(tampered if e == core else e for e in pypi_spec.lock)
-    with pytest.raises(InstallError) as caught:
+    with pytest.raises(PackageInstallError) as caught:
         pypi.install(dataclasses.replace(pypi_spec, lock=lock), servers_dir, "time", pypi_source)
     assert str(caught.value) == (
         f"integrity mismatch for pydantic-core=={core.version}: "
@@ -144,7 +144,7 @@ def test_a_lock_missing_a_dependency_is_refused_and_leaves_nothing(
     servers_dir: Path, pypi_spec: PackageSpec, pypi_source: pypi.PypiSource
 ) -> None:
     lock = tuple(e for e in pypi_spec.lock if e.identifier != "tzdata")
-    with pytest.raises(InstallError) as caught:
+    with pytest.raises(PackageInstallError) as caught:
         pypi.install(dataclasses.replace(pypi_spec, lock=lock), servers_dir, "time", pypi_source)
     message = str(caught.value)
     assert message.startswith(
@@ -158,7 +158,9 @@ def test_a_version_missing_from_the_index_fails_cleanly(
     servers_dir: Path, pypi_spec: PackageSpec, pypi_source: pypi.PypiSource
 ) -> None:
     absent = dataclasses.replace(pypi_spec, version="2020.1.1")
-    with pytest.raises(InstallError, match=r"^cannot fetch mcp-server-time==2020\.1\.1: no wheel"):
+    with pytest.raises(
+        PackageInstallError, match=r"^cannot fetch mcp-server-time==2020\.1\.1: no wheel"
+    ):
         pypi.install(absent, servers_dir, "time", pypi_source)
     assert leftovers(servers_dir) == []
 
@@ -190,7 +192,7 @@ def test_a_source_distribution_is_refused_and_never_built(
     # Pinned by its true hash: the refusal is about what it is, not about its bytes.
     spec = PackageSpec("pypi", "gigmcp-sdist", "1.0", sha256_of(sdist))
     source = pypi.PypiSource(no_index=True, find_links=(str(index),))
-    with pytest.raises(InstallError) as caught:
+    with pytest.raises(PackageInstallError) as caught:
         pypi.install(spec, servers_dir, "sdist", source)
     assert str(caught.value) == (
         "cannot fetch gigmcp-sdist==1.0: no wheel of gigmcp-sdist==1.0 for this Python and "
@@ -205,7 +207,9 @@ def test_a_server_python_the_jails_cannot_use_is_reported(
     servers_dir: Path, pypi_spec: PackageSpec
 ) -> None:
     source = pypi.PypiSource(python="/nonexistent/python3")
-    with pytest.raises(InstallError, match="no Python to build the environment from: /nonex"):
+    with pytest.raises(
+        PackageInstallError, match="no Python to build the environment from: /nonex"
+    ):
         pypi.install(pypi_spec, servers_dir, "time", source)
     assert leftovers(servers_dir) == []
 
@@ -258,7 +262,9 @@ def test_a_spec_that_could_say_more_than_one_exact_pin_is_refused(
 
 def test_an_npm_spec_is_not_installed_by_pip(servers_dir: Path) -> None:
     spec = PackageSpec("npm", "left-pad", "1.0.0", "sha512-" + "A" * 86 + "==")
-    with pytest.raises(InstallError, match=r"left-pad@1\.0\.0 is an npm package, not a PyPI one"):
+    with pytest.raises(
+        PackageInstallError, match=r"left-pad@1\.0\.0 is an npm package, not a PyPI one"
+    ):
         pypi.install(spec, servers_dir, "x")
 
 

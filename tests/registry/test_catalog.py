@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gigmcp.registry.catalog import load_catalog
-from gigmcp.registry.errors import ResolveError, SignatureError
+from gigmcp.registry.errors import ManifestResolveError, SignatureError
 from gigmcp.registry.hashing import manifest_hash, runtime_hash
 from gigmcp.registry.index import build_index, parse_index
 from gigmcp.registry.lint import Denylist, lint_manifest
@@ -128,7 +128,7 @@ def test_index_sign_verify_tamper_resolve(manifests_dir: Path, denylist: Denylis
     holders = sorted(m.name for m in catalog.manifests.values() if m.image.digest == placeholder)
     assert holders == ["borneo", "botbaba", "chmeetings", "waboxapp"]
     with pytest.raises(
-        ResolveError, match="ambiguous digest .*: pinned by borneo@0.1.0, botbaba@0.1.0"
+        ManifestResolveError, match="ambiguous digest .*: pinned by borneo@0.1.0, botbaba@0.1.0"
     ):
         index.resolve(placeholder)
     for m in catalog.manifests.values():

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gigmcp.registry.errors import ManifestError, RegistryIndexError, ResolveError
+from gigmcp.registry.errors import ManifestError, ManifestResolveError, RegistryIndexError
 from gigmcp.registry.index import build_index, parse_index, parse_rfc3339
 from gigmcp.registry.manifest import Manifest, parse_manifest
 from gigmcp.registry.toolspec import ToolSpec, to_json
@@ -94,7 +94,7 @@ def test_round_trip_and_resolve() -> None:
 )
 def test_resolve_errors(ref: str, message: str) -> None:
     index = parse_index(build_index([good()], STAMP))
-    with pytest.raises(ResolveError) as info:
+    with pytest.raises(ManifestResolveError) as info:
         index.resolve(ref)
     assert str(info.value) == message
     assert isinstance(info.value, LookupError)
@@ -104,7 +104,7 @@ def test_ambiguous_digest_is_an_error() -> None:
     twin = replace(good(), name="chat-twin")
     index = parse_index(build_index([good(), twin], STAMP))
     with pytest.raises(
-        ResolveError,
+        ManifestResolveError,
         match="ambiguous digest .* pinned by chat-mcp@1.4.2, chat-twin@1.4.2; use name@version",
     ):
         index.resolve(good().image.digest)

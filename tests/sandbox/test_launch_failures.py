@@ -42,7 +42,7 @@ def test_a_venv_from_a_python_in_a_private_folder_names_the_path_and_the_fix(
 ) -> None:
     interpreter, home = private_python(root)
     command = venv_server(root, interpreter)
-    with pytest.raises(runtime.RuntimeError_) as caught:
+    with pytest.raises(runtime.RuntimeScanError) as caught:
         runtime.plan(command, None)
     message = str(caught.value)
     assert f"{interpreter} is under {home}" in message, message
@@ -54,7 +54,7 @@ def test_a_command_others_may_not_execute_is_named(root: Path) -> None:
     tool = root / "tool"
     shutil.copy2("/usr/bin/true", tool)
     tool.chmod(0o744)
-    with pytest.raises(runtime.RuntimeError_, match=f"{tool} is not executable by the jail"):
+    with pytest.raises(runtime.RuntimeScanError, match=f"{tool} is not executable by the jail"):
         runtime.plan((str(tool),), None)
 
 
@@ -62,7 +62,7 @@ def test_a_script_others_may_not_read_is_named(root: Path) -> None:
     script = root / "server.py"
     script.write_text("print('hi')\n")
     script.chmod(0o600)
-    with pytest.raises(runtime.RuntimeError_, match=f"{script} is not readable by the jail"):
+    with pytest.raises(runtime.RuntimeScanError, match=f"{script} is not readable by the jail"):
         runtime.plan(("/usr/bin/python3", str(script)), None)
 
 
@@ -76,7 +76,7 @@ def test_a_binary_whose_elf_interpreter_is_missing_is_named(root: Path) -> None:
     assert not os.path.exists(missing)
     binary.write_bytes(data.replace(loader, missing))
     binary.chmod(0o755)
-    with pytest.raises(runtime.RuntimeError_, match=f"ELF interpreter {missing.decode()}"):
+    with pytest.raises(runtime.RuntimeScanError, match=f"ELF interpreter {missing.decode()}"):
         runtime.plan((str(binary),), None)
 
 
@@ -86,12 +86,12 @@ def test_a_binary_whose_shared_library_is_missing_is_named(root: Path) -> None:
     assert b"libc.so.6\0" in data
     binary.write_bytes(data.replace(b"libc.so.6\0", b"libq.so.6\0"))  # same length
     binary.chmod(0o755)
-    with pytest.raises(runtime.RuntimeError_, match="needs the shared library libq.so.6"):
+    with pytest.raises(runtime.RuntimeScanError, match="needs the shared library libq.so.6"):
         runtime.plan((str(binary),), None)
 
 
 def test_a_missing_command_is_named_with_its_path(root: Path) -> None:
-    with pytest.raises(runtime.RuntimeError_, match=f"command not found: {root}/nothing"):
+    with pytest.raises(runtime.RuntimeScanError, match=f"command not found: {root}/nothing"):
         runtime.plan((str(root / "nothing"),), None)
 
 

@@ -111,11 +111,11 @@ async def test_a_command_missing_from_the_image_is_refused_clearly(
 def test_image_links_cannot_point_the_resolver_outside(image: str) -> None:
     # An absolute link inside the image resolves inside the image, never on the host.
     os.symlink("/usr/bin/python3", f"{image}/usr/bin/sneaky")
-    with pytest.raises(runtime.RuntimeError_, match="not found in the image"):
+    with pytest.raises(runtime.RuntimeScanError, match="not found in the image"):
         runtime.plan_rootfs(image, ("sneaky",))
 
 
 @pytest.mark.parametrize("root", ["/", "/usr", "/etc", "/tmp", "/./"])
 def test_attack_the_hosts_own_folders_are_not_an_image(root: str) -> None:
-    with pytest.raises(runtime.RuntimeError_, match="host system folder"):
+    with pytest.raises(runtime.RuntimeScanError, match="host system folder"):
         runtime.plan_rootfs(root, ("/bin/sh",))

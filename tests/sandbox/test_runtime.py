@@ -40,7 +40,7 @@ def test_libraries_are_bound_under_the_names_the_loader_asks_for() -> None:
 
 @pytest.mark.parametrize("cwd", ["/", "/etc", "/tmp", "/root", "/usr"])
 def test_attack_a_shared_system_folder_as_the_package_is_refused(cwd: str) -> None:
-    with pytest.raises(runtime.RuntimeError_, match="shared system folder"):
+    with pytest.raises(runtime.RuntimeScanError, match="shared system folder"):
         runtime.plan(("/usr/bin/true",), cwd)
 
 
@@ -48,14 +48,14 @@ def test_attack_a_script_dropped_in_tmp_does_not_expose_tmp(tmp_path: Path) -> N
     script = Path("/tmp") / f"gigmcp-loose-{os.getpid()}.py"
     script.write_text("print('hi')\n")
     try:
-        with pytest.raises(runtime.RuntimeError_, match="/tmp is a shared system folder"):
+        with pytest.raises(runtime.RuntimeScanError, match="/tmp is a shared system folder"):
             runtime.plan(("/usr/bin/python3", str(script)), None)
     finally:
         script.unlink()
 
 
 def test_a_missing_command_is_named() -> None:
-    with pytest.raises(runtime.RuntimeError_, match="command not found on PATH: no-such-server"):
+    with pytest.raises(runtime.RuntimeScanError, match="command not found on PATH: no-such-server"):
         runtime.plan(("no-such-server",), None)
 
 

@@ -23,7 +23,7 @@ import typer
 from gigmcp.cli.app import fail, registry_app
 from gigmcp.registry import signing
 from gigmcp.registry.catalog import load_catalog
-from gigmcp.registry.errors import RegistryError
+from gigmcp.registry.errors import RegistryDataError
 from gigmcp.registry.index import build_index, parse_index
 from gigmcp.registry.lint import Denylist
 
@@ -90,7 +90,7 @@ def build(
     stamp = generated or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
         raw = build_index(catalog.manifests.values(), stamp, catalog.toolspecs.values())
-    except RegistryError as exc:
+    except RegistryDataError as exc:
         fail(str(exc))
     out.write_bytes(raw)
     typer.echo(
@@ -122,7 +122,7 @@ def sign(
     try:
         parse_index(raw)  # never sign something the gateway would refuse
         sig = signing.sign(_read_key(key), raw)
-    except RegistryError as exc:
+    except RegistryDataError as exc:
         fail(str(exc))
     sig_path = index.with_name(index.name + ".sig")
     sig_path.write_text(sig + "\n")
@@ -145,7 +145,7 @@ def verify(
     try:
         signing.verify(pubkey, raw, sig)
         parsed = parse_index(raw)
-    except RegistryError as exc:
+    except RegistryDataError as exc:
         fail(f"{index}: {exc}")
     count = sum(len(s.versions) for s in parsed.servers.values())
     typer.echo(f"{index}: signature good; {count} manifests, generated {parsed.generated}")
@@ -164,7 +164,7 @@ def import_server_json(
         fail(f"cannot read {server_json}: {exc}")
     try:
         draft, todos = draft_from_server_json(data)
-    except RegistryError as exc:
+    except RegistryDataError as exc:
         fail(str(exc))
     typer.echo(draft if draft.endswith("\n") else draft + "\n", nl=False)
     for todo in todos:

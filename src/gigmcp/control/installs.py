@@ -51,10 +51,9 @@ from gigmcp.packages import npm, pypi
 from gigmcp.packages.oci.distribution import ClientOptions
 from gigmcp.packages.oci.errors import ImageError
 from gigmcp.packages.oci.pull import PullOptions
-from gigmcp.packages.spec import InstallError as PackageInstallError
-from gigmcp.packages.spec import SpecError
+from gigmcp.packages.spec import PackageInstallError, SpecError
 from gigmcp.registry import gostruct
-from gigmcp.registry.errors import RegistryError
+from gigmcp.registry.errors import RegistryDataError
 from gigmcp.registry.hashing import manifest_hash
 from gigmcp.registry.manifest import Manifest
 from gigmcp.store import index_state
@@ -65,7 +64,7 @@ _INSTALL_ERRORS = (
     ImageError,
     PackageInstallError,
     SpecError,
-    RegistryError,
+    RegistryDataError,
     DefinitionError,
     OSError,
 )
@@ -274,7 +273,7 @@ def uninstall(engine: Engine, actor: Actor, packages_dir: Path, server: str) -> 
 def _resolve(fetched: Fetched, ref: str) -> tuple[Manifest, dict[str, Any] | None]:
     try:
         manifest = fetched.index.resolve(ref)
-    except RegistryError as exc:
+    except RegistryDataError as exc:
         raise errors.RegistryError(str(exc)) from exc
     return manifest, fetched.index.toolspec(manifest)
 

@@ -62,7 +62,7 @@ from gigmcp.egress.dns import DnsServer, SandboxDns, serve_dns
 from gigmcp.egress.inject import Exfiltration, InstanceKeys, UnusableValue
 from gigmcp.egress.scrub import Detector, Scrubber
 from gigmcp.egress.streams import PlainStream, Stream, TlsHandshakeError, TlsServerStream
-from gigmcp.egress.upstream import Upstream, UpstreamError, UpstreamPool
+from gigmcp.egress.upstream import EgressUpstreamError, Upstream, UpstreamPool
 from gigmcp.egress.websocket import FrameScrubber, WebSocketViolation
 from gigmcp.netpolicy.hosts import Host, HostError, canonical_host, split_authority
 from gigmcp.netpolicy.policy import DEFAULT_PORTS, NO_EXTRA_PORTS, EgressPolicy, PortRules
@@ -537,7 +537,7 @@ class EgressProxy:
             headers.append((b"accept-encoding", b"identity"))
         try:
             up = await self.pool.get(event.instance or "", scheme, host, port)
-        except UpstreamError as exc:
+        except EgressUpstreamError as exc:
             await self._deny(
                 client, conn, stream, Denied(502, exc.reason, str(exc)), req, scheme, host, port
             )

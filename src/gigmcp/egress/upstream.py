@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import h11
 
 from gigmcp.netpolicy.hosts import Host
-from gigmcp.netpolicy.resolver import ResolveError, Resolver, resolve_vetted
+from gigmcp.netpolicy.resolver import AddressResolveError, Resolver, resolve_vetted
 
 CONNECT_TIMEOUT_S = 10.0
 IDLE_S = 30.0
@@ -29,7 +29,7 @@ MAX_HEADER_BYTES = 64 * 1024
 PoolKey = tuple[str, str, str, int]  # (instance, scheme, host, port)
 
 
-class UpstreamError(Exception):
+class EgressUpstreamError(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
@@ -78,8 +78,8 @@ class UpstreamPool:
     async def _dial(self, key: PoolKey, scheme: str, host: Host, port: int) -> Upstream:
         try:
             vetted = await resolve_vetted(self.resolver, host.name)
-        except ResolveError as exc:
-            raise UpstreamError(exc.reason, str(exc)) from None
+        except AddressResolveError as exc:
+            raise EgressUpstreamError(exc.reason, str(exc)) from None
         errors: list[str] = []
         for ip in vetted.addresses:
             try:
@@ -92,7 +92,7 @@ class UpstreamPool:
                         limit=MAX_HEADER_BYTES,
                     )
             except ssl.SSLCertVerificationError as exc:
-                raise UpstreamError(
+                raise EgressUpstreamError(
                     "upstream-tls-unverified",
                     f"{host.name}: certificate not trusted ({exc.verify_message})",
                 ) from None
@@ -101,7 +101,7 @@ class UpstreamPool:
                 continue
             self.dialled += 1
             return Upstream(key, reader, writer, address=str(ip), verified_tls=scheme == "https")
-        raise UpstreamError("connect-failed", f"{host.name}:{port}: " + "; ".join(errors))
+        raise EgressUpstreamError("connect-failed", f"{host.name}:{port}: " + "; ".join(errors))
 
     def put(self, up: Upstream) -> None:
         """Keep a connection whose exchange ended cleanly; close anything else."""

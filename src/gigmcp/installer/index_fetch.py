@@ -50,10 +50,9 @@ from pathlib import Path
 
 import httpx2
 
-from gigmcp.netpolicy.resolver import ResolveError, Resolver, SystemResolver
+from gigmcp.netpolicy.resolver import AddressResolveError, Resolver, SystemResolver
 from gigmcp.netpolicy.ssrf import blocked_reason
-from gigmcp.registry.errors import RegistryError as SchemaError
-from gigmcp.registry.errors import SignatureError
+from gigmcp.registry.errors import RegistryDataError, SignatureError
 from gigmcp.registry.index import Index, parse_index
 from gigmcp.registry.signing import verify
 
@@ -144,7 +143,7 @@ def _accept(source: RegistrySource, raw: bytes, sig: str, last: Accepted | None)
         ) from exc
     try:
         index = parse_index(raw)
-    except SchemaError as exc:
+    except RegistryDataError as exc:
         # Signed by our key and still malformed: the registry's bug, not an attack.
         raise IndexFetchError(f"registry index from {_shown(source.url)}: {exc}") from exc
     generated = index.generated_at
@@ -225,7 +224,7 @@ async def _vet(source: RegistrySource, url: httpx2.URL, hop: int) -> _Target:
         return _Target(url, {}, {})
     try:
         found = await source.resolver.lookup(url.host)
-    except ResolveError as exc:
+    except AddressResolveError as exc:
         raise IndexFetchError(f"{what}: {exc}") from None
     reasons = sorted(
         {r for ip in found if (r := blocked_reason(ip) or hosts.reason(ip)) is not None}

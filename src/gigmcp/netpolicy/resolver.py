@@ -36,7 +36,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 RESOLVE_TIMEOUT_S = 5.0
 
 
-class ResolveError(Exception):
+class AddressResolveError(Exception):
     """No address to dial; ``reason`` is machine-readable for the audit and the 403."""
 
     def __init__(self, reason: str, message: str) -> None:
@@ -49,7 +49,7 @@ class Resolver(Protocol):
     host_addresses: HostAddresses
 
     async def lookup(self, name: str) -> list[IPAddress]:
-        """Every address the name has (unvetted). Raise ResolveError when it has none."""
+        """Every address the name has (unvetted). Raise AddressResolveError when it has none."""
         ...
 
 
@@ -63,7 +63,7 @@ class SystemResolver:
             async with asyncio.timeout(RESOLVE_TIMEOUT_S):
                 infos = await loop.getaddrinfo(name, None, type=socket.SOCK_STREAM)
         except (socket.gaierror, TimeoutError) as exc:
-            raise ResolveError("dns-failure", f"cannot resolve {name}: {exc}") from None
+            raise AddressResolveError("dns-failure", f"cannot resolve {name}: {exc}") from None
         out: list[IPAddress] = []
         for _fam, _t, _p, _c, sockaddr in infos:
             ip = ipaddress.ip_address(sockaddr[0])
@@ -100,7 +100,7 @@ class DnsResolver:
                 continue
             out.extend(a for a in r if a not in out)
         if not out:
-            raise ResolveError("dns-failure", f"cannot resolve {name}: {'; '.join(errors)}")
+            raise AddressResolveError("dns-failure", f"cannot resolve {name}: {'; '.join(errors)}")
         return out
 
     async def _query(self, name: str, rdtype: str) -> list[IPAddress]:
@@ -109,7 +109,7 @@ class DnsResolver:
         except dns.resolver.NoAnswer:
             return []
         except dns.exception.DNSException as exc:
-            raise ResolveError("dns-failure", f"{rdtype}: {type(exc).__name__}") from None
+            raise AddressResolveError("dns-failure", f"{rdtype}: {type(exc).__name__}") from None
         return [ipaddress.ip_address(r.address) for r in answer]
 
 
@@ -120,15 +120,17 @@ class Vetted:
 
 
 async def resolve_vetted(resolver: Resolver, name: str) -> Vetted:
-    """The addresses of ``name`` the proxy may dial; ResolveError if none."""
+    """The addresses of ``name`` the proxy may dial; AddressResolveError if none."""
     found = await resolver.lookup(name)
     if not found:
-        raise ResolveError("dns-no-answer", f"{name} has no address")
+        raise AddressResolveError("dns-no-answer", f"{name} has no address")
     ok, rejected = filter_answers(found)
     # Right before the dial, in the dialling thread: the kernel's view as of now.
     ok, at_home = resolver.host_addresses.filter(ok)
     rejected.extend(at_home)
     if not ok:
         reasons = ", ".join(sorted({r for _ip, r in rejected}))
-        raise ResolveError("ssrf-blocked", f"{name} resolves only to blocked addresses ({reasons})")
+        raise AddressResolveError(
+            "ssrf-blocked", f"{name} resolves only to blocked addresses ({reasons})"
+        )
     return Vetted(tuple(ok), tuple(rejected))

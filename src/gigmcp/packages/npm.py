@@ -26,8 +26,8 @@ from typing import Any
 from gigmcp.packages.child_env import child_env
 from gigmcp.packages.spec import (
     Installation,
-    InstallError,
     LaunchCommand,
+    PackageInstallError,
     PackageSpec,
     commit,
     existing,
@@ -64,7 +64,7 @@ class NpmSource:
 def _npm_args(source: NpmSource) -> list[str]:
     npm = shutil.which(source.npm)
     if npm is None:
-        raise InstallError(f"npm is not installed ({source.npm} not found on PATH)")
+        raise PackageInstallError(f"npm is not installed ({source.npm} not found on PATH)")
     args = [npm]
     if source.registry:
         args.append(f"--registry={source.registry}")
@@ -102,7 +102,9 @@ def _run(args: list[str], cwd: Path, source: NpmSource, doing: str) -> str:
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
-        raise InstallError(f"{doing}: npm did not finish within {source.timeout:.0f} s") from exc
+        raise PackageInstallError(
+            f"{doing}: npm did not finish within {source.timeout:.0f} s"
+        ) from exc
     if done.returncode != 0:
         lines = [
             line.removeprefix("npm error").removeprefix("npm ERR!").strip()
@@ -113,7 +115,7 @@ def _run(args: list[str], cwd: Path, source: NpmSource, doing: str) -> str:
         noise = ("complete log of this run", "Log files were not written")
         lines = [line for line in lines if line and not any(n in line for n in noise)]
         detail = "; ".join(lines[:MAX_ERROR_LINES]) or done.stderr.strip()[-500:] or "no output"
-        raise InstallError(f"{doing}: npm failed: {redact(detail)}")
+        raise PackageInstallError(f"{doing}: npm failed: {redact(detail)}")
     return done.stdout
 
 
@@ -138,10 +140,12 @@ def _fetch(spec: PackageSpec, download: Path, source: NpmSource) -> Path:
         packed = json.loads(out)
         filename = packed[0]["filename"]
     except (ValueError, LookupError, TypeError) as exc:
-        raise InstallError(f"cannot fetch {ref}: npm pack said something unexpected") from exc
+        raise PackageInstallError(
+            f"cannot fetch {ref}: npm pack said something unexpected"
+        ) from exc
     tarball = download / os.path.basename(str(filename))
     if not tarball.is_file():
-        raise InstallError(f"cannot fetch {ref}: npm pack left no tarball")
+        raise PackageInstallError(f"cannot fetch {ref}: npm pack left no tarball")
     return tarball
 
 
@@ -149,7 +153,7 @@ def verify_tarball(spec: PackageSpec, tarball: Path) -> None:
     """The tarball's bytes are exactly the ones the spec pins, or nothing is installed."""
     actual = sri_sha512(tarball)
     if not same_hash(spec.integrity, actual):
-        raise InstallError(
+        raise PackageInstallError(
             f"integrity mismatch for {spec.ref}: expected {spec.integrity}, got {actual}"
         )
 
@@ -166,12 +170,16 @@ def check_tree(spec: PackageSpec, tree: dict[str, Any]) -> None:
     dependencies it names, each with the version and integrity it names."""
     packages = tree.get("packages")
     if not isinstance(packages, dict):
-        raise InstallError(f"{spec.ref}: npm wrote no readable lockfile of what it installed")
+        raise PackageInstallError(
+            f"{spec.ref}: npm wrote no readable lockfile of what it installed"
+        )
     main = packages.get(f"node_modules/{spec.identifier}")
     if not isinstance(main, dict):
-        raise InstallError(f"{spec.ref}: the verified tarball is not the package {spec.identifier}")
+        raise PackageInstallError(
+            f"{spec.ref}: the verified tarball is not the package {spec.identifier}"
+        )
     if main.get("version") != spec.version:
-        raise InstallError(
+        raise PackageInstallError(
             f"{spec.ref}: the verified tarball is version {main.get('version')}, not {spec.version}"
         )
     if not spec.lock:
@@ -200,7 +208,7 @@ def check_tree(spec: PackageSpec, tree: dict[str, Any]) -> None:
             )
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise InstallError(
+        raise PackageInstallError(
             f"dependencies of {spec.ref} do not match its lock: {'; '.join(problems[:5])}{more}"
         )
 
@@ -210,16 +218,16 @@ def find_bin(package_dir: Path, spec: PackageSpec, bin_name: str | None = None) 
     try:
         meta = json.loads((package_dir / "package.json").read_text())
     except (OSError, ValueError) as exc:
-        raise InstallError(f"{spec.ref}: its package.json cannot be read") from exc
+        raise PackageInstallError(f"{spec.ref}: its package.json cannot be read") from exc
     bins = meta.get("bin") if isinstance(meta, dict) else None
     unscoped = spec.identifier.rsplit("/", 1)[-1]
     if isinstance(bins, str):
         bins = {unscoped: bins}
     if not isinstance(bins, dict) or not bins:
-        raise InstallError(f"{spec.ref} declares no bin in its package.json: nothing to run")
+        raise PackageInstallError(f"{spec.ref} declares no bin in its package.json: nothing to run")
     if bin_name is not None:
         if bin_name not in bins:
-            raise InstallError(
+            raise PackageInstallError(
                 f"{spec.ref} has no bin named {bin_name!r} (it has: {', '.join(sorted(bins))})"
             )
         chosen = bin_name
@@ -228,14 +236,16 @@ def find_bin(package_dir: Path, spec: PackageSpec, bin_name: str | None = None) 
     elif unscoped in bins:
         chosen = unscoped
     else:
-        raise InstallError(
+        raise PackageInstallError(
             f"{spec.ref} declares several bins ({', '.join(sorted(bins))}): name the one to run"
         )
     target = bins[chosen]
     base = package_dir.resolve()
     path = (base / str(target)).resolve() if isinstance(target, str) else base
     if not isinstance(target, str) or not path.is_relative_to(base) or not path.is_file():
-        raise InstallError(f"{spec.ref}: its bin {chosen!r} is not a file inside the package")
+        raise PackageInstallError(
+            f"{spec.ref}: its bin {chosen!r} is not a file inside the package"
+        )
     return path
 
 
@@ -244,11 +254,11 @@ def launch_command(root: Path, source: NpmSource | None = None) -> LaunchCommand
     both by absolute path (the jail binds Node and the install read-only)."""
     record = read_record(root)
     if record is None or record.get("spec", {}).get("registry_type") != "npm":
-        raise InstallError(f"{root} is not an npm install made by gigmcp")
+        raise PackageInstallError(f"{root} is not an npm install made by gigmcp")
     node_name = (source or NpmSource()).node
     node = shutil.which(node_name)
     if node is None:
-        raise InstallError(f"Node.js is not installed ({node_name} not found on PATH)")
+        raise PackageInstallError(f"Node.js is not installed ({node_name} not found on PATH)")
     return LaunchCommand((os.path.abspath(node), str(root / record["entrypoint"])))
 
 
@@ -260,10 +270,10 @@ def install(
     bin_name: str | None = None,
 ) -> Installation:
     """Install ``spec`` as server ``name`` (idempotent: the same spec already installed
-    is returned as it is). Raises :class:`InstallError`, leaving nothing behind."""
+    is returned as it is). Raises :class:`PackageInstallError`, leaving nothing behind."""
     source = source or NpmSource()
     if spec.registry_type != "npm":
-        raise InstallError(f"{spec.ref} is a PyPI package, not an npm one")
+        raise PackageInstallError(f"{spec.ref} is a PyPI package, not an npm one")
     final = install_root(servers_dir, name, spec.version)
     if existing(final, spec) is None:
         with staging(servers_dir, name, spec.version) as work:
@@ -284,7 +294,9 @@ def install(
             try:
                 tree = json.loads((root / "node_modules" / ".package-lock.json").read_text())
             except (OSError, ValueError) as exc:
-                raise InstallError(f"{spec.ref}: npm left no record of what it installed") from exc
+                raise PackageInstallError(
+                    f"{spec.ref}: npm left no record of what it installed"
+                ) from exc
             check_tree(spec, tree)
             package_dir = root / "node_modules" / spec.identifier
             entry = find_bin(package_dir, spec, bin_name)

@@ -31,8 +31,8 @@ from pathlib import Path
 from gigmcp.packages.child_env import child_env
 from gigmcp.packages.spec import (
     Installation,
-    InstallError,
     LaunchCommand,
+    PackageInstallError,
     PackageSpec,
     SpecError,
     commit,
@@ -147,9 +147,11 @@ def _exec(args: list[str], source: PypiSource, doing: str, cwd: Path) -> tuple[i
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
-        raise InstallError(f"{doing}: it did not finish within {source.timeout:.0f} s") from exc
+        raise PackageInstallError(
+            f"{doing}: it did not finish within {source.timeout:.0f} s"
+        ) from exc
     except OSError as exc:
-        raise InstallError(f"{doing}: cannot run {args[0]}: {exc.strerror}") from exc
+        raise PackageInstallError(f"{doing}: cannot run {args[0]}: {exc.strerror}") from exc
     return done.returncode, done.stderr + done.stdout
 
 
@@ -159,14 +161,14 @@ def _run(args: list[str], source: PypiSource, doing: str, cwd: Path) -> None:
         return
     missing = re.search(r"No matching distribution found for (\S+)", output)
     if missing:
-        raise InstallError(
+        raise PackageInstallError(
             f"{doing}: no wheel of {missing.group(1)} for this Python and platform "
             "(source distributions are refused: building one runs the package's code "
             "at install time)"
         )
     lines = [line.strip() for line in output.splitlines() if line.startswith("ERROR:")]
     detail = "; ".join(lines[:MAX_ERROR_LINES]) or output.strip()[-500:] or "no output"
-    raise InstallError(f"{doing}: {redact(detail)}")
+    raise PackageInstallError(f"{doing}: {redact(detail)}")
 
 
 def check_closure(spec: PackageSpec, python: Path, source: PypiSource, cwd: Path) -> None:
@@ -175,7 +177,7 @@ def check_closure(spec: PackageSpec, python: Path, source: PypiSource, cwd: Path
     code, output = _exec(_pip(source, python, "check"), source, f"cannot check {spec.ref}", cwd)
     if code != 0:
         found = [line.strip() for line in output.splitlines() if line.strip()]
-        raise InstallError(
+        raise PackageInstallError(
             f"the lock of {spec.ref} is not its whole dependency closure: "
             + "; ".join(found[:MAX_ERROR_LINES])
         )
@@ -198,37 +200,39 @@ def verify_downloads(spec: PackageSpec, download: Path) -> None:
     for path in sorted(download.iterdir()):
         parsed = _wheel_name(path.name)
         if parsed is None:
-            raise InstallError(
+            raise PackageInstallError(
                 f"{path.name} is not a wheel: source distributions are refused "
                 "(building one runs the package's code at install time)"
             )
         name, version = parsed
         pin = wanted.get(name)
         if pin is None:
-            raise InstallError(f"pip fetched {path.name}, which the lock of {spec.ref} lacks")
+            raise PackageInstallError(
+                f"pip fetched {path.name}, which the lock of {spec.ref} lacks"
+            )
         if pin.version != version:
             # Exact text, not PEP 440 equality (where 1.0 == 1.0.0): the pin says the file.
-            raise InstallError(
+            raise PackageInstallError(
                 f"pip fetched {path.name} for {pin.identifier}=={pin.version}: "
                 "pin the version exactly as the wheel names it"
             )
         actual = sha256_of(path)
         if not any(same_hash(h, actual) for h in pin.hashes):
             expected = " or ".join(sorted(pin.hashes))
-            raise InstallError(
+            raise PackageInstallError(
                 f"integrity mismatch for {pin.identifier}=={pin.version}: "
                 f"expected {expected}, got {actual}"
             )
         seen.add(name)
     missing = sorted(set(wanted) - seen)
     if missing:
-        raise InstallError(f"pip fetched nothing for {', '.join(missing)}")
+        raise PackageInstallError(f"pip fetched nothing for {', '.join(missing)}")
 
 
 def _site_packages(venv: Path) -> Path:
     found = sorted(venv.glob("lib/python3*/site-packages"))
     if len(found) != 1:
-        raise InstallError(f"{venv}: cannot find its site-packages")
+        raise PackageInstallError(f"{venv}: cannot find its site-packages")
     return found[0]
 
 
@@ -244,11 +248,11 @@ def find_script(venv: Path, spec: PackageSpec, script: str | None = None) -> str
         None,
     )
     if dist is None or dist.version != spec.version:
-        raise InstallError(f"{spec.ref} is not what pip installed")
+        raise PackageInstallError(f"{spec.ref} is not what pip installed")
     scripts = sorted(ep.name for ep in dist.entry_points.select(group="console_scripts"))
     if script is not None:
         if script not in scripts:
-            raise InstallError(
+            raise PackageInstallError(
                 f"{spec.ref} has no console script {script!r} (it has: {', '.join(scripts)})"
             )
         chosen = script
@@ -257,14 +261,14 @@ def find_script(venv: Path, spec: PackageSpec, script: str | None = None) -> str
     elif canonical_name(spec.identifier) in scripts:
         chosen = canonical_name(spec.identifier)
     elif not scripts:
-        raise InstallError(f"{spec.ref} declares no console script: nothing to run")
+        raise PackageInstallError(f"{spec.ref} declares no console script: nothing to run")
     else:
-        raise InstallError(
+        raise PackageInstallError(
             f"{spec.ref} declares several console scripts ({', '.join(scripts)}): "
             "name the one to run"
         )
     if not (venv / "bin" / chosen).is_file():
-        raise InstallError(f"{spec.ref}: pip wrote no bin/{chosen}")
+        raise PackageInstallError(f"{spec.ref}: pip wrote no bin/{chosen}")
     return chosen
 
 
@@ -285,7 +289,7 @@ def launch_command(root: Path) -> LaunchCommand:
     system Python, bound read-only in the jail) running the console script."""
     record = read_record(root)
     if record is None or record.get("spec", {}).get("registry_type") != "pypi":
-        raise InstallError(f"{root} is not a PyPI install made by gigmcp")
+        raise PackageInstallError(f"{root} is not a PyPI install made by gigmcp")
     venv = root / "venv"
     return LaunchCommand((str(venv / "bin" / "python"), str(root / record["entrypoint"])))
 
@@ -298,15 +302,15 @@ def install(
     script: str | None = None,
 ) -> Installation:
     """Install ``spec`` as server ``name`` (idempotent: the same spec already installed
-    is returned as it is). Raises :class:`InstallError`, leaving nothing behind."""
+    is returned as it is). Raises :class:`PackageInstallError`, leaving nothing behind."""
     source = source or PypiSource()
     if spec.registry_type != "pypi":
-        raise InstallError(f"{spec.ref} is an npm package, not a PyPI one")
+        raise PackageInstallError(f"{spec.ref} is an npm package, not a PyPI one")
     final = install_root(servers_dir, name, spec.version)
     if existing(final, spec) is None:
         python = shutil.which(source.python)
         if python is None:
-            raise InstallError(f"no Python to build the environment from: {source.python}")
+            raise PackageInstallError(f"no Python to build the environment from: {source.python}")
         with staging(servers_dir, name, spec.version) as work:
             download, root = work / "download", work / "root"
             download.mkdir()

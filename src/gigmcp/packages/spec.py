@@ -56,7 +56,7 @@ class SpecError(ValueError):
     """A package spec that cannot be installed as written (the message names the field)."""
 
 
-class InstallError(Exception):
+class PackageInstallError(Exception):
     """An install that was refused or failed; nothing of it is left on disk."""
 
 
@@ -205,7 +205,7 @@ def existing(root: Path, spec: PackageSpec) -> dict[str, Any] | None:
         return None
     record = read_record(root)
     if record is None or record.get("spec") != spec.record():
-        raise InstallError(
+        raise PackageInstallError(
             f"{root} already holds a different install: remove it before installing {spec.ref}"
         )
     return record
@@ -261,4 +261,6 @@ def commit(
         # Someone else finished the same install first: theirs stands if it is this spec.
         if final.exists() and existing(final, spec) is not None:
             return
-        raise InstallError(f"cannot move the install of {spec.ref} into {final}: {exc}") from exc
+        raise PackageInstallError(
+            f"cannot move the install of {spec.ref} into {final}: {exc}"
+        ) from exc

@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gigmcp.registry.errors import RegistryError
+from gigmcp.registry.errors import RegistryDataError
 from gigmcp.registry.lint import Denylist, lint_manifest
 from gigmcp.registry.manifest import Manifest, parse_manifest
 from gigmcp.registry.toolspec import ToolSpec, pairing_problems, parse_toolspec, toolspec_problems
@@ -110,7 +110,7 @@ def _load_manifest(path: Path, denylist: Denylist | None, catalog: Catalog) -> N
         return
     try:
         m = parse_manifest(raw)
-    except RegistryError as exc:
+    except RegistryDataError as exc:
         _report(catalog, path, [str(exc)])
         return
     if denylist is None:
@@ -130,7 +130,7 @@ def _load_toolspec(path: Path, catalog: Catalog) -> None:
         return
     try:
         spec = parse_toolspec(raw)
-    except RegistryError as exc:
+    except RegistryDataError as exc:
         _report(catalog, path, [str(exc)])
         return
     messages = toolspec_problems(spec)

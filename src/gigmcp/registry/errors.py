@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 
-class RegistryError(ValueError):
+class RegistryDataError(ValueError):
     """Base: ``problems`` lists each problem; ``str()`` joins them one per line."""
 
     def __init__(self, problems: str | Iterable[str], *, context: str = "") -> None:
         items = (problems,) if isinstance(problems, str) else tuple(problems)
         if not items:
-            raise ValueError("a RegistryError needs at least one problem")
+            raise ValueError("a RegistryDataError needs at least one problem")
         self.problems: tuple[str, ...] = items
         self.context = context
         head = f"{context}: " if context else ""
@@ -27,26 +27,26 @@ class RegistryError(ValueError):
         super().__init__(text)
 
 
-class ManifestError(RegistryError):
+class ManifestError(RegistryDataError):
     """A manifest does not parse or breaks a schema rule."""
 
 
-class ToolSpecError(RegistryError):
+class ToolSpecError(RegistryDataError):
     """A toolspec does not parse, breaks a schema rule, or does not pair with its
     manifest."""
 
 
-class RegistryIndexError(RegistryError):
+class RegistryIndexError(RegistryDataError):
     """An index cannot be built, or a received one is malformed."""
 
 
-class ResolveError(RegistryError, LookupError):
+class ManifestResolveError(RegistryDataError, LookupError):
     """A ref does not name exactly one manifest of the index."""
 
 
-class SignatureError(RegistryError):
+class SignatureError(RegistryDataError):
     """A key or signature is malformed, or the signature does not verify."""
 
 
-class DraftError(RegistryError):
+class DraftError(RegistryDataError):
     """A server.json cannot be turned into a manifest draft."""

@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gigmcp.registry import gojson, gostruct
-from gigmcp.registry.errors import ManifestError, RegistryIndexError, ResolveError
+from gigmcp.registry.errors import ManifestError, ManifestResolveError, RegistryIndexError
 from gigmcp.registry.manifest import Manifest, manifest_from_plain
 from gigmcp.registry.toolspec import (
     ToolSpec,
@@ -123,34 +123,36 @@ class Index:
         return None if spec is None else to_json(spec)
 
     def resolve(self, ref: str) -> Manifest:
-        """The manifest ``ref`` names; ``ResolveError`` otherwise."""
+        """The manifest ``ref`` names; ``ManifestResolveError`` otherwise."""
         if not ref:
-            raise ResolveError("empty ref: use name, name@version or sha256:<digest>")
+            raise ManifestResolveError("empty ref: use name, name@version or sha256:<digest>")
         if ref.startswith("sha256:"):
             return self._by_digest(ref)
         if ref.endswith("@"):
-            raise ResolveError(f"malformed ref {ref!r} (trailing @)")
+            raise ManifestResolveError(f"malformed ref {ref!r} (trailing @)")
         name, _, version = ref.partition("@")
         if not name:
-            raise ResolveError(f"malformed ref {ref!r} (no server name)")
+            raise ManifestResolveError(f"malformed ref {ref!r} (no server name)")
         server = self.servers.get(name)
         if server is None:
-            raise ResolveError(f"unknown server {name!r}")
+            raise ManifestResolveError(f"unknown server {name!r}")
         wanted = version or server.latest
         manifest = server.versions.get(wanted)
         if manifest is None:
-            raise ResolveError(f"unknown version {name}@{wanted}")
+            raise ManifestResolveError(f"unknown version {name}@{wanted}")
         return manifest
 
     def _by_digest(self, ref: str) -> Manifest:
         if not DIGEST_RE.fullmatch(ref):
-            raise ResolveError(f"malformed digest ref {ref!r}: sha256:<64 lowercase hex>")
+            raise ManifestResolveError(f"malformed digest ref {ref!r}: sha256:<64 lowercase hex>")
         hits = [m for m in self.manifests() if m.image.digest == ref]
         if not hits:
-            raise ResolveError(f"no manifest pins image digest {ref}")
+            raise ManifestResolveError(f"no manifest pins image digest {ref}")
         if len(hits) > 1:
             names = ", ".join(m.ref for m in hits)
-            raise ResolveError(f"ambiguous digest {ref}: pinned by {names}; use name@version")
+            raise ManifestResolveError(
+                f"ambiguous digest {ref}: pinned by {names}; use name@version"
+            )
         return hits[0]
 
 

@@ -266,7 +266,7 @@ def check_server(
             runtime.plan_rootfs(rootfs, command, cwd)
         else:
             runtime.plan(command, cwd)
-    except runtime.RuntimeError_ as exc:
+    except runtime.RuntimeScanError as exc:
         return Check(f"server {name}", exc.problem, exc.fix or "see the problem")
     return Check(f"server {name}", None)
 

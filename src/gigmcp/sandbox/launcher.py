@@ -264,7 +264,7 @@ class SandboxLauncher:
                     )
                 else:
                     found = await asyncio.to_thread(runtime.plan, spec.command, spec.cwd)
-            except runtime.RuntimeError_ as exc:
+            except runtime.RuntimeScanError as exc:
                 # The planner's words name the path and the fix: the operator's cause.
                 raise LaunchError(str(exc)) from exc
             self._plans[key] = (now, found)

@@ -50,7 +50,7 @@ MAX_NATIVE_SCAN = 20_000
 TRAMPOLINE = "/bin/sh"
 
 
-class RuntimeError_(Exception):
+class RuntimeScanError(Exception):
     """The command cannot be jailed as given (not found, unreadable, unsupported).
     ``problem`` says what is wrong, ``fix`` what to do about it (may be empty); the
     message is both. Host paths appear in it: it is for the operator, never a client."""
@@ -91,18 +91,18 @@ def plan_rootfs(rootfs: str, command: tuple[str, ...], cwd: str | None = None) -
     passwd, hosts, resolver and CA bundle win, and the command resolved inside it."""
     root = os.path.realpath(rootfs)
     if root in SHARED_DIRS or rootfs in SHARED_DIRS:
-        raise RuntimeError_(f"image root {rootfs} is a host system folder, not an image")
+        raise RuntimeScanError(f"image root {rootfs} is a host system folder, not an image")
     if not os.path.isdir(root):
-        raise RuntimeError_(f"image root {rootfs} is not a directory")
+        raise RuntimeScanError(f"image root {rootfs} is not a directory")
     problem = jail_access_problem(root)
     if problem is not None:
-        raise RuntimeError_(
+        raise RuntimeScanError(
             problem.text,
             "keep GIG_PACKAGES_DIR in a folder every user can enter (the default is "
             f"/var/lib/gigmcp/packages): {_WHY}",
         )
     if not command:
-        raise RuntimeError_("empty command")
+        raise RuntimeScanError("empty command")
     binds: list[tuple[str, str]] = []
     links: list[tuple[str, str]] = []
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
@@ -125,10 +125,10 @@ def plan_rootfs(rootfs: str, command: tuple[str, ...], cwd: str | None = None) -
     if not exe.startswith("/"):
         found = next((f"{d}/{exe}" for d in IMAGE_PATH if _exists_in(root, f"{d}/{exe}")), None)
         if found is None:
-            raise RuntimeError_(f"command not found in the image: {exe}")
+            raise RuntimeScanError(f"command not found in the image: {exe}")
         exe = found
     elif not _exists_in(root, exe):
-        raise RuntimeError_(f"command not found in the image: {exe}")
+        raise RuntimeScanError(f"command not found in the image: {exe}")
     return RuntimePlan((exe, *command[1:]), "rootfs", (), tuple(links), cwd, tuple(binds))
 
 
@@ -244,7 +244,7 @@ def _which(name: str, path_env: str | None) -> str:
     if "/" in name:
         resolved = os.path.abspath(name)
         if not os.path.isfile(resolved):
-            raise RuntimeError_(
+            raise RuntimeScanError(
                 f"command not found: {name}",
                 "check the server's command (gigmcp server list) and that it is installed there",
             )
@@ -252,7 +252,7 @@ def _which(name: str, path_env: str | None) -> str:
     search = path_env or "/usr/local/bin:/usr/bin:/bin"
     found = shutil.which(name, path=search)
     if found is None:
-        raise RuntimeError_(
+        raise RuntimeScanError(
             f"command not found on PATH: {name}",
             f"give its full path (the jail's PATH is {search})",
         )
@@ -264,7 +264,7 @@ def _shebang(path: str) -> list[str] | None:
         with open(path, "rb") as f:
             head = f.read(256)
     except OSError as exc:
-        raise RuntimeError_(f"cannot read {path}: {exc.strerror}") from exc
+        raise RuntimeScanError(f"cannot read {path}: {exc.strerror}") from exc
     if not head.startswith(b"#!"):
         return None
     line = head[2:].split(b"\n", 1)[0].decode(errors="replace").strip()
@@ -367,12 +367,12 @@ def _check_elf_interpreter(executable: str) -> None:
     if loader is None:
         return  # statically linked
     if not os.path.isfile(loader):
-        raise RuntimeError_(
+        raise RuntimeScanError(
             f"{executable} needs the ELF interpreter {loader}, which this host does not have",
             "install a build of the server for this system (its libc and architecture)",
         )
     if not _under(os.path.realpath(loader), LIBRARY_DIRS):
-        raise RuntimeError_(
+        raise RuntimeScanError(
             f"{executable} needs the ELF interpreter {loader}, outside the system library "
             "folders the jail shows",
             "install a build of the server linked against the system's own libc",
@@ -383,7 +383,7 @@ def _check_elf_interpreter(executable: str) -> None:
         if not any(os.path.exists(os.path.join(d, name)) for d in LIBRARY_DIRS):
             # Found, if at all, through the binary's own RUNPATH (a pyenv Python's
             # libpython in its prefix): the jail shows only the system's folders.
-            raise RuntimeError_(
+            raise RuntimeScanError(
                 f"{executable} needs the shared library {name}, which is not in the system "
                 "library folders (the only ones the jail shows)",
                 "run the server with a runtime from the distribution's packages (e.g. "
@@ -416,12 +416,12 @@ def _python_paths(interp_link: str) -> list[str]:
     name = os.path.basename(real)  # python3.11
     version = name.removeprefix("python")
     if not version or not version[0].isdigit():
-        raise RuntimeError_(f"cannot tell the Python version of {real}")
+        raise RuntimeScanError(f"cannot tell the Python version of {real}")
     base_prefix = os.path.dirname(os.path.dirname(real))
     paths = [real]
     stdlib = os.path.join(base_prefix, "lib", f"python{version}")
     if not os.path.isdir(stdlib):
-        raise RuntimeError_(f"{real}: its standard library {stdlib} is missing")
+        raise RuntimeScanError(f"{real}: its standard library {stdlib} is missing")
     paths.append(stdlib)
     venv = _venv_of(interp_link)
     if venv:
@@ -441,7 +441,7 @@ def _node_root(script: str) -> str:
 
 def plan(command: tuple[str, ...], cwd: str | None, path_env: str | None = None) -> RuntimePlan:
     if not command:
-        raise RuntimeError_("empty command")
+        raise RuntimeScanError("empty command")
     exe = _which(command[0], path_env)
     # Inside, the working directory is not the gateway's: a relative path that names a
     # file here must name the same file there.
@@ -464,7 +464,7 @@ def plan(command: tuple[str, ...], cwd: str | None, path_env: str | None = None)
             interp = _which(prog, path_env)
             argv = [interp, *([arg] if arg else []), exe, *command[1:]]
     if not _is_elf(os.path.realpath(interp)):
-        raise RuntimeError_(f"{interp} is not a native executable (nested #! is not supported)")
+        raise RuntimeScanError(f"{interp} is not a native executable (nested #! is not supported)")
 
     base = os.path.basename(os.path.realpath(interp))
     ro: set[str] = set()
@@ -513,7 +513,7 @@ def plan(command: tuple[str, ...], cwd: str | None, path_env: str | None = None)
         ro.update(_symlink_chain(name))
     for p in list(ro):
         if not os.path.exists(p):
-            raise RuntimeError_(f"{p} does not exist")
+            raise RuntimeScanError(f"{p} does not exist")
     _check_elf_interpreter(os.path.realpath(interp))
     # The interpreter first, by its real name: that is the file an operator installed.
     real_interp = os.path.realpath(interp)
@@ -524,7 +524,7 @@ def plan(command: tuple[str, ...], cwd: str | None, path_env: str | None = None)
     for p in dict.fromkeys(order):
         problem = jail_access_problem(p, execute=os.path.realpath(p) in runnable)
         if problem is not None:
-            raise RuntimeError_(problem.text, _access_fix(problem, kind, p in runtime_files))
+            raise RuntimeScanError(problem.text, _access_fix(problem, kind, p in runtime_files))
     symlinks = tuple((os.readlink(link), link) for link in MERGED_USR_LINKS if os.path.islink(link))
     return RuntimePlan(tuple(argv), kind, _outermost(ro), symlinks, workdir)
 
@@ -542,7 +542,7 @@ SHARED_DIRS = frozenset(
 def _package_dir(path: str) -> str:
     real = os.path.realpath(path)
     if real in SHARED_DIRS or path in SHARED_DIRS:
-        raise RuntimeError_(
+        raise RuntimeScanError(
             f"{path} is a shared system folder, not a package: install the server in a "
             "folder of its own (the jail shows that folder, read-only)"
         )

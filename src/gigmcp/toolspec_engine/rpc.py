@@ -29,7 +29,7 @@ from .request import CallError, build_request
 from .results import from_response, tool_error
 from .schema import check_arguments, input_schema
 from .spec import EngineInput, Tool
-from .upstream import Client, UpstreamError
+from .upstream import Client, OriginError
 
 PROTOCOL_VERSIONS: Final = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 LATEST: Final = PROTOCOL_VERSIONS[-1]
@@ -259,7 +259,7 @@ class Server:
         started = time.monotonic()
         try:
             response = self._client.send(request)
-        except UpstreamError as exc:
+        except OriginError as exc:
             self._log(f"{tool.name}: {request.method} {request.origin.authority} failed: {exc}")
             return tool_error(str(exc))
         elapsed = (time.monotonic() - started) * 1000

@@ -37,7 +37,7 @@ READ_CHUNK: Final = 64 * 1024
 IDEMPOTENT: Final = frozenset({"GET", "PUT", "DELETE"})
 
 
-class UpstreamError(Exception):
+class OriginError(Exception):
     """The request failed before an HTTP answer was read; the message is safe to show."""
 
 
@@ -148,11 +148,11 @@ class Client:
                 else:
                     conn.close()
                 return response
-            raise UpstreamError(f"{request.origin.authority} closed the connection twice")
-        except UpstreamError:
+            raise OriginError(f"{request.origin.authority} closed the connection twice")
+        except OriginError:
             raise
         except Exception as exc:  # every failure becomes one message without secrets
-            raise UpstreamError(_describe(exc, request.origin, timeout)) from None
+            raise OriginError(_describe(exc, request.origin, timeout)) from None
 
     def close(self) -> None:
         with self._lock:
@@ -238,7 +238,7 @@ class Client:
         declared = response.getheader("Content-Length")
         size = int(declared) if declared and declared.isdigit() else None
         if size is not None and size > cap and not is_error:
-            raise UpstreamError(
+            raise OriginError(
                 f"the answer is {size} bytes, more than the {cap} bytes this server may return"
             )
         chunks: list[bytes] = []
@@ -258,9 +258,7 @@ class Client:
                     # connection rather than read the rest.
                     chunks.append(chunk)
                     return b"".join(chunks)[:cap], False, size
-                raise UpstreamError(
-                    f"the answer is more than the {cap} bytes this server may return"
-                )
+                raise OriginError(f"the answer is more than the {cap} bytes this server may return")
             chunks.append(chunk)
 
 
@@ -291,7 +289,7 @@ def _decode(body: bytes, encoding: str, cap: int, complete: bool) -> bytes:
     if encoding in ("identity", ""):
         return body
     if encoding not in ("gzip", "x-gzip", "deflate"):
-        raise UpstreamError(
+        raise OriginError(
             f"the answer uses content-encoding {encoding[:32]!r}, which the engine cannot decode"
         )
     # wbits 47: gzip or zlib framing, detected; raw deflate is tried when neither fits.
@@ -304,13 +302,13 @@ def _decode(body: bytes, encoding: str, cap: int, complete: bool) -> bytes:
         if len(out) > cap:
             if not complete:
                 return out[:cap]
-            raise UpstreamError(
+            raise OriginError(
                 f"the answer inflates to more than the {cap} bytes this server may return"
             )
         return out
     if not complete:
         return b""
-    raise UpstreamError(f"the answer is not valid {encoding} data")
+    raise OriginError(f"the answer is not valid {encoding} data")
 
 
 def _describe(exc: BaseException, origin: Origin, timeout: float) -> str:

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import pytest
 
 from gigmcp.netpolicy.hostaddr import HostAddresses
-from gigmcp.netpolicy.resolver import DnsResolver, ResolveError
+from gigmcp.netpolicy.resolver import AddressResolveError, DnsResolver
 from gigmcp.packages.oci.distribution import ClientOptions, parse_challenge
-from gigmcp.packages.oci.errors import RegistryError, VerificationError
+from gigmcp.packages.oci.errors import OciRegistryError, VerificationError
 from gigmcp.packages.oci.pull import PullOptions, install_image
 from tests.egress.lab import HOST_IP, HOST_NAMES, Lab, host_address, lab
 from tests.packages.oci.conftest import CacheBox, plain_options
@@ -72,7 +72,7 @@ async def test_https_is_the_default(repo: str, box: CacheBox) -> None:
     with fake_registry() as fake:  # plain http, not listed as such
         digest = fake.serve(repo, index([image([app_layer()])]))
         with pytest.raises(
-            RegistryError, match=f"cannot reach {fake.host.split(':')[0]} over https"
+            OciRegistryError, match=f"cannot reach {fake.host.split(':')[0]} over https"
         ):
             await install(
                 fake, repo, digest, box, options=PullOptions(client=ClientOptions(read_timeout_s=5))
@@ -88,7 +88,7 @@ async def test_registry_errors_name_the_code_but_never_quote_the_body(
         fake.routes[f"/v2/{repo}/manifests/{sha(b'x')}"] = Reply(
             500, {}, b'{"errors":[{"code":"INTERNAL_ERROR","message":"db password is hunter2"}]}'
         )
-        with pytest.raises(RegistryError, match="answered 500 INTERNAL_ERROR") as info:
+        with pytest.raises(OciRegistryError, match="answered 500 INTERNAL_ERROR") as info:
             await install(fake, repo, sha(b"x"), box)
         assert "hunter2" not in str(info.value)
 
@@ -138,7 +138,7 @@ async def test_a_transfer_cut_short_is_a_clear_error(repo: str, box: CacheBox) -
         fake.routes[f"/v2/{repo}/blobs/{sha(layer)}"] = Reply(
             200, {}, layer[:50], declared_length=len(layer)
         )
-        with pytest.raises(RegistryError, match=f"blob {sha(layer)}: the transfer broke off"):
+        with pytest.raises(OciRegistryError, match=f"blob {sha(layer)}: the transfer broke off"):
             await install(fake, repo, digest, box)
     box.assert_clean()
 
@@ -212,7 +212,7 @@ async def test_hostile_realms_are_refused_before_any_connection(
         fake.routes[f"/v2/{repo}/manifests/{sha(b'i')}"] = challenge(
             realm.format(port=bystander.port)
         )
-        with pytest.raises(RegistryError, match=message):
+        with pytest.raises(OciRegistryError, match=message):
             await install(fake, repo, sha(b"i"), box)
         assert bystander.seen == []
     box.assert_clean()
@@ -225,12 +225,12 @@ async def test_a_realm_on_another_loopback_address_is_refused(repo: str, box: Ca
             f"https://127.0.0.2:{internal.port}/token"
         )
         with pytest.raises(
-            RegistryError, match="refused realm URL to 127.0.0.2: a loopback address"
+            OciRegistryError, match="refused realm URL to 127.0.0.2: a loopback address"
         ):
             await install(fake, repo, sha(b"i"), box)
         plain = f"http://127.0.0.2:{internal.port}/token"
         fake.routes[f"/v2/{repo}/manifests/{sha(b'i')}"] = challenge(plain)
-        with pytest.raises(RegistryError, match="another host must use https"):
+        with pytest.raises(OciRegistryError, match="another host must use https"):
             await install(fake, repo, sha(b"i"), box)
         assert internal.seen == []  # the internal service was never asked anything
 
@@ -249,7 +249,7 @@ async def test_a_realm_on_another_loopback_address_is_refused(repo: str, box: Ca
 async def test_unusable_challenges(repo: str, box: CacheBox, reply: Reply, message: str) -> None:
     with fake_registry() as fake:
         fake.routes[f"/v2/{repo}/manifests/{sha(b'i')}"] = reply
-        with pytest.raises(RegistryError, match=message):
+        with pytest.raises(OciRegistryError, match=message):
             await install(fake, repo, sha(b"i"), box)
 
 
@@ -269,7 +269,7 @@ async def test_bad_token_answers(repo: str, box: CacheBox, body: bytes, message:
         fake.routes[f"/v2/{repo}/manifests/{sha(b'i')}"] = challenge(
             f"http://127.0.0.1:{fake.port}/token"
         )
-        with pytest.raises(RegistryError, match=message) as info:
+        with pytest.raises(OciRegistryError, match=message) as info:
             await install(fake, repo, sha(b"i"), box)
         assert "X-Injected" not in str(info.value)
         assert all("x-injected" not in s.headers for s in fake.seen)
@@ -281,7 +281,9 @@ async def test_a_token_the_registry_still_refuses(repo: str, box: CacheBox) -> N
         fake.routes[f"/v2/{repo}/manifests/{sha(b'i')}"] = challenge(
             f"http://127.0.0.1:{fake.port}/token"
         )
-        with pytest.raises(RegistryError, match="answered 401 .*refused anonymous access") as info:
+        with pytest.raises(
+            OciRegistryError, match="answered 401 .*refused anonymous access"
+        ) as info:
             await install(fake, repo, sha(b"i"), box)
         assert "sekrit" not in str(info.value)
         assert (
@@ -327,7 +329,7 @@ async def test_blob_redirects_outside_the_rule_are_refused(
         digest = fake.serve(repo, index([image([layer])]))
         target = location.format(port=bystander.port, repo=repo, digest=sha(layer))
         fake.routes[f"/v2/{repo}/blobs/{sha(layer)}"] = Reply(302, {"Location": target})
-        with pytest.raises(RegistryError, match=message):
+        with pytest.raises(OciRegistryError, match=message):
             await install(fake, repo, digest, box)
         assert bystander.seen == []
     box.assert_clean()
@@ -345,7 +347,7 @@ class HostsTable:
     async def lookup(self, name: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
         self.asked.append(name)
         if name not in self.table:
-            raise ResolveError("dns-failure", f"cannot resolve {name}: no such name")
+            raise AddressResolveError("dns-failure", f"cannot resolve {name}: no such name")
         return [ipaddress.ip_address(a) for a in self.table[name]]
 
 
@@ -369,7 +371,7 @@ async def test_a_realm_name_must_resolve_only_to_public_addresses(
             "https://auth.example.test/token"
         )
         client = ClientOptions(plain_http_registries=frozenset({fake.host}), resolver=hosts)
-        with pytest.raises(RegistryError, match=message):
+        with pytest.raises(OciRegistryError, match=message):
             await install(fake, repo, sha(b"i"), box, options=PullOptions(client=client))
     assert hosts.asked == ["auth.example.test"]
     box.assert_clean()
@@ -397,7 +399,7 @@ async def test_attack_a_realm_on_the_hosts_own_primary_address_is_refused_before
     with fake_registry() as fake:
         fake.routes[f"/v2/{repo}/manifests/{sha(b'i')}"] = challenge(f"https://{HOST_IP}/token")
         with pytest.raises(
-            RegistryError, match=rf"refused realm URL to {HOST_IP}: an address of this host"
+            OciRegistryError, match=rf"refused realm URL to {HOST_IP}: an address of this host"
         ):
             await install(fake, repo, sha(b"i"), box)
     assert host_lab.host_hits() == [], "a host service was reached"
@@ -416,7 +418,9 @@ async def test_attack_a_realm_name_resolving_to_another_interface_of_the_host_is
         client = ClientOptions(
             plain_http_registries=frozenset({fake.host}), resolver=DnsResolver(host_lab.dns)
         )
-        with pytest.raises(RegistryError, match=r"resolves to a blocked address \(host-address\)"):
+        with pytest.raises(
+            OciRegistryError, match=r"resolves to a blocked address \(host-address\)"
+        ):
             await install(fake, repo, sha(b"i"), box, options=PullOptions(client=client))
         assert host_lab.host_hits() == [], "a host service was reached"
     box.assert_clean()

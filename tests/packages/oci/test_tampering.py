@@ -18,8 +18,8 @@ import pytest
 from gigmcp.packages.oci.errors import (
     ExtractError,
     ImageError,
+    OciRegistryError,
     PlatformError,
-    RegistryError,
     VerificationError,
 )
 from gigmcp.packages.oci.extract import ExtractLimits
@@ -170,7 +170,7 @@ async def test_a_layer_swapped_for_another_honest_blob(
 async def test_a_digest_the_registry_does_not_have(
     registry: RunningRegistry, repo: str, box: CacheBox
 ) -> None:
-    message = await refused(registry.host, repo, sha(b"nothing"), box, RegistryError,
+    message = await refused(registry.host, repo, sha(b"nothing"), box, OciRegistryError,
                             "the registry answered 404 MANIFEST_UNKNOWN")  # fmt: skip
     assert repo in message
 

@@ -49,9 +49,9 @@ from pathlib import Path
 
 import httpx2
 
-from gigmcp.netpolicy.resolver import ResolveError, Resolver, SystemResolver
+from gigmcp.netpolicy.resolver import AddressResolveError, Resolver, SystemResolver
 from gigmcp.netpolicy.ssrf import blocked_reason
-from gigmcp.packages.oci.errors import RegistryError, VerificationError
+from gigmcp.packages.oci.errors import OciRegistryError, VerificationError
 from gigmcp.packages.oci.manifest import MANIFEST_ACCEPT, Descriptor, load_json
 from gigmcp.packages.oci.reference import ImageRef, parse_digest
 
@@ -297,22 +297,22 @@ class RegistryClient:
                     await response.aclose()
                     hops += 1
                     if hops > self._opts.max_redirects:
-                        raise RegistryError(
+                        raise OciRegistryError(
                             f"{what}: too many redirects (more than {self._opts.max_redirects})"
                         )
                     if not location:
-                        raise RegistryError(f"{what}: a redirect without a Location")
+                        raise OciRegistryError(f"{what}: a redirect without a Location")
                     try:
                         current = current.join(location)
                     except httpx2.InvalidURL:
-                        raise RegistryError(f"{what}: a redirect to an invalid URL") from None
+                        raise OciRegistryError(f"{what}: a redirect to an invalid URL") from None
                     continue
                 try:
                     yield response
                 except httpx2.TimeoutException:
-                    raise RegistryError(f"{what}: timed out while receiving it") from None
+                    raise OciRegistryError(f"{what}: timed out while receiving it") from None
                 except (httpx2.HTTPError, httpx2.StreamError) as exc:
-                    raise RegistryError(
+                    raise OciRegistryError(
                         f"{what}: the transfer broke off ({type(exc).__name__})"
                     ) from None
                 finally:
@@ -326,19 +326,19 @@ class RegistryClient:
         try:
             return await client.send(request, stream=True)
         except httpx2.TimeoutException:
-            raise RegistryError(f"{what}: timed out talking to {host}") from None
+            raise OciRegistryError(f"{what}: timed out talking to {host}") from None
         except httpx2.HTTPError as exc:
             scheme = target.url.scheme
-            raise RegistryError(
+            raise OciRegistryError(
                 f"{what}: cannot reach {host} over {scheme} ({type(exc).__name__})"
             ) from None
 
     async def _vet(self, url: httpx2.URL, *, purpose: str) -> _Target:
         """Apply the where-requests-may-go rule (module docstring) to ``url``."""
         if url.scheme not in ("http", "https"):
-            raise RegistryError(f"refused {purpose} URL: scheme {url.scheme!r} is not https")
+            raise OciRegistryError(f"refused {purpose} URL: scheme {url.scheme!r} is not https")
         if url.userinfo:
-            raise RegistryError(f"refused {purpose} URL: it carries credentials")
+            raise OciRegistryError(f"refused {purpose} URL: it carries credentials")
         host = url.host
         if host == self._host:
             ok = url.scheme == "https" or (url.scheme == "http" and self._plain)
@@ -346,13 +346,13 @@ class RegistryClient:
                 ok = self._plain and is_loopback_host(self._host)
             if not ok:
                 where = " on loopback" if purpose == "realm" else ""
-                raise RegistryError(
+                raise OciRegistryError(
                     f"refused {purpose} URL on {host}: plain http is allowed only for a "
                     f"registry configured as plain http{where}"
                 )
             return _Target(url, {}, {}, registry_host=True)
         if url.scheme != "https":
-            raise RegistryError(f"refused {purpose} URL to {host}: another host must use https")
+            raise OciRegistryError(f"refused {purpose} URL to {host}: another host must use https")
         try:
             literal = ipaddress.ip_address(host)
         except ValueError:
@@ -361,23 +361,23 @@ class RegistryClient:
         if literal is not None:
             reason = blocked_reason(literal)
             if reason is not None:
-                raise RegistryError(f"refused {purpose} URL to {host}: a {reason} address")
+                raise OciRegistryError(f"refused {purpose} URL to {host}: a {reason} address")
             # A public address can still be this host's own: its services listen there.
             reason = hosts.reason(literal)
             if reason is not None:
-                raise RegistryError(
+                raise OciRegistryError(
                     f"refused {purpose} URL to {host}: an address of this host ({reason})"
                 )
             return _Target(url, {}, {}, registry_host=False)
         try:
             found = await self._opts.resolver.lookup(host)
-        except ResolveError as exc:
-            raise RegistryError(f"refused {purpose} URL: {exc}") from None
+        except AddressResolveError as exc:
+            raise OciRegistryError(f"refused {purpose} URL: {exc}") from None
         reasons = sorted(
             {r for ip in found if (r := blocked_reason(ip) or hosts.reason(ip)) is not None}
         )
         if not found or reasons:
-            raise RegistryError(
+            raise OciRegistryError(
                 f"refused {purpose} URL to {host}: it resolves to a blocked address "
                 f"({', '.join(reasons) or 'none'})"
             )
@@ -387,23 +387,23 @@ class RegistryClient:
     async def _authenticate(self, challenge: str, what: str) -> None:
         parsed = parse_challenge(challenge)
         if parsed is None:
-            raise RegistryError(f"{what}: the registry answered 401 without a usable challenge")
+            raise OciRegistryError(f"{what}: the registry answered 401 without a usable challenge")
         scheme, params = parsed
         if scheme == "basic":
-            raise RegistryError(
+            raise OciRegistryError(
                 f"{what}: the registry asks for a username and password; only anonymous "
                 "pulls are supported"
             )
         if scheme != "bearer" or not params.get("realm"):
-            raise RegistryError(f"{what}: the registry answered 401 without a bearer realm")
+            raise OciRegistryError(f"{what}: the registry answered 401 without a bearer realm")
         try:
             realm = httpx2.URL(params["realm"])
         except httpx2.InvalidURL:
-            raise RegistryError(f"{what}: the token realm is not a valid URL") from None
+            raise OciRegistryError(f"{what}: the token realm is not a valid URL") from None
         if realm.scheme and realm.scheme not in ("http", "https"):
-            raise RegistryError(f"refused realm URL: scheme {realm.scheme!r} is not https")
+            raise OciRegistryError(f"refused realm URL: scheme {realm.scheme!r} is not https")
         if not realm.is_absolute_url or realm.fragment:
-            raise RegistryError(f"{what}: the token realm is not an absolute URL")
+            raise OciRegistryError(f"{what}: the token realm is not an absolute URL")
         query: dict[str, str] = {"scope": f"repository:{self._ref.repository}:pull"}
         if params.get("service"):
             query["service"] = params["service"]
@@ -416,14 +416,14 @@ class RegistryClient:
             response = await self._send(client, request, "token request", target)
             try:
                 if response.status_code != 200:
-                    raise RegistryError(
+                    raise OciRegistryError(
                         f"{what}: the token service answered {response.status_code}"
                     )
                 body = bytearray()
                 async for chunk in response.aiter_raw(CHUNK):
                     body += chunk
                     if len(body) > MAX_TOKEN_RESPONSE:
-                        raise RegistryError(f"{what}: the token service's answer is too large")
+                        raise OciRegistryError(f"{what}: the token service's answer is too large")
             finally:
                 await response.aclose()
         finally:
@@ -432,10 +432,10 @@ class RegistryClient:
         doc = load_json(bytes(body), "the token service's answer")
         token = doc.get("token") or doc.get("access_token")
         if not isinstance(token, str) or not _TOKEN.fullmatch(token):
-            raise RegistryError(f"{what}: the token service's answer has no usable token")
+            raise OciRegistryError(f"{what}: the token service's answer has no usable token")
         self._token = token
 
-    async def _status_error(self, response: httpx2.Response, what: str) -> RegistryError:
+    async def _status_error(self, response: httpx2.Response, what: str) -> OciRegistryError:
         """An error naming the status and, when the registry sent one, its error code
         (``MANIFEST_UNKNOWN``); the body itself is never quoted."""
         code = ""
@@ -455,7 +455,7 @@ class RegistryClient:
             hint = " (the registry refused anonymous access)"
         elif status == 404:
             hint = f" (not in {self._ref.registry}/{self._ref.repository})"
-        return RegistryError(f"{what}: the registry answered {status}{code}{hint}")
+        return OciRegistryError(f"{what}: the registry answered {status}{code}{hint}")
 
 
 def _write_and_hash(fd: int, hasher: hashlib._Hash, data: bytes) -> None:

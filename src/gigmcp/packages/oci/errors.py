@@ -16,7 +16,7 @@ class BadReference(ImageError):
     """The image reference or pinned digest is malformed."""
 
 
-class RegistryError(ImageError):
+class OciRegistryError(ImageError):
     """The registry could not be talked to as the distribution API says, or refused."""
 
 

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from gigmcp.packages.oci.errors import ImageError, RegistryError, VerificationError
+from gigmcp.packages.oci.errors import ImageError, OciRegistryError, VerificationError
 from gigmcp.packages.oci.reference import parse_digest
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -94,9 +94,9 @@ def load_json(data: bytes, what: str) -> dict[str, Any]:
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError):
-        raise RegistryError(f"{what} is not valid JSON") from None
+        raise OciRegistryError(f"{what} is not valid JSON") from None
     if not isinstance(doc, dict):
-        raise RegistryError(f"{what} is not a JSON object")
+        raise OciRegistryError(f"{what} is not a JSON object")
     return doc
 
 
@@ -111,7 +111,7 @@ def parse_top(data: bytes, content_type: str | None, what: str) -> ImageIndex | 
 def parse_manifest(data: bytes, content_type: str | None, what: str) -> ImageManifest:
     top = parse_top(data, content_type, what)
     if isinstance(top, ImageIndex):
-        raise RegistryError(f"{what} is an image index, where an image manifest was expected")
+        raise OciRegistryError(f"{what} is an image index, where an image manifest was expected")
     return top
 
 
@@ -119,14 +119,14 @@ def parse_config(data: bytes, what: str) -> ImageConfig:
     doc = load_json(data, what)
     os_name, arch = doc.get("os"), doc.get("architecture")
     if not isinstance(os_name, str) or not isinstance(arch, str) or not os_name or not arch:
-        raise RegistryError(f"{what} does not say which platform it is built for")
+        raise OciRegistryError(f"{what} does not say which platform it is built for")
     variant = doc.get("variant")
     diff_ids: tuple[str, ...] | None = None
     rootfs = doc.get("rootfs")
     if isinstance(rootfs, dict) and "diff_ids" in rootfs:
         raw = rootfs["diff_ids"]
         if not isinstance(raw, list) or not all(isinstance(d, str) for d in raw):
-            raise RegistryError(f"{what}: rootfs.diff_ids is not a list of digests")
+            raise OciRegistryError(f"{what}: rootfs.diff_ids is not a list of digests")
         diff_ids = tuple(_digest(d, f"{what} rootfs.diff_ids") for d in raw)
     return ImageConfig(
         PlatformSpec(os_name, arch, variant if isinstance(variant, str) and variant else None),
@@ -136,15 +136,15 @@ def parse_config(data: bytes, what: str) -> ImageConfig:
 
 def _kind(doc: dict[str, Any], content_type: str | None, what: str) -> str:
     if doc.get("schemaVersion") != 2:
-        raise RegistryError(f"{what}: unsupported schemaVersion (only 2; schema 1 is obsolete)")
+        raise OciRegistryError(f"{what}: unsupported schemaVersion (only 2; schema 1 is obsolete)")
     declared = doc.get("mediaType")
     header = (content_type or "").split(";", 1)[0].strip().lower()
     if declared is not None and not isinstance(declared, str):
-        raise RegistryError(f"{what}: mediaType is not a string")
+        raise OciRegistryError(f"{what}: mediaType is not a string")
     media = declared or (header if header in INDEX_TYPES | MANIFEST_TYPES else None)
     has_manifests, has_layers = "manifests" in doc, "layers" in doc or "config" in doc
     if has_manifests and has_layers:
-        raise RegistryError(f"{what} is ambiguous: it has both manifests and layers")
+        raise OciRegistryError(f"{what} is ambiguous: it has both manifests and layers")
     if media in INDEX_TYPES and not has_layers:
         return "index"
     if media in MANIFEST_TYPES and not has_manifests:
@@ -153,13 +153,13 @@ def _kind(doc: dict[str, Any], content_type: str | None, what: str) -> str:
         return "index"
     if media is None and has_layers:
         return "manifest"
-    raise RegistryError(f"{what}: unsupported media type {str(media)[:80]!r}")
+    raise OciRegistryError(f"{what}: unsupported media type {str(media)[:80]!r}")
 
 
 def _index(doc: dict[str, Any], what: str) -> ImageIndex:
     raw = doc.get("manifests")
     if not isinstance(raw, list):
-        raise RegistryError(f"{what}: manifests is not a list")
+        raise OciRegistryError(f"{what}: manifests is not a list")
     out = []
     for i, item in enumerate(raw):
         desc = _descriptor(item, f"{what} manifests[{i}]", with_platform=True)
@@ -171,7 +171,7 @@ def _manifest(doc: dict[str, Any], what: str) -> ImageManifest:
     config = _descriptor(doc.get("config"), f"{what} config", with_platform=False)
     raw = doc.get("layers")
     if not isinstance(raw, list):
-        raise RegistryError(f"{what}: layers is not a list")
+        raise OciRegistryError(f"{what}: layers is not a list")
     layers = tuple(
         _descriptor(item, f"{what} layers[{i}]", with_platform=False) for i, item in enumerate(raw)
     )
@@ -180,13 +180,13 @@ def _manifest(doc: dict[str, Any], what: str) -> ImageManifest:
 
 def _descriptor(item: object, what: str, *, with_platform: bool) -> Descriptor:
     if not isinstance(item, dict):
-        raise RegistryError(f"{what} is not a descriptor object")
+        raise OciRegistryError(f"{what} is not a descriptor object")
     media, size = item.get("mediaType"), item.get("size")
     if not isinstance(media, str) or not media:
-        raise RegistryError(f"{what} has no mediaType")
+        raise OciRegistryError(f"{what} has no mediaType")
     # bool is an int in Python; a size of `true` is not a size.
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise RegistryError(f"{what} has no valid size")
+        raise OciRegistryError(f"{what} has no valid size")
     digest = _digest(item.get("digest"), what)
     platform: PlatformSpec | None = None
     attestation = False
@@ -206,7 +206,7 @@ def _descriptor(item: object, what: str, *, with_platform: bool) -> Descriptor:
 
 def _digest(value: object, what: str) -> str:
     if not isinstance(value, str):
-        raise RegistryError(f"{what} has no digest")
+        raise OciRegistryError(f"{what} has no digest")
     try:
         return parse_digest(value)
     except ImageError as exc:

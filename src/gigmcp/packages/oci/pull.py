@@ -21,7 +21,7 @@ from pathlib import Path
 
 from gigmcp.packages.oci.cache import ImageCache, Staging
 from gigmcp.packages.oci.distribution import ClientOptions, RegistryClient
-from gigmcp.packages.oci.errors import BadReference, RegistryError, VerificationError
+from gigmcp.packages.oci.errors import BadReference, OciRegistryError, VerificationError
 from gigmcp.packages.oci.extract import ExtractLimits, Layer, check_layer_media, extract_layers
 from gigmcp.packages.oci.manifest import (
     CONFIG_TYPES,
@@ -86,7 +86,7 @@ async def install_image(
                 async with asyncio.timeout(opts.deadline_s):
                     return await _install(image, pinned, entry, cache, stage, opts, host, progress)
             except TimeoutError:
-                raise RegistryError(
+                raise OciRegistryError(
                     f"image {pinned}: not installed within {opts.deadline_s:g} s"
                 ) from None
         finally:
@@ -176,7 +176,7 @@ async def _manifest_for_host(
     assert isinstance(doc, ImageIndex)
     chosen = select_manifest(doc, host)
     if chosen.media_type not in MANIFEST_TYPES:
-        raise RegistryError(
+        raise OciRegistryError(
             f"image {digest}: the entry for {host.spec} is not an image manifest "
             f"({chosen.media_type[:80]})"
         )
@@ -186,7 +186,7 @@ async def _manifest_for_host(
 
 def _check_sizes(manifest: ImageManifest, opts: PullOptions) -> None:
     if manifest.config.media_type not in CONFIG_TYPES:
-        raise RegistryError(
+        raise OciRegistryError(
             f"not a container image: its config type is {manifest.config.media_type[:80]!r}"
         )
     if manifest.config.size > opts.max_config_bytes:
@@ -195,7 +195,7 @@ def _check_sizes(manifest: ImageManifest, opts: PullOptions) -> None:
             f"{opts.max_config_bytes}-byte cap"
         )
     if not manifest.layers:
-        raise RegistryError("the image has no layers")
+        raise OciRegistryError("the image has no layers")
     if len(manifest.layers) > opts.max_layers:
         raise VerificationError(
             f"the image has {len(manifest.layers)} layers, over the cap of {opts.max_layers}"
