@@ -22,7 +22,7 @@ from gigmcp import errors
 from gigmcp.config import ConfigError, Settings, master_keys
 from gigmcp.core.asgi import Receive, Scope, Send
 from gigmcp.core.instances import InstanceKey
-from gigmcp.core.launch import JailLimits, Launcher, LaunchError, LaunchSpec
+from gigmcp.core.launch import JailLimits, Launcher, LaunchSpec
 from gigmcp.core.server_info import GATEWAY_INFO
 from gigmcp.core.views import ServerDef
 from gigmcp.credentials.provider import CredentialProvider, NoCredentials, launch_environment
@@ -33,6 +33,7 @@ from gigmcp.egress.certs import CertificateAuthority, LeafCache, upstream_contex
 from gigmcp.egress.proxy import EgressProxy, ProxyPorts
 from gigmcp.endpoint.asgi import McpEndpoint
 from gigmcp.endpoint.sessions import SessionStore
+from gigmcp.errors import LaunchError, VaultError
 from gigmcp.netpolicy.hostaddr import HostAddresses
 from gigmcp.netpolicy.policy import PortRules
 from gigmcp.netpolicy.resolver import DnsResolver, SystemResolver
@@ -42,7 +43,7 @@ from gigmcp.store.db import make_engine, migrate
 from gigmcp.supervisor.launcher import PlainLauncher
 from gigmcp.supervisor.supervisor import Supervisor
 from gigmcp.upstream.connection import WireLimits
-from gigmcp.vault.keys import Keyring, MasterKey, VaultError
+from gigmcp.vault.keys import Keyring, MasterKey
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from gigmcp import filemodes
+from gigmcp.errors import ConfigurationError
 from gigmcp.sandbox.mode import MODES as SANDBOX_MODES
 
 
-class ConfigError(Exception):
+class ConfigError(ConfigurationError):
     """A configuration value is missing or wrong; the message is one line for the operator."""
 
 

@@ -51,7 +51,8 @@ class ConfigurationError(GigError):
 
 
 class RegistryError(GigError, ValueError):
-    """A manifest, toolspec, signature or index of the registry is not acceptable."""
+    """A manifest, toolspec, signature or index of the registry is not acceptable, or
+    the index could not be fetched."""
 
 
 class InstallError(GigError):
@@ -59,16 +60,28 @@ class InstallError(GigError):
 
 
 class LaunchError(GigError):
-    """A server instance could not be started, or its jail could not be built."""
+    """A server instance could not be started, or its jail could not be built. The
+    message is for the operator (host paths, bubblewrap's words): clients get only a
+    reference to it."""
 
 
 class EgressError(GigError):
-    """The egress proxy refused or could not complete an exchange."""
+    """Outbound traffic was refused or could not be completed: by the egress proxy, or
+    by the host rules and vetted resolution the package installers share with it."""
 
 
 class VaultError(GigError):
-    """A secret could not be sealed, opened or rotated."""
+    """A secret could not be sealed, opened or rotated, or a master key is unusable. The
+    message never holds key material or plaintext."""
 
 
 class UpstreamError(GigError):
     """An MCP server connection failed, closed, or sent what the gateway will not take."""
+
+
+# The MCP endpoint and the JSON-RPC layer raise errors already in their skin's shape (a
+# JSON-RPC code, an HTTP status). They are refusals made on purpose, so they are on the
+# tree, on a branch of their own that no edge mistakes for a plane's failure.
+class ProtocolError(GigError):
+    """A message broke the wire protocol, or a request is refused in the protocol's own
+    terms; the error carries what its answer needs (a JSON-RPC code, an HTTP status)."""

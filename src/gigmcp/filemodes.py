@@ -29,6 +29,8 @@ import os
 import stat
 from pathlib import Path
 
+from gigmcp.errors import ConfigurationError
+
 log = logging.getLogger("gigmcp.filemodes")
 
 UMASK = 0o077
@@ -37,7 +39,7 @@ PUBLIC_DIR = 0o755  # folders the jails' uids read (packages); writable by the o
 SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
 
 
-class ModeError(Exception):
+class ModeError(ConfigurationError):
     """A path's owner or mode is unsafe and cannot be repaired safely; one line."""
 
 

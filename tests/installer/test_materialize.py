@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from gigmcp.errors import InstallError
 from gigmcp.installer.materialize import (
-    InstallError,
     Target,
     consent_hash,
     kind_of,

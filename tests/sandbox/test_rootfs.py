@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from gigmcp.core.instances import InstanceKey
-from gigmcp.core.launch import LaunchError, LaunchSpec
+from gigmcp.core.launch import LaunchSpec
+from gigmcp.errors import LaunchError
 from gigmcp.sandbox import runtime
 from gigmcp.sandbox.launcher import SandboxConfig, SandboxLauncher
 

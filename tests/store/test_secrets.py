@@ -14,12 +14,12 @@ from sqlalchemy.orm import Session
 
 from gigmcp.control import actor, credentials, servers
 from gigmcp.control.actor import Actor
-from gigmcp.errors import GigError
+from gigmcp.errors import GigError, VaultError
 from gigmcp.store import secrets as vault_store
 from gigmcp.store.db import make_engine, migrate
 from gigmcp.store.models import CredentialValue
 from gigmcp.vault import envelope
-from gigmcp.vault.keys import Keyring, MasterKey, VaultError
+from gigmcp.vault.keys import Keyring, MasterKey
 
 OLD = MasterKey(b"\x11" * 32)
 NEW = MasterKey(b"\x22" * 32)

@@ -7,8 +7,9 @@ import os
 
 import pytest
 
+from gigmcp.errors import VaultError
 from gigmcp.vault import envelope
-from gigmcp.vault.keys import Keyring, MasterKey, VaultError
+from gigmcp.vault.keys import Keyring, MasterKey
 
 KEY = MasterKey(bytes(range(32)))
 OTHER = MasterKey(bytes(range(1, 33)))

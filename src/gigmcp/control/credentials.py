@@ -18,10 +18,10 @@ from gigmcp import errors
 from gigmcp.control import rows
 from gigmcp.control.actor import Actor
 from gigmcp.core.definitions import DefinitionError, parse_credentials, parse_egress
-from gigmcp.errors import Forbidden, Invalid, NotFound
+from gigmcp.errors import Forbidden, Invalid, NotFound, VaultError
 from gigmcp.store import secrets as vault_store
 from gigmcp.store.models import CredentialValue, Server
-from gigmcp.vault.keys import Keyring, VaultError
+from gigmcp.vault.keys import Keyring
 
 MAX_VALUE = 64 * 1024
 

@@ -31,12 +31,11 @@ from gigmcp.control import install_rows
 from gigmcp.control.actor import Actor
 from gigmcp.control.servers import SERVER_NAME
 from gigmcp.core.definitions import DefinitionError
-from gigmcp.errors import Conflict, ControlError, GigError, Invalid
+from gigmcp.errors import Conflict, ControlError, GigError, InstallError, Invalid
 from gigmcp.installer import consent as consent_text
 from gigmcp.installer.index_fetch import Accepted, Fetched, IndexFetchError, RegistrySource
 from gigmcp.installer.index_fetch import fetch_index as fetch_signed_index
 from gigmcp.installer.materialize import (
-    InstallError,
     Target,
     consent_hash,
     egress_grant,
@@ -165,10 +164,7 @@ def plan_install(
     """Resolve ``ref`` and check that it can be installed as ``name`` (default: the
     manifest's), before anything is asked or fetched."""
     manifest, toolspec = _resolve(fetched, ref)
-    try:
-        kind = kind_of(manifest, toolspec)
-    except InstallError as exc:
-        raise errors.InstallError(str(exc)) from exc
+    kind = kind_of(manifest, toolspec)  # raises the tree's InstallError
     # Consent to something that cannot be installed under this name is wasted, and
     # nothing may be fetched for it.
     server = name or manifest.name

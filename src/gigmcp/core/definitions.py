@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gigmcp.errors import Invalid
 from gigmcp.netpolicy.hosts import HostError, canonical_pattern
 from gigmcp.netpolicy.policy import DEFAULT_PORTS  # 443 only: plain HTTP is never a default
 
@@ -41,7 +42,7 @@ FORBIDDEN_HEADERS = frozenset(
 FIELD_VALUE = re.compile(rb"[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*")
 
 
-class DefinitionError(ValueError):
+class DefinitionError(Invalid):
     """A definition is malformed; the message names the field and the fix."""
 
 

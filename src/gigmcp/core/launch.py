@@ -2,7 +2,8 @@
 
 Owns :class:`LaunchSpec` (with the resource limits a jail enforces, typed),
 :class:`LaunchedProcess` and :class:`Launcher` (the protocols the plain launcher and the
-sandbox implement), the stream buffer sizes both use, and :class:`LaunchError`. It must
+sandbox implement), the stream buffer sizes both use, and says that a failed launch raises
+:class:`gigmcp.errors.LaunchError`. It must
 never start anything itself: launching is the supervisor's plain launcher's or the
 sandbox's job.
 """
@@ -22,12 +23,6 @@ STREAM_LIMIT = 256 * 1024
 # stderr is only ever a log: a server writing megabytes without a newline must not make
 # the gateway hold them (the log pump reads on in chunks past this).
 STDERR_LIMIT = 64 * 1024
-
-
-class LaunchError(Exception):
-    """The process could not be started; the message says why, for the operator: the
-    gateway's log and the server's own. Clients never see it (they get a reference to
-    it). Never carries a secret."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,8 +27,9 @@ from sqlalchemy.orm import Session
 from gigmcp.core.instances import InstanceKey
 from gigmcp.core.placeholders import InstanceCredentials, Sealed, new_placeholder
 from gigmcp.core.views import ServerDef
+from gigmcp.errors import VaultError
 from gigmcp.store import secrets as vault_store
-from gigmcp.vault.keys import Keyring, VaultError
+from gigmcp.vault.keys import Keyring
 
 log = logging.getLogger(__name__)
 

@@ -26,13 +26,14 @@ from dataclasses import dataclass
 
 from gigmcp.core.placeholders import InstanceCredentials, Sealed
 from gigmcp.egress.scrub import Detector, Scrubber, ScrubRules
+from gigmcp.errors import EgressError
 from gigmcp.netpolicy.hosts import Host
 from gigmcp.netpolicy.policy import EgressPolicy
 
 Headers = list[tuple[bytes, bytes]]
 
 
-class Exfiltration(Exception):
+class Exfiltration(EgressError):
     """A placeholder heading for a host its credential does not belong to."""
 
     reason = "placeholder-exfiltration"
@@ -56,7 +57,7 @@ class PlainTextExfiltration(Exfiltration):
         )
 
 
-class UnusableValue(Exception):
+class UnusableValue(EgressError):
     """A value whose rendered header cannot be sent (the message never quotes it)."""
 
     reason = "credential-unusable"

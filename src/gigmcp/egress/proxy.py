@@ -64,6 +64,7 @@ from gigmcp.egress.scrub import Detector, Scrubber
 from gigmcp.egress.streams import PlainStream, Stream, TlsHandshakeError, TlsServerStream
 from gigmcp.egress.upstream import EgressUpstreamError, Upstream, UpstreamPool
 from gigmcp.egress.websocket import FrameScrubber, WebSocketViolation
+from gigmcp.errors import EgressError
 from gigmcp.netpolicy.hosts import Host, HostError, canonical_host, split_authority
 from gigmcp.netpolicy.policy import DEFAULT_PORTS, NO_EXTRA_PORTS, EgressPolicy, PortRules
 from gigmcp.netpolicy.resolver import Resolver
@@ -101,7 +102,7 @@ class ProxyPorts:
         return cls(base, base + 1, base + 2, base + 3)
 
 
-class Denied(Exception):
+class Denied(EgressError):
     def __init__(self, status: int, reason: str, message: str, credential: str | None = None):
         super().__init__(message)
         self.status = status

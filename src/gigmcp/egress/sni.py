@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gigmcp.errors import EgressError
+
 MAX_HELLO = 64 * 1024
 _HANDSHAKE = 22
 _CLIENT_HELLO = 1
@@ -21,7 +23,7 @@ _EXT_SERVER_NAME = 0
 _EXT_ALPN = 16
 
 
-class NotClientHello(Exception):
+class NotClientHello(EgressError):
     pass
 
 

@@ -18,6 +18,8 @@ import contextlib
 import ssl
 from typing import Protocol
 
+from gigmcp.errors import EgressError
+
 READ_SIZE = 256 * 1024
 
 
@@ -79,7 +81,7 @@ class PlainStream:
             await self.writer.wait_closed()
 
 
-class TlsHandshakeError(Exception):
+class TlsHandshakeError(EgressError):
     pass
 
 

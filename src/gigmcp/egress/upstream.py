@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import h11
 
+from gigmcp.errors import EgressError
 from gigmcp.netpolicy.hosts import Host
 from gigmcp.netpolicy.resolver import AddressResolveError, Resolver, resolve_vetted
 
@@ -29,7 +30,7 @@ MAX_HEADER_BYTES = 64 * 1024
 PoolKey = tuple[str, str, str, int]  # (instance, scheme, host, port)
 
 
-class EgressUpstreamError(Exception):
+class EgressUpstreamError(EgressError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason

@@ -20,13 +20,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gigmcp.egress.scrub import Scrubber
+from gigmcp.errors import EgressError
 
 CONTINUATION, TEXT, BINARY = 0x0, 0x1, 0x2
 CLOSE, PING, PONG = 0x8, 0x9, 0xA
 MAX_CONTROL = 125  # RFC 6455 5.5
 
 
-class WebSocketViolation(Exception):
+class WebSocketViolation(EgressError):
     """The upstream sent a frame the proxy cannot scrub; the message says what kind."""
 
 

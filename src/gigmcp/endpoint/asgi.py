@@ -29,6 +29,7 @@ from gigmcp.endpoint.buffers import BUFFER_BYTES, FrameQueue, coalesce_key
 from gigmcp.endpoint.channel import ResponseChannel
 from gigmcp.endpoint.security import bearer, decode_header_value, json_error_body, origin_allowed
 from gigmcp.endpoint.sessions import LegacySession, SessionLimit, SessionStore
+from gigmcp.errors import ProtocolError
 from gigmcp.mcp import jsonrpc as rpc
 from gigmcp.mcp import versions as v
 from gigmcp.mcp.jsonrpc import Kind, RpcError
@@ -52,7 +53,7 @@ _NAME_PARAM = {
 _KEEPALIVE_SECONDS = 15.0
 
 
-class HttpError(Exception):
+class HttpError(ProtocolError):
     def __init__(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None):
         super().__init__(status)
         self.status = status

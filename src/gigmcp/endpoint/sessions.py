@@ -25,13 +25,14 @@ from typing import Any
 from gigmcp.core.jsontypes import JSON
 from gigmcp.endpoint import sse
 from gigmcp.endpoint.buffers import BUFFER_BYTES, FrameQueue, ReplayBuffer, coalesce_key
+from gigmcp.errors import ProtocolError
 from gigmcp.mcp import versions as v
 from gigmcp.mcp.jsonrpc import dumps
 
 MAX_STREAMS = 64
 
 
-class SessionLimit(Exception):
+class SessionLimit(ProtocolError):
     """No room for another session (the gateway-wide cap); the message is for the client."""
 
 

@@ -50,6 +50,7 @@ from pathlib import Path
 
 import httpx2
 
+from gigmcp.errors import RegistryError
 from gigmcp.netpolicy.resolver import AddressResolveError, Resolver, SystemResolver
 from gigmcp.netpolicy.ssrf import blocked_reason
 from gigmcp.registry.errors import RegistryDataError, SignatureError
@@ -63,7 +64,7 @@ DEADLINE_S = 120.0  # for the index and its signature together, redirects and al
 MAX_REDIRECTS = 3
 
 
-class IndexFetchError(Exception):
+class IndexFetchError(RegistryError):
     """The index could not be had, or was refused; the message says which and why."""
 
 

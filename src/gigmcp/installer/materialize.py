@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gigmcp.core.definitions import parse_credentials, parse_egress
+from gigmcp.errors import InstallError
 from gigmcp.installer import toolspec as toolspec_layout
 from gigmcp.installer.runnable import Runnable
 from gigmcp.netpolicy.policy import DEFAULT_PORTS
@@ -38,10 +39,6 @@ from gigmcp.registry.hashing import runtime_hash
 from gigmcp.registry.manifest import Credential, Manifest
 
 Progress = Callable[[int, int], None]
-
-
-class InstallError(Exception):
-    pass
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from typing import Any, Final
 import orjson
 
 from gigmcp.core.jsontypes import JSON
+from gigmcp.errors import ProtocolError
 
 RequestId = str | int
 
@@ -33,7 +34,7 @@ UNSUPPORTED_PROTOCOL_VERSION: Final = -32022
 LEGACY_RESOURCE_NOT_FOUND: Final = -32002
 
 
-class RpcError(Exception):
+class RpcError(ProtocolError):
     """A JSON-RPC error to answer with. ``message`` must never carry a secret."""
 
     def __init__(self, code: int, message: str, data: Any = None) -> None:

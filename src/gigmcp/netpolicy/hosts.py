@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import idna
 
+from gigmcp.errors import EgressError
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_NAME = 253
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
@@ -33,7 +35,7 @@ _INVISIBLE = frozenset({"Cc", "Zs", "Zl", "Zp"})
 _QUOTED = re.compile(r"['\"].*['\"]")
 
 
-class HostError(ValueError):
+class HostError(EgressError):
     """Not a host the proxy can route; the message says why in one line."""
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from gigmcp.errors import Invalid
 from gigmcp.netpolicy.hosts import Host, HostError, canonical_pattern
 
 HTTPS_PORT = 443
@@ -29,7 +30,7 @@ BASE_PORTS = frozenset({HTTPS_PORT, PLAIN_HTTP_PORT})
 EXTRA_PORTS_SETTING = "GIG_EGRESS_EXTRA_PORTS"
 
 
-class PortNotPermitted(ValueError):
+class PortNotPermitted(Invalid):
     """A grant names a port the operator has not allowed; the message says how to."""
 
 

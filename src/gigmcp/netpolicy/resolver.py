@@ -29,6 +29,7 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
+from gigmcp.errors import EgressError
 from gigmcp.netpolicy.hostaddr import HostAddresses
 from gigmcp.netpolicy.ssrf import filter_answers
 
@@ -36,7 +37,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 RESOLVE_TIMEOUT_S = 5.0
 
 
-class AddressResolveError(Exception):
+class AddressResolveError(EgressError):
     """No address to dial; ``reason`` is machine-readable for the audit and the 403."""
 
     def __init__(self, reason: str, message: str) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gigmcp import filemodes
+from gigmcp.errors import InstallError
 
 RegistryType = Literal["npm", "pypi"]
 
@@ -52,11 +53,11 @@ RECORD = "gigmcp-install.json"
 STAGING_PREFIX = ".staging-"
 
 
-class SpecError(ValueError):
+class SpecError(InstallError):
     """A package spec that cannot be installed as written (the message names the field)."""
 
 
-class PackageInstallError(Exception):
+class PackageInstallError(InstallError):
     """An install that was refused or failed; nothing of it is left on disk."""
 
 

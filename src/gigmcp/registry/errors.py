@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from gigmcp.errors import RegistryError
 
-class RegistryDataError(ValueError):
+
+class RegistryDataError(RegistryError):
     """Base: ``problems`` lists each problem; ``str()`` joins them one per line."""
 
     def __init__(self, problems: str | Iterable[str], *, context: str = "") -> None:

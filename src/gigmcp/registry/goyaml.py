@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped]  # no stubs pinned; only its event stream is used
 
+from gigmcp.errors import RegistryError
 from gigmcp.registry.gojson import format_float32_g
 
 _TAG = "tag:yaml.org,2002:"
@@ -52,7 +53,7 @@ _DOT_FLOAT = re.compile(r"^\.[0-9]+([eE][-+]?[0-9]+)?$")
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class YamlError(ValueError):
+class YamlError(RegistryError):
     """The bytes are not YAML this registry accepts; the message says where and why."""
 
 

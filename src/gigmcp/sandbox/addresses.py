@@ -12,12 +12,14 @@ import ipaddress
 from collections import deque
 from dataclasses import dataclass
 
+from gigmcp.errors import LaunchError
+
 # Host-side interfaces are named after their slot so that a restarted gateway can find
 # (and remove) every one it made, and nothing else: Linux caps names at 15 bytes.
 IFNAME_PREFIX = "gmv"
 
 
-class PoolExhausted(RuntimeError):
+class PoolExhausted(LaunchError):
     """Every /30 of the pool is in use."""
 
 

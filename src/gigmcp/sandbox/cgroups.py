@@ -23,12 +23,14 @@ import signal
 import time
 from dataclasses import dataclass
 
+from gigmcp.errors import LaunchError
+
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 PARENT = "gigmcp"
 KILL_DEADLINE = 2.0
 
 
-class CgroupError(RuntimeError):
+class CgroupError(LaunchError):
     pass
 
 

@@ -31,6 +31,8 @@ import select
 import subprocess
 import time
 
+from gigmcp.errors import LaunchError
+
 UNSHARE = "/usr/bin/unshare"
 NSENTER = "/usr/bin/nsenter"
 READY_TIMEOUT_S = 5.0
@@ -51,7 +53,7 @@ def _script(batch_fd: int, ruleset_fd: int) -> str:
     )
 
 
-class HolderError(RuntimeError):
+class HolderError(LaunchError):
     pass
 
 

@@ -40,9 +40,9 @@ from gigmcp.core.launch import (
     STREAM_LIMIT,
     JailLimits,
     LaunchedProcess,
-    LaunchError,
     LaunchSpec,
 )
+from gigmcp.errors import LaunchError
 from gigmcp.sandbox import cgroups, jail, runtime, seccomp
 from gigmcp.sandbox import mode as sandbox_mode
 from gigmcp.sandbox.identity import Identity, SourceTable

@@ -37,8 +37,9 @@ from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
 
+from gigmcp.errors import LaunchError
 from gigmcp.sandbox import mode as sandbox_mode
-from gigmcp.sandbox.addresses import IFNAME_PREFIX, AddressPool, Slot
+from gigmcp.sandbox.addresses import IFNAME_PREFIX, AddressPool, PoolExhausted, Slot
 from gigmcp.sandbox.firewall import Firewall, inside_ruleset
 from gigmcp.sandbox.holder import NamespaceHolder
 from gigmcp.sandbox.jail import host_uid
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-class NetworkError(RuntimeError):
+class NetworkError(LaunchError):
     pass
 
 
@@ -228,7 +229,7 @@ class SandboxNetwork:
         while len(self._ready) < self.pool_size:
             try:
                 slot = self.addresses.allocate()
-            except RuntimeError:
+            except PoolExhausted:
                 return  # the pool is for speed only; a full address pool is not an error here
             try:
                 self._ready.append(await self._call(self._build_sync, slot))

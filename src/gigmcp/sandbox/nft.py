@@ -14,8 +14,10 @@ import ctypes
 import ctypes.util
 import threading
 
+from gigmcp.errors import LaunchError
 
-class NftError(RuntimeError):
+
+class NftError(LaunchError):
     pass
 
 

@@ -29,6 +29,8 @@ from elftools.elf.dynamic import DynamicSegment
 from elftools.elf.elffile import ELFFile
 from elftools.elf.segments import InterpSegment
 
+from gigmcp.errors import LaunchError
+
 # Where the dynamic loader looks on Debian (multiarch first). Only libraries found here
 # are bound: a package cannot talk us into exposing anything else.
 LIBRARY_DIRS = (
@@ -50,7 +52,7 @@ MAX_NATIVE_SCAN = 20_000
 TRAMPOLINE = "/bin/sh"
 
 
-class RuntimeScanError(Exception):
+class RuntimeScanError(LaunchError):
     """The command cannot be jailed as given (not found, unreadable, unsupported).
     ``problem`` says what is wrong, ``fix`` what to do about it (may be empty); the
     message is both. Host paths appear in it: it is for the operator, never a client."""

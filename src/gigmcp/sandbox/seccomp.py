@@ -53,6 +53,7 @@ import errno
 import os
 import threading
 
+from gigmcp.errors import LaunchError
 from gigmcp.sandbox.jail import memfd
 
 # Values from <seccomp.h> and <linux/audit.h>; ABI, so they never change.
@@ -75,7 +76,7 @@ def _errno(code: int) -> int:
     return 0x00050000 | (code & 0xFFFF)
 
 
-class SeccompError(RuntimeError):
+class SeccompError(LaunchError):
     """libseccomp is missing, the host is unsupported, or a step of the build failed."""
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from gigmcp.errors import Invalid
+
 # name -> (minimum, maximum, is a size in bytes)
 BOUNDS: dict[str, tuple[int, int, bool]] = {
     "memory_bytes": (16 * 2**20, 64 * 2**30, True),
@@ -22,7 +24,7 @@ BOUNDS: dict[str, tuple[int, int, bool]] = {
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
 
-class LimitError(ValueError):
+class LimitError(Invalid):
     pass
 
 

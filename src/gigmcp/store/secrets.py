@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from gigmcp.errors import VaultError
 from gigmcp.store.models import CredentialValue, VaultItem, utcnow
 from gigmcp.vault import envelope
-from gigmcp.vault.keys import Keyring, VaultError
+from gigmcp.vault.keys import Keyring
 
 _AAD_PREFIX = b"gigmcp/credential-value/v1"
 

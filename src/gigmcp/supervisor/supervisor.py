@@ -25,8 +25,9 @@ from pathlib import Path
 
 from gigmcp.core.instances import InstanceKey, new_ref
 from gigmcp.core.jsontypes import JSON
-from gigmcp.core.launch import LaunchedProcess, Launcher, LaunchError, LaunchSpec
+from gigmcp.core.launch import LaunchedProcess, Launcher, LaunchSpec
 from gigmcp.core.views import ServerDef
+from gigmcp.errors import LaunchError
 from gigmcp.supervisor.logs import InstanceLog
 from gigmcp.upstream.connection import StdioUpstream, WireLimits
 from gigmcp.upstream.handshake import StartError, connect
@@ -157,7 +158,8 @@ class Supervisor:
                 # An exec that failed in the child does not name the file: we do.
                 raise StartError(f"cannot launch {' '.join(spec.command[:1])!r}: {exc}") from exc
             except (LaunchError, RuntimeError) as exc:
-                # RuntimeError: the sandbox's cgroup, network and address-pool errors.
+                # LaunchError: the sandbox's cgroup, network and address-pool errors too.
+                # RuntimeError: an inconsistency the sandbox finds in its own tables.
                 raise StartError(f"cannot launch: {exc}") from exc
             inst.process, launched = process, True
             inst.log.write(f"started pid {process.pid}: {' '.join(spec.command)[:200]}")

@@ -15,6 +15,7 @@ import contextlib
 
 from gigmcp.core.instances import InstanceKey
 from gigmcp.core.jsontypes import JSON
+from gigmcp.errors import LaunchError
 from gigmcp.mcp import jsonrpc as rpc
 from gigmcp.mcp import versions as v
 from gigmcp.upstream.connection import StdioUpstream, WireLimits
@@ -32,7 +33,7 @@ LEGACY_CAPABILITIES: JSON = {
 }
 
 
-class StartError(Exception):
+class StartError(LaunchError):
     """A server could not be started or did not complete its handshake."""
 
 

@@ -12,15 +12,16 @@ from typing import Literal, Protocol
 
 from gigmcp.core.instances import InstanceKey
 from gigmcp.core.jsontypes import JSON
+from gigmcp.errors import UpstreamError
 
 Era = Literal["modern", "legacy"]
 
 
-class UpstreamClosed(Exception):
+class UpstreamClosed(UpstreamError):
     """The server went away (crash, exit, shutdown) while a request was in flight."""
 
 
-class InstanceUnavailable(Exception):
+class InstanceUnavailable(UpstreamError):
     """An instance could not be started. The message is all a client may see: the
     server's name and a reference. The cause (host paths, bubblewrap's words, cgroup and
     network errors) was logged under that reference, in the gateway's log and in the

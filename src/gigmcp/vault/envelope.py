@@ -31,7 +31,8 @@ from nacl.bindings import (
 )
 from nacl.exceptions import CryptoError
 
-from gigmcp.vault.keys import KEY_BYTES, KEY_ID_BYTES, Keyring, MasterKey, VaultError
+from gigmcp.errors import VaultError
+from gigmcp.vault.keys import KEY_BYTES, KEY_ID_BYTES, Keyring, MasterKey
 
 MAGIC = b"GV"
 VERSION = 1

@@ -13,13 +13,10 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from gigmcp.errors import VaultError
+
 KEY_BYTES = 32
 KEY_ID_BYTES = 8
-
-
-class VaultError(Exception):
-    """A ciphertext cannot be opened, or a key is unusable. The message never holds
-    key material or plaintext."""
 
 
 def key_id_of(key: bytes) -> bytes:

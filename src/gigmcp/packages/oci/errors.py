@@ -7,8 +7,10 @@ carry a registry token, a response body or anything else the registry chose to s
 
 from __future__ import annotations
 
+from gigmcp.errors import InstallError
 
-class ImageError(Exception):
+
+class ImageError(InstallError):
     """Base: the image was not installed, and nothing of it was left in the cache."""
 
 
