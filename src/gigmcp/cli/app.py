@@ -18,7 +18,6 @@ import typer
 from sqlalchemy import Engine
 
 from gigmcp.config import (
-    ConfigError,
     Settings,
     ensure_data_dir,
     ensure_master_key,
@@ -69,6 +68,11 @@ class Store:
     actor: Actor
 
 
+def exit_code(err: GigError) -> int:
+    """2 when the gateway's own settings or files are at fault, 1 for the request."""
+    return 2 if isinstance(err, ConfigurationError) else 1
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"gigmcp: {message}", err=True)
     raise typer.Exit(code)
@@ -77,41 +81,24 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def store() -> Store:
     """The settings, the migrated store, and the local administrator the command line
     acts as."""
-    try:
-        settings = load_settings()
-        ensure_data_dir(settings)
-    except ConfigError as err:
-        fail(str(err), 2)
+    settings = load_settings()
+    ensure_data_dir(settings)
     engine = make_engine(settings.database_url)
     migrate(engine)
     return Store(settings, engine, actor.local_admin(engine))
 
 
-def run(action: Callable[[], T]) -> T:
-    """``action()``, or its refusal said in one line with its exit code."""
-    try:
-        return action()
-    except ConfigurationError as err:
-        fail(str(err), 2)
-    except GigError as err:
-        fail(str(err))
-
-
 def act(action: Callable[[Store], object], done: str | None = None) -> None:
     """Carry out a change on the store as the local administrator; say ``done`` after."""
-    st = store()
-    run(lambda: action(st))
+    action(store())
     if done is not None:
         typer.echo(done, err=True)
 
 
 def keyring(settings: Settings) -> Keyring:
     """The vault's keys, made on first use (with a notice saying where)."""
-    try:
-        notice = ensure_master_key(settings)
-        current, previous = master_keys(settings)
-    except ConfigError as err:
-        fail(str(err), 2)
+    notice = ensure_master_key(settings)
+    current, previous = master_keys(settings)
     if notice:
         typer.echo(notice, err=True)
     return Keyring(MasterKey(current), [MasterKey(previous)] if previous else [])

@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from gigmcp.cli.app import act, credential_app, fail, keyring, run, store
+from gigmcp.cli.app import act, credential_app, fail, keyring, store
 from gigmcp.control import credentials
 from gigmcp.control.credentials import MAX_VALUE
 
@@ -37,7 +37,7 @@ def credential_set(server: str, credential_id: str) -> None:
     st = store()
     ring = keyring(st.settings)
     value = _read_value()
-    run(lambda: credentials.set_credential(st.engine, ring, st.actor, server, credential_id, value))
+    credentials.set_credential(st.engine, ring, st.actor, server, credential_id, value)
     typer.echo(f"credential {server}/{credential_id} set (sealed in the vault)", err=True)
 
 

@@ -15,15 +15,15 @@ from collections.abc import Sequence
 
 import typer
 
-from gigmcp.cli.app import Store, act, fail, run, server_app, store
+from gigmcp.cli.app import Store, act, fail, server_app, store
 from gigmcp.control import installs
-from gigmcp.errors import GigError, Invalid
+from gigmcp.errors import Invalid
 from gigmcp.installer.index_fetch import Fetched
 
 
 def _fetch(st: Store) -> Fetched:
-    source = run(lambda: installs.registry_source(st.settings))
-    fetched = run(lambda: asyncio.run(installs.fetch_index(st.engine, st.actor, source)))
+    source = installs.registry_source(st.settings)
+    fetched = asyncio.run(installs.fetch_index(st.engine, st.actor, source))
     for warning in fetched.warnings:
         typer.echo(f"gigmcp: warning: {warning}", err=True)
     return fetched
@@ -64,14 +64,12 @@ def server_install(
         plan = installs.plan_install(st.engine, st.actor, fetched, ref, name)
     except Invalid as err:
         fail(str(err), 2)  # the name given: a usage error
-    except GigError as err:
-        fail(str(err))
     where = installs.target(st.settings)
 
     def ask(lines: Sequence[str]) -> bool:
         return _agree(lines, yes, "Install it?")
 
-    run(lambda: asyncio.run(installs.install(st.engine, st.actor, where, plan, ask, _progress())))
+    asyncio.run(installs.install(st.engine, st.actor, where, plan, ask, _progress()))
     typer.echo(
         f"installed {plan.server} ({plan.ref}, {plan.kind}); assign it with: "
         f"gigmcp profile assign PROFILE {plan.server}",
@@ -87,16 +85,14 @@ def server_upgrade(
 ) -> None:
     """Move an installed server to a newer manifest; a runtime change needs consent."""
     st = store()
-    run(lambda: installs.registry_name(st.engine, st.actor, name))
+    installs.registry_name(st.engine, st.actor, name)
     fetched = _fetch(st)
-    plan = run(lambda: installs.plan_upgrade(st.engine, st.actor, fetched, name, to))
+    plan = installs.plan_upgrade(st.engine, st.actor, fetched, name, to)
     if plan.up_to_date:
         typer.echo(f"{name} is up to date ({plan.ref})", err=True)
         return
     where = installs.target(st.settings)
-    outcome = run(
-        lambda: asyncio.run(installs.upgrade(st.engine, st.actor, where, plan, _progress()))
-    )
+    outcome = asyncio.run(installs.upgrade(st.engine, st.actor, where, plan, _progress()))
     if outcome == "applied":
         typer.echo(f"{name}: now {plan.ref} (no change to what it may do)", err=True)
         return
@@ -113,14 +109,14 @@ def server_consent(
 
 
 def _consent_pending(st: Store, name: str, yes: bool) -> None:
-    pending = run(lambda: installs.pending_upgrade(st.engine, st.actor, name))
+    pending = installs.pending_upgrade(st.engine, st.actor, name)
     try:
         if not _agree(pending.consent, yes, "Apply this upgrade?"):
             fail("not installed: consent refused", 1)
     except typer.Exit:
         typer.echo(f"{name}: the installed version keeps running; the upgrade waits", err=True)
         raise
-    run(lambda: installs.apply_upgrade(st.engine, st.actor, st.settings.packages_dir, pending))
+    installs.apply_upgrade(st.engine, st.actor, st.settings.packages_dir, pending)
     typer.echo(f"{name}: upgraded to {pending.name}@{pending.version}", err=True)
 
 

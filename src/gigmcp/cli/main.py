@@ -8,9 +8,14 @@ non-zero exit, never a traceback. It must never hold a command itself.
 
 from __future__ import annotations
 
+import sys
+
+import typer
+
 from gigmcp import filemodes
-from gigmcp.cli.app import app
+from gigmcp.cli.app import app, exit_code
 from gigmcp.cli.serve import serve
+from gigmcp.errors import GigError
 
 # Imported for the commands they register, in the order --help lists them.
 # isort: off
@@ -33,4 +38,11 @@ def main() -> None:
     # First thing, before any file is made: nothing the gateway writes is readable by
     # another user unless it says so (the package folders the jails read do).
     filemodes.set_umask()
-    app()
+    try:
+        app()
+    except GigError as err:
+        # The CLI's one shape for every error of the gateway: one line on stderr and an
+        # exit code, never a traceback. Messages are written for the operator and never
+        # carry a secret (errors.py).
+        typer.echo(f"gigmcp: {err}", err=True)
+        sys.exit(exit_code(err))

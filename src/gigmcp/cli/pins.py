@@ -13,7 +13,7 @@ import json
 
 import typer
 
-from gigmcp.cli.app import run, server_app, store
+from gigmcp.cli.app import server_app, store
 from gigmcp.control import pins as tool_pins
 
 
@@ -27,10 +27,10 @@ def server_tools(
     """Show a server's pinned tools and the ones hidden because they changed."""
     st = store()
     if approve is not None:
-        fp = run(lambda: tool_pins.approve(st.engine, st.actor, name, approve))
+        fp = tool_pins.approve(st.engine, st.actor, name, approve)
         typer.echo(f"approved {name}/{approve} (pinned as {fp[:12]}); shown again", err=True)
         return
-    pins = run(lambda: tool_pins.list_pins(st.engine, st.actor, name))
+    pins = tool_pins.list_pins(st.engine, st.actor, name)
     if not pins:
         typer.echo(f"{name}: no tool pinned yet (pins are taken at its first listing)", err=True)
         return

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from gigmcp.cli.app import act, profile_app, run, store
+from gigmcp.cli.app import act, profile_app, store
 from gigmcp.control import profiles
 
 
@@ -58,7 +58,7 @@ def profile_unassign(slug: str, server: str) -> None:
 def profile_show(slug: str) -> None:
     """Show a profile's servers and tool selections."""
     st = store()
-    p = run(lambda: profiles.show_profile(st.engine, st.actor, slug))
+    p = profiles.show_profile(st.engine, st.actor, slug)
     typer.echo(f"profile {p.slug} (endpoint /mcp/p/{p.slug})")
     for a in p.assignments:
         default = "on" if a.default_enabled else "off"

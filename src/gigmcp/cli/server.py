@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from gigmcp.cli.app import act, fail, run, server_app, store
+from gigmcp.cli.app import act, fail, server_app, store
 from gigmcp.control import servers
 from gigmcp.store.limits import LimitError, parse_size
 
@@ -54,20 +54,18 @@ def server_add(
             fail(f"--env expects KEY=VALUE, got {item!r} (use --env-name KEY for a declared name)")
         literal[key] = value
     st = store()
-    run(
-        lambda: servers.add_server(
-            st.engine,
-            st.actor,
-            name,
-            command,
-            literal,
-            list(env_name),
-            cwd,
-            limits,
-            egress_json,
-            creds,
-            extra_ports=st.settings.egress_extra_ports,
-        )
+    servers.add_server(
+        st.engine,
+        st.actor,
+        name,
+        command,
+        literal,
+        list(env_name),
+        cwd,
+        limits,
+        egress_json,
+        creds,
+        extra_ports=st.settings.egress_extra_ports,
     )
     typer.echo(f"added server {name}", err=True)
     from gigmcp.cli.launchcheck import warn_on_add
@@ -185,5 +183,5 @@ def server_logs(
     """Show the last lines of a server instance's log (its stderr and lifecycle)."""
     st = store()
     logs_dir = st.settings.data_dir / "logs"
-    out = run(lambda: servers.log_lines(st.engine, st.actor, logs_dir, profile, name, lines))
+    out = servers.log_lines(st.engine, st.actor, logs_dir, profile, name, lines)
     typer.echo("\n".join(out))

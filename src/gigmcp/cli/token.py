@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from gigmcp.cli.app import act, run, store, token_app
+from gigmcp.cli.app import act, store, token_app
 from gigmcp.control import tokens
 
 
@@ -28,7 +28,7 @@ def token_mint(
         ttl = tokens.parse_duration(expires_in) if expires_in else None
         return tokens.mint_token(st.engine, st.actor, slug, name, ttl)
 
-    token = run(mint)
+    token = mint()
     typer.echo("gigmcp: store this token now; it will not be shown again.", err=True)
     sys.stdout.write(token + "\n")
 

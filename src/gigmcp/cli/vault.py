@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from gigmcp.cli.app import keyring, run, store, vault_app
+from gigmcp.cli.app import keyring, store, vault_app
 from gigmcp.control import credentials
 
 
@@ -19,7 +19,7 @@ def vault_rotate() -> None:
     GIG_MASTER_KEY_PREVIOUS; one transaction, while the gateway keeps serving."""
     st = store()
     ring = keyring(st.settings)
-    result = run(lambda: credentials.rotate_master_key(st.engine, ring, st.actor))
+    result = credentials.rotate_master_key(st.engine, ring, st.actor)
     typer.echo(
         f"re-wrapped {result.rewrapped} value(s) under master key {result.key_id} "
         f"({result.already_current} already were); GIG_MASTER_KEY_PREVIOUS can now be removed",
@@ -32,7 +32,7 @@ def vault_status() -> None:
     """Which master key ids seal how many values."""
     st = store()
     ring = keyring(st.settings)
-    counts = run(lambda: credentials.key_counts(st.engine, st.actor))
+    counts = credentials.key_counts(st.engine, st.actor)
     typer.echo(f"current master key: {ring.current.key_id_hex}")
     for kid, n in sorted(counts.items()):
         mark = (

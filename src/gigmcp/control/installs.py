@@ -30,8 +30,7 @@ from gigmcp.config import Settings
 from gigmcp.control import install_rows
 from gigmcp.control.actor import Actor
 from gigmcp.control.servers import SERVER_NAME
-from gigmcp.core.definitions import DefinitionError
-from gigmcp.errors import Conflict, ControlError, GigError, InstallError, Invalid
+from gigmcp.errors import Conflict, ControlError, GigError, Invalid
 from gigmcp.installer import consent as consent_text
 from gigmcp.installer.index_fetch import Accepted, Fetched, IndexFetchError, RegistrySource
 from gigmcp.installer.index_fetch import fetch_index as fetch_signed_index
@@ -48,25 +47,16 @@ from gigmcp.installer.runnable import Runnable
 from gigmcp.netpolicy.policy import DEFAULT_PORTS
 from gigmcp.packages import npm, pypi
 from gigmcp.packages.oci.distribution import ClientOptions
-from gigmcp.packages.oci.errors import ImageError
 from gigmcp.packages.oci.pull import PullOptions
-from gigmcp.packages.spec import PackageInstallError, SpecError
 from gigmcp.registry import gostruct
 from gigmcp.registry.errors import RegistryDataError
 from gigmcp.registry.hashing import manifest_hash
 from gigmcp.registry.manifest import Manifest
 from gigmcp.store import index_state
 
-# What a refused or failed materialisation raises; each becomes one InstallError.
-_INSTALL_ERRORS = (
-    InstallError,
-    ImageError,
-    PackageInstallError,
-    SpecError,
-    RegistryDataError,
-    DefinitionError,
-    OSError,
-)
+# What a refused or failed materialisation raises (every error of the gateway is on the
+# tree; the file system's are not); each becomes one InstallError.
+_INSTALL_ERRORS = (GigError, OSError)
 
 # Asked with the lines to show; True is consent.
 Consent = Callable[[Sequence[str]], bool]
