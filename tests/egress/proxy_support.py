@@ -22,7 +22,8 @@ from gigmcp.credentials.definitions import parse_credentials, parse_egress
 from gigmcp.credentials.vault_provider import InstanceCredentials
 from gigmcp.egress.audit import EgressAudit
 from gigmcp.egress.certs import CertificateAuthority, LeafCache, upstream_context
-from gigmcp.egress.proxy import EgressProxy, ProxyPorts
+from gigmcp.egress.listeners import ProxyPorts
+from gigmcp.egress.proxy import EgressProxy
 from gigmcp.egress.resolver import DnsResolver
 from gigmcp.sandbox.identity import Identity, SourceTable
 from gigmcp.store.db import make_engine, migrate

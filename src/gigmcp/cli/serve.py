@@ -19,8 +19,9 @@ from gigmcp.egress import authority
 from gigmcp.egress.audit import EgressAudit
 from gigmcp.egress.certs import CertificateAuthority, LeafCache, upstream_context
 from gigmcp.egress.hostaddr import HostAddresses
+from gigmcp.egress.listeners import ProxyPorts
 from gigmcp.egress.policy import PortRules
-from gigmcp.egress.proxy import EgressProxy, ProxyPorts
+from gigmcp.egress.proxy import EgressProxy
 from gigmcp.egress.resolver import DnsResolver, SystemResolver
 from gigmcp.store.db import make_engine, migrate
 from gigmcp.supervisor.launcher import Launcher, PlainLauncher
