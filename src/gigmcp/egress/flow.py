@@ -9,8 +9,9 @@ sent upstream (the rebuilt headers, the credentials injected), the upstream conn
 chosen, the audit event with its clock, and what the stages keep for it between their
 points (the detector over the request body; the scrubber and decoder over the answer).
 
-Owns that record only. It must never decide, dial, write or audit anything itself, and
-never be shared between two requests.
+Owns that record only. It must never decide, dial, write or audit anything itself, never
+be shared between two requests, and never show a header or a target in its repr (once
+injected, the headers hold a real value).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from gigmcp.egress.streams import Stream
 from gigmcp.egress.upstream import Upstream
 
 
-@dataclass(eq=False, slots=True)
+@dataclass(eq=False, repr=False, slots=True)
 class Flow:
     client: Client
     conn: h11.Connection  # the sandbox side
@@ -55,3 +56,7 @@ class Flow:
     detector: Detector | None = None
     scrubber: Scrubber | None = None
     decoder: zlib._Decompress | None = None  # an answer decoded so it can be scrubbed
+
+    def __repr__(self) -> str:
+        where = f"{self.host.name}:{self.port}" if self.host is not None else "undecided"
+        return f"Flow({self.client.instance}, {self.scheme}, {where})"
