@@ -30,7 +30,8 @@ from gigmcp.credentials.vault_provider import VaultCredentials
 from gigmcp.egress import authority
 from gigmcp.egress.audit import EgressAudit
 from gigmcp.egress.certs import CertificateAuthority, LeafCache, upstream_context
-from gigmcp.egress.proxy import EgressProxy, ProxyPorts
+from gigmcp.egress.listeners import ProxyPorts
+from gigmcp.egress.proxy import EgressProxy
 from gigmcp.endpoint.asgi import McpEndpoint
 from gigmcp.endpoint.sessions import SessionStore
 from gigmcp.errors import LaunchError, VaultError

@@ -24,7 +24,8 @@ from gigmcp.core.placeholders import InstanceCredentials
 from gigmcp.core.views import ServerDef
 from gigmcp.egress.audit import EgressAudit
 from gigmcp.egress.certs import CertificateAuthority, LeafCache, upstream_context
-from gigmcp.egress.proxy import EgressProxy, ProxyPorts
+from gigmcp.egress.listeners import ProxyPorts
+from gigmcp.egress.proxy import EgressProxy
 from gigmcp.netpolicy.resolver import DnsResolver
 from gigmcp.sandbox.identity import Identity, SourceTable
 from gigmcp.store.db import make_engine, migrate

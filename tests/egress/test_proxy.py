@@ -31,10 +31,11 @@ from gigmcp.core.definitions import parse_credentials, parse_egress
 from gigmcp.core.instances import InstanceKey
 from gigmcp.core.placeholders import InstanceCredentials, Sealed
 from gigmcp.core.views import ServerDef
-from gigmcp.egress import proxy as proxy_module
+from gigmcp.egress import entrances, exchange, http1, listeners
 from gigmcp.egress.audit import EgressAudit, EgressEvent
 from gigmcp.egress.certs import CertificateAuthority, LeafCache, upstream_context
-from gigmcp.egress.proxy import EgressProxy, ProxyPorts
+from gigmcp.egress.listeners import ProxyPorts
+from gigmcp.egress.proxy import EgressProxy
 from gigmcp.netpolicy.resolver import DnsResolver
 from gigmcp.sandbox.identity import Identity, SourceTable
 from gigmcp.store.db import make_engine, migrate
@@ -751,7 +752,7 @@ async def test_attack_a_canary_key_reaches_no_log_record_whatever_the_traffic(
     # A control: a sandbox that does not trust the gateway's CA breaks off the handshake,
     # which the proxy logs at DEBUG; that record must be among those searched.
     mark = LogMark("TLS handshake")
-    logging.getLogger(proxy_module.__name__).addHandler(mark)
+    logging.getLogger(entrances.__name__).addHandler(mark)
     try:
         reader, writer = await asyncio.open_connection(
             PROXY_IP, PORTS.explicit, local_addr=(SANDBOX_IP, 0)
@@ -764,7 +765,7 @@ async def test_attack_a_canary_key_reaches_no_log_record_whatever_the_traffic(
         async with asyncio.timeout(5):
             await mark.seen.wait()
     finally:
-        logging.getLogger(proxy_module.__name__).removeHandler(mark)
+        logging.getLogger(entrances.__name__).removeHandler(mark)
     assert any("TLS handshake" in r.getMessage() for r in caplog.records)
     formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
     for record in caplog.records:
@@ -913,7 +914,7 @@ async def test_the_proxys_resolver_keeps_an_a_record_when_aaaa_is_nxdomain(world
 async def test_an_instance_gets_a_bounded_number_of_connections(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(proxy_module, "MAX_CONNECTIONS_PER_INSTANCE", 2)
+    monkeypatch.setattr(listeners, "MAX_CONNECTIONS_PER_INSTANCE", 2)
     held = [
         await asyncio.open_connection(PROXY_IP, PORTS.explicit, local_addr=(SANDBOX_IP, 0))
         for _ in range(2)
@@ -931,7 +932,7 @@ async def test_an_instance_gets_a_bounded_number_of_connections(
 
 
 async def test_an_idle_connection_is_closed(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(proxy_module, "IDLE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(http1, "IDLE_TIMEOUT_S", 0.5)
     reader, writer = await asyncio.open_connection(
         PROXY_IP, PORTS.explicit, local_addr=(SANDBOX_IP, 0)
     )
@@ -943,7 +944,7 @@ async def test_an_idle_connection_is_closed(world: World, monkeypatch: pytest.Mo
 async def test_a_slow_upstream_gets_a_504_not_a_hang(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(proxy_module, "RESPONSE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(exchange, "RESPONSE_TIMEOUT_S", 0.5)
     status, body, _ = await world.curl("http://api.example.test/slow?s=3")
     assert status == 504 and json.loads(body)["reason"] == "upstream-timeout"
 
