@@ -414,18 +414,21 @@ class McpEndpoint:
                 msg["id"],
             )
         listener = _ListenStream(msg["id"], wanted or {}, ctx.token_id, self._buffer)
-        subscribed: list[str] = []
-        for uri in list(listener.accepted.get("resourceSubscriptions", [])):
-            try:
-                ok = await hub.subscribe(ctx, uri)
-            except RpcError:
-                ok = False
-            if ok:
-                subscribed.append(uri)
-        listener.restrict(subscribed)
-        hub.listeners.add(listener)
+        # On the fan-out before subscribing: subscriptions are held by a listener, and
+        # whatever it held is released when it is removed, however the stream ends.
+        hub.fanout.add(listener)
         self._listening.add(listener)
         try:
+            ctx.listener = listener
+            subscribed: list[str] = []
+            for uri in list(listener.accepted.get("resourceSubscriptions", [])):
+                try:
+                    ok = await hub.subscribe(ctx, uri)
+                except RpcError:
+                    ok = False
+                if ok:
+                    subscribed.append(uri)
+            listener.restrict(subscribed)
             await send({"type": "http.response.start", "status": 200, "headers": sse.SSE_HEADERS})
             await send(
                 {
@@ -437,9 +440,7 @@ class McpEndpoint:
             await _pump(receive, send, listener.queue)
         finally:
             self._listening.discard(listener)
-            hub.listeners.discard(listener)
-            for uri in subscribed:
-                await hub.unsubscribe(ctx, uri)
+            hub.fanout.remove(listener)
 
     # ---------------------------------------------------------------- legacy
 
@@ -466,7 +467,6 @@ class McpEndpoint:
                 version,
                 caps,
                 info if isinstance(info, dict) else None,
-                listeners=hub.listeners,
             )
         except SessionLimit as exc:
             raise HttpError(
@@ -474,6 +474,12 @@ class McpEndpoint:
                 json_error_body(rpc.INVALID_REQUEST, str(exc), msg["id"]),
                 [(b"retry-after", b"60")],
             ) from exc
+        # The session listens on the hub until it ends, however it ends (DELETE, expiry,
+        # eviction, its token revoked): removal releases its resource subscriptions.
+        listener = session.listener
+        fanout = hub.fanout
+        fanout.add(listener)
+        session.on_close.append(lambda: fanout.remove(listener))
         result = {
             "protocolVersion": version,
             "capabilities": hub.capabilities(),
@@ -522,23 +528,6 @@ class McpEndpoint:
             level = (msg.get("params") or {}).get("level")
             if level in v.LOG_LEVELS:
                 session.log_level = str(level)
-        params = msg.get("params") or {}
-        if method in ("resources/subscribe", "resources/unsubscribe") and isinstance(
-            params.get("uri"), str
-        ):
-            if method == "resources/subscribe":
-                if params["uri"] in session.subscriptions:
-                    await _respond(
-                        send,
-                        200,
-                        rpc.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": {}}),
-                        sid_header,
-                        json=True,
-                    )
-                    return
-                session.subscriptions.add(params["uri"])
-            else:
-                session.subscriptions.discard(params["uri"])
         ctx = RequestContext(
             era="legacy",
             protocol_version=session.protocol_version,
@@ -550,6 +539,7 @@ class McpEndpoint:
             sink=_NULL_SINK,
             log_level=session.log_level,
             session_id=session.id,
+            listener=session.listener,
         )
         channel = ResponseChannel(
             send,
@@ -764,13 +754,11 @@ class _ListenStream:
         uris = wanted.get("resourceSubscriptions")
         if isinstance(uris, list):
             self.accepted["resourceSubscriptions"] = [u for u in uris if isinstance(u, str)]
-        self._uris = set(self.accepted.get("resourceSubscriptions", []))
 
     def restrict(self, uris: list[str]) -> None:
         """Acknowledge only the resource subscriptions that could be made upstream."""
         if "resourceSubscriptions" in self.accepted:
             self.accepted["resourceSubscriptions"] = uris
-        self._uris = set(uris)
 
     def acknowledgement(self) -> bytes:
         return sse.event(
@@ -787,8 +775,7 @@ class _ListenStream:
         )
 
     def wants(self, method: str, detail: str | None) -> bool:
-        if method == "notifications/resources/updated":
-            return detail in self._uris
+        # Resource updates are not asked about: the fan-out sends them to the holders.
         flag = self._FLAGS.get(method)
         return flag is not None and self.accepted.get(flag) is True
 

@@ -197,3 +197,4 @@ class Router:
         for hub in self._hubs.values():
             hub.expire_parked(hub.parking.drain())
             await hub.tasks.aclose()
+            await hub.aclose()

@@ -30,6 +30,7 @@ from gigmcp.router import naming
 from gigmcp.router.calls import CAPABILITY_FOR, Call, ParkingLot, Question, attribute
 from gigmcp.router.context import RequestContext
 from gigmcp.router.cursor import CursorCodec, Position
+from gigmcp.router.fanout import FanOut
 from gigmcp.router.pins import PinBook
 from gigmcp.router.tasks import EXTENSION as TASKS_EXTENSION
 from gigmcp.router.tasks import TaskTable, declares_tasks
@@ -58,14 +59,6 @@ class InstanceSource(Protocol):
     async def get(self, key: InstanceKey, server: ServerDef) -> Upstream: ...
 
 
-class Listener(Protocol):
-    """A client channel for change notifications (legacy GET stream, modern listen stream)."""
-
-    def wants(self, method: str, uri: str | None) -> bool: ...
-
-    def deliver(self, message: JSON) -> None: ...
-
-
 class ProfileHub:
     def __init__(
         self,
@@ -89,8 +82,9 @@ class ProfileHub:
         self.calls: dict[str, list[Call]] = {}
         self._progress: dict[str, Call] = {}
         self._progress_ids = itertools.count(1)
-        self.listeners: set[Listener] = set()
-        self._resource_subs: dict[str, int] = {}
+        self.fanout = FanOut(self._unsubscribe_released)
+        # Upstream unsubscribes for URIs whose last holder went away.
+        self._releasing: set[asyncio.Task[None]] = set()
         self._log_level: str | None = None
         self._seen: dict[str, Upstream] = {}
         # Per server: which (method, name) were seen asking their client something.
@@ -166,13 +160,65 @@ class ProfileHub:
             )
 
     async def subscribe(self, ctx: RequestContext, uri: str) -> bool:
-        """Subscribe upstream to a qualified resource URI for a listen stream."""
+        """Subscribe ``ctx.listener`` (a listen stream) to a qualified resource URI; it
+        is released when the listener is removed from the fan-out."""
         outcome = await self._dispatch(ctx, "resources/subscribe", {"uri": uri})
         return "error" not in outcome
 
-    async def unsubscribe(self, ctx: RequestContext, uri: str) -> None:
-        with contextlib.suppress(RpcError):
-            await self._dispatch(ctx, "resources/unsubscribe", {"uri": uri})
+    async def _subscription(self, ctx: RequestContext, method: str, params: JSON) -> JSON:
+        """``resources/subscribe`` and ``resources/unsubscribe``: held per listener by the
+        fan-out, forwarded upstream only for the first holder and after the last."""
+        listener = ctx.listener
+        if listener is None:
+            # Updates go to a listener; a request without one (2026-07-28 subscribes on a
+            # subscriptions/listen stream) would change a subscription others share.
+            raise RpcError(rpc.METHOD_NOT_FOUND, f"Method not found: {method}")
+        assignment, uri, inner = self._resource(params)
+        if method == "resources/unsubscribe":
+            if not self.fanout.release(listener, uri):
+                return {"result": {}}
+            return await self._forward(ctx, assignment, method, params, inner, field="uri")
+        if not self.fanout.hold(listener, uri):
+            return {"result": {}}
+        try:
+            outcome = await self._forward(ctx, assignment, method, params, inner, field="uri")
+        except BaseException:
+            self.fanout.release(listener, uri)
+            raise
+        if "error" in outcome:
+            self.fanout.release(listener, uri)
+        return outcome
+
+    def _unsubscribe_released(self, uris: list[str]) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(self._unsubscribe_upstream(uris))
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+
+    async def _unsubscribe_upstream(self, uris: list[str]) -> None:
+        """Unsubscribe upstream from URIs nobody holds any more. Only on a connection that
+        is still open: a server is never started for this, and one that exited took its
+        subscriptions with it."""
+        for uri in uris:
+            parts = naming.split_uri(uri)
+            if parts is None or self.fanout.held(uri):
+                continue  # subscribed again meanwhile: the upstream subscription stays
+            upstream = self._seen.get(parts[0])
+            if upstream is None or upstream.closed:
+                continue
+            try:
+                await self._simple(upstream, parts[0], "resources/unsubscribe", {"uri": parts[1]})
+            except RpcError as err:
+                log.info("resources/unsubscribe on %s failed: %s", parts[0], err.message)
+
+    async def aclose(self) -> None:
+        for task in list(self._releasing):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def _assignment(self, server: str) -> Assignment:
         a = self.view.assignment(server)
@@ -248,7 +294,7 @@ class ProfileHub:
         if method == "resources/read":
             return await self._by_uri(ctx, "resources/read", params)
         if method in ("resources/subscribe", "resources/unsubscribe"):
-            return await self._by_uri(ctx, method, params)
+            return await self._subscription(ctx, method, params)
         if method == "completion/complete":
             return await self._complete(ctx, params)
         if method == "logging/setLevel":
@@ -482,25 +528,19 @@ class ProfileHub:
             raise RpcError(rpc.INVALID_PARAMS, f"Invalid params: unknown prompt {name!r}")
         return await self._forward(ctx, self._assignment(parts[0]), method, params, parts[1])
 
-    async def _by_uri(self, ctx: RequestContext, method: str, params: JSON) -> JSON:
+    def _resource(self, params: JSON) -> tuple[Assignment, str, str]:
+        """The assignment, qualified URI and server's own URI a request names."""
         uri = params.get("uri")
         if not isinstance(uri, str):
             raise RpcError(rpc.INVALID_PARAMS, "Invalid params: uri must be a string")
         parts = naming.split_uri(uri)
         if parts is None or self.view.assignment(parts[0]) is None:
             raise RpcError(rpc.INVALID_PARAMS, f"Resource not found: {uri}")
-        assignment = self._assignment(parts[0])
-        if method == "resources/subscribe":
-            self._resource_subs[uri] = self._resource_subs.get(uri, 0) + 1
-            if self._resource_subs[uri] > 1:
-                return {"result": {}}
-        elif method == "resources/unsubscribe":
-            count = self._resource_subs.get(uri, 0) - 1
-            if count > 0:
-                self._resource_subs[uri] = count
-                return {"result": {}}
-            self._resource_subs.pop(uri, None)
-        return await self._forward(ctx, assignment, method, params, parts[1], field="uri")
+        return self._assignment(parts[0]), uri, parts[1]
+
+    async def _by_uri(self, ctx: RequestContext, method: str, params: JSON) -> JSON:
+        assignment, _uri, inner = self._resource(params)
+        return await self._forward(ctx, assignment, method, params, inner, field="uri")
 
     async def _complete(self, ctx: RequestContext, params: JSON) -> JSON:
         ref = params.get("ref")
@@ -903,7 +943,7 @@ class ProfileHub:
             if isinstance(uri, str):
                 out = dict(params, uri=naming.join_uri(server, uri))
                 out.pop("_meta", None)
-                self.broadcast({"jsonrpc": "2.0", "method": method, "params": out}, uri=out["uri"])
+                self.fanout.updated({"jsonrpc": "2.0", "method": method, "params": out}, out["uri"])
         elif method == "notifications/cancelled":
             return  # the server gave up a question; its answer will simply be ignored
         else:
@@ -973,11 +1013,8 @@ class ProfileHub:
         # A restarted server may advertise other tools: list them afresh next time.
         self._tools.pop(key.server_name, None)
 
-    def broadcast(self, message: JSON, uri: str | None = None, level: str | None = None) -> None:
-        method = message["method"]
-        for listener in list(self.listeners):
-            if listener.wants(method, uri if uri is not None else level):
-                listener.deliver(message)
+    def broadcast(self, message: JSON, level: str | None = None) -> None:
+        self.fanout.broadcast(message, level)
 
 
 def _without_tasks(capabilities: JSON) -> JSON:
