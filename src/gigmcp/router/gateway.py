@@ -19,8 +19,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from gigmcp.router.calls import ParkingLot
 from gigmcp.router.cursor import CursorCodec
-from gigmcp.router.hub import InstanceSource, ProfileHub
+from gigmcp.router.hub import ProfileHub
 from gigmcp.router.tasks import TASK_AFTER_S, TASK_RESULT_BYTES
+from gigmcp.router.upstreams import InstanceSource
 from gigmcp.store.views import Catalog, ProfileView, ServerDef
 from gigmcp.upstream.types import InstanceKey
 
