@@ -1,7 +1,7 @@
 """Resource subscriptions are shared by every client of a profile: the gateway subscribes
 upstream once, for the first subscriber, and unsubscribes once the last one is gone. One
 client must never cut off another (an unsubscribe from a client that never subscribed),
-and a client that goes away (DELETE, idle expiry, a closed listen stream) must not keep
+and a client that goes away (DELETE, a closed listen stream) must not keep
 the upstream subscription alive. Two real clients on one profile, against a real gateway
 and a real server (tests/servers/bulletin.py) that logs what it receives."""
 
@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
-import httpx2 as httpx
 import mcp_types as types
 import pytest
 from mcp.client.client import Client
@@ -23,7 +20,6 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from tests.gateway_harness import SERVERS, GatewayProc, gateway
-from tests.legacy_client import open_session
 
 PROFILE = "news"
 
@@ -118,48 +114,3 @@ async def test_a_closed_listen_stream_releases_its_subscriptions(gw: GatewayProc
             assert uri in repr(event)
         assert await upstream_saw(gw, "unsubscribe note://listen-stream")
         assert await publish(legacy, uri) == "not subscribed"
-
-
-async def test_an_expired_session_releases_its_subscriptions(tmp_path: Path) -> None:
-    """A legacy client subscribes and goes quiet (no GET stream, no request) until the
-    gateway expires its session; a modern client listening on the same URI keeps its
-    updates, and when its stream closes the upstream subscription ends."""
-    uri = "bulletin+note://expired-session"
-    with gateway(tmp_path, GIG_SESSION_IDLE_TIMEOUT="1") as g:
-        g.add_server("bulletin", (sys.executable, str(SERVERS / "bulletin.py")))
-        g.profile(PROFILE, "bulletin")
-        g.start()
-
-        def quiet_subscriber() -> dict[str, str]:
-            with httpx.Client(timeout=30) as http:
-                h = open_session(http, g.url(PROFILE), g.tokens[PROFILE])
-                body = {
-                    "jsonrpc": "2.0",
-                    "id": 2,
-                    "method": "resources/subscribe",
-                    "params": {"uri": uri},
-                }
-                r = http.post(g.url(PROFILE), json=body, headers=h)
-                assert r.status_code == 200, r.text
-                return h
-
-        def session_gone(h: dict[str, str]) -> bool:
-            ping = {"jsonrpc": "2.0", "id": 3, "method": "ping"}
-            with httpx.Client(timeout=30) as http:
-                for _ in range(300):
-                    if http.post(g.url(PROFILE), json=ping, headers=h).status_code == 404:
-                        return True
-                    # Longer than the idle timeout: the gateway's own sweep ends it.
-                    time.sleep(1.5)
-            return False
-
-        async with client(g, "auto") as modern:
-            quiet = await asyncio.to_thread(quiet_subscriber)
-            async with modern.listen(resource_subscriptions=[uri]) as sub:
-                assert await asyncio.to_thread(session_gone, quiet)
-                assert await publish(modern, uri) == "sent"
-                event = await asyncio.wait_for(sub.__anext__(), 15)
-                assert uri in repr(event)
-        assert await asyncio.to_thread(
-            g.wait_for_server_log, "bulletin", PROFILE, "unsubscribe note://expired-session", 30
-        )
