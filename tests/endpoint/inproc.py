@@ -117,7 +117,7 @@ class Stack:
         view = self.catalog.profile_by_slug(profile)
         assert view is not None
         hub = self.router.existing_hub(view.id)
-        return 0 if hub is None else len(hub.listeners)
+        return 0 if hub is None else len(hub.fanout)
 
     def request(
         self,

@@ -71,7 +71,6 @@ class LegacySession:
     client_capabilities: JSON
     client_info: JSON | None
     log_level: str | None = None
-    subscriptions: set[str] = field(default_factory=set)
     last_seen: float = field(default_factory=time.monotonic)
     created: float = field(default_factory=time.monotonic)
     inflight: dict[Any, asyncio.Task[Any]] = field(default_factory=dict)
@@ -86,9 +85,12 @@ class LegacySession:
     _ask_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _stream_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     closed: bool = False
+    # What the endpoint puts on its hub's fan-out for the life of the session.
+    listener: SessionListener = field(init=False)
 
     def __post_init__(self) -> None:
         self.replay = ReplayBuffer(self.buffer_bytes)
+        self.listener = SessionListener(self)
 
     @property
     def resumable(self) -> bool:
@@ -116,8 +118,8 @@ class LegacySession:
     # ------------------------------------------------------------ standalone stream
 
     def listener_wants(self, method: str, detail: str | None) -> bool:
-        if method == "notifications/resources/updated":
-            return detail in self.subscriptions
+        # Resource updates are not asked about: the hub's fan-out sends them to the
+        # listeners that subscribed to the URI.
         if method == "notifications/message":
             if self.log_level is None or detail is None:
                 return True
@@ -185,8 +187,8 @@ class LegacySession:
         self.replay.clear()
 
 
-class Listener:
-    """Adapter putting a legacy session on a hub's change-notification list."""
+class SessionListener:
+    """Adapter putting a legacy session on a hub's fan-out (router/fanout.py)."""
 
     def __init__(self, session: LegacySession) -> None:
         self.session = session
@@ -238,10 +240,8 @@ class SessionStore:
         protocol_version: str,
         capabilities: JSON,
         client_info: JSON | None,
-        listeners: set[Any] | None = None,
     ) -> LegacySession:
-        """A new session; with ``listeners`` (a hub's list) it also listens there until it
-        ends. Room is made within the caller's own token, then its own profile; when the
+        """A new session. Room is made within the caller's own token, then its own profile; when the
         whole gateway is full the new session is refused (:class:`SessionLimit`), since
         making room would mean evicting another tenant."""
         self.expire()
@@ -264,10 +264,6 @@ class SessionStore:
         self._sessions[session.id] = session
         self._by_token.setdefault(token_id, {})[session.id] = session
         self._by_profile.setdefault(profile_id, {})[session.id] = session
-        if listeners is not None:
-            listener = Listener(session)
-            listeners.add(listener)
-            session.on_close.append(lambda: listeners.discard(listener))
         return session
 
     def _make_room(self, group: dict[str, LegacySession] | None, cap: int) -> None:

@@ -2,7 +2,9 @@
 
 The endpoint builds a :class:`RequestContext` per client request and hands the router a
 :class:`RequestSink` through which request-scoped traffic (progress, log messages and,
-for legacy clients, server→client requests) flows back on that request's own channel.
+for legacy clients, server→client requests) flows back on that request's own channel,
+and, when the caller has one, the :class:`Listener` its change notifications go to (a
+legacy session; a modern ``subscriptions/listen`` stream). It holds no behaviour.
 """
 
 from __future__ import annotations
@@ -29,6 +31,20 @@ class RequestSink(Protocol):
         ...
 
 
+class Listener(Protocol):
+    """A client channel for change notifications (legacy GET stream, modern listen
+    stream); router/fanout.py keeps them per profile."""
+
+    def wants(self, method: str, detail: str | None) -> bool:
+        """Whether a notification of ``method`` goes to this client (``detail``: the log
+        level of a ``notifications/message``)."""
+        ...
+
+    def deliver(self, message: JSON) -> None:
+        """Queue the notification; never blocks."""
+        ...
+
+
 @dataclass(slots=True)
 class RequestContext:
     era: Literal["modern", "legacy"]
@@ -42,6 +58,9 @@ class RequestContext:
     sink: RequestSink
     log_level: str | None = None
     session_id: str | None = None
+    # The caller's change-notification channel: what its resource subscriptions are
+    # held by. None for a stateless modern request, which has none.
+    listener: Listener | None = None
     extra: JSON = field(default_factory=dict)
 
     def supports(self, capability: str) -> bool:

@@ -22,8 +22,9 @@ from gigmcp.core.jsontypes import JSON
 from gigmcp.core.views import Catalog, ProfileView, ServerDef
 from gigmcp.router.calls import ParkingLot
 from gigmcp.router.cursor import CursorCodec
-from gigmcp.router.hub import InstanceSource, ProfileHub
+from gigmcp.router.hub import ProfileHub
 from gigmcp.router.tasks import TASK_AFTER_S, TASK_RESULT_BYTES
+from gigmcp.router.upstreams import InstanceSource
 
 log = logging.getLogger(__name__)
 StaleCheck = Callable[[InstanceKey, ServerDef], str | None]
@@ -197,3 +198,4 @@ class Router:
         for hub in self._hubs.values():
             hub.expire_parked(hub.parking.drain())
             await hub.tasks.aclose()
+            await hub.aclose()
