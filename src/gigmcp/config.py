@@ -84,14 +84,16 @@ class Settings:
     # Seconds a tools/call of a client that declared tasks may run before it answers
     # with a task handle instead of the result.
     task_after: float = 1.0
-    # Memory bounds outside the jails' cgroups (issue 11, item 8): one message from a
-    # server; each client stream's queue and each session's replay buffer; concurrent
-    # server→client requests per instance; stored task results per profile.
+    # Memory the gateway itself spends for servers and clients, which the jails' cgroups
+    # do not bound: one message from a server; each client stream's queue and each
+    # session's replay buffer; concurrent server→client requests per instance; stored
+    # task results per profile.
     max_message_bytes: int = 4 * 1024 * 1024
     client_buffer_bytes: int = 1024 * 1024
     max_server_requests: int = 16
     task_result_bytes: int = 64 * 1024 * 1024
-    # Legacy sessions (item 9): per token, per profile, in all; idle expiry.
+    # Legacy sessions, so that no client can pile them up: per token, per profile, in
+    # all; idle expiry.
     sessions_per_token: int = 100
     sessions_per_profile: int = 1000
     max_sessions: int = 10_000

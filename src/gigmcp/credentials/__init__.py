@@ -1,5 +1,6 @@
 """Credentials: where the values of a server's declared variables come from.
 
-Issue 4 fills this with the vault and per-instance placeholders; the gateway core only
-defines the seam the launch path calls.
+provider.py is the seam the launch path calls; vault_provider.py fills it from the vault
+with per-instance placeholders for sealed credentials, which the egress proxy swaps back
+for the real values on the way out.
 """

@@ -1,9 +1,10 @@
 """The credential seam: values for the environment variables a server declares by name.
 
 The supervisor asks a :class:`CredentialProvider` for each launch. The vault-backed
-provider (issue 4) will answer with per-instance placeholders for sealed credentials, so
-real keys never reach the process; the core's :class:`NoCredentials` answers nothing, and
-a declared variable stays unset. A provider must never return a value for a variable the
+provider (vault_provider.py, given to a jailed gateway) answers with per-instance
+placeholders for sealed credentials, so real keys never reach the process; the default
+:class:`NoCredentials` (a gateway run without the sandbox) answers nothing, and a declared
+variable stays unset. A provider must never return a value for a variable the
 server did not declare, and never log a value.
 """
 

@@ -1,5 +1,5 @@
-"""Registry servers installed before issue 11 lose plain HTTP: their stored egress grant
-drops port 80, as a registry install now grants (``installer.materialize.egress_grant``).
+"""Registry servers lose plain HTTP: their stored egress grant drops port 80, as a
+registry install now grants port 443 only (``installer.materialize.egress_grant``).
 
 Registry installs used to store the egress default of their day, ports [443, 80]; the
 grant in the row is what the proxy enforces, so without this those servers kept plain
