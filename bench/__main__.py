@@ -1,4 +1,4 @@
-"""``python -m bench``: run the issue 2 §8 benchmark and write ``bench/results/<time>.json``.
+"""``python -m bench``: run the routing benchmark and write ``bench/results/<time>.json``.
 
 Owns the run: which arms, which workloads, in what interleaved order, for how long, and
 the clean-up of every process, namespace and temp dir it made — on success, on error and
@@ -341,7 +341,7 @@ def peer_versions() -> dict[str, str]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Gig'MCP benchmark (issue 2 §8): the gateway against the direct stdio call, "
+        description="Gig'MCP benchmark: the gateway against the direct stdio call, "
         "the SDK's own Streamable HTTP transport, mcp-proxy, supergateway and FastMCP's proxy.",
     )
     add = parser.add_argument
@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         shown = ", ".join(f"{k}={v}" for k, v in entry.items() if v is not None)
         if shown:
             print(f"  {tag}: {shown}")
-    print("\ntargets (issue 2 §8, 200 B results):")
+    print("\ntargets (200 B results):")
     for check in result["targets"]:
         mark = {True: "met", False: "MISSED", None: "n/a"}[check["met"]]
         print(f"  [{mark:>6}] {check['target']}: {check['value']}")

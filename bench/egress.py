@@ -1,4 +1,4 @@
-"""``python -m bench.egress``: the egress proxy benchmark of issue 4 §5.
+"""``python -m bench.egress``: the egress proxy benchmark.
 
 HTTPS through the gateway's proxy versus direct to the same upstream, with the same
 client, in the same run, interleaved: small keep-alive requests (p50/p99 latency,
@@ -250,7 +250,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     dl = {a: round(statistics.median(v), 1) for a, v in download.items()}
     added = small["gigmcp"]["p50_ms"] - small["direct"]["p50_ms"]
     out: dict[str, Any] = {
-        "benchmark": "egress proxy (issue 4 §5)",
+        "benchmark": "egress proxy",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
         "small_keepalive": {

@@ -1,4 +1,4 @@
-"""Benchmark of the sandbox (issue 3 §5): jail + network set-up, cold first call, density.
+"""Benchmark of the sandbox: jail + network set-up, cold first call, density.
 
 Owns three measurements, each reported as ratios to a baseline taken in the same run:
 
@@ -328,7 +328,7 @@ async def density(count: int) -> dict[str, Any]:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     runs = 30 if args.quick else 200
     result: dict[str, Any] = {
-        "benchmark": "sandbox (issue 3 §5)",
+        "benchmark": "sandbox",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "quick": args.quick,
         "machine": {"cpus": os.cpu_count(), "kernel": os.uname().release},

@@ -1,4 +1,4 @@
-"""Benchmark of the registry and installs (issue 5 §6).
+"""Benchmark of the registry and installs.
 
 Owns three measurements, each against a baseline taken in the same run:
 

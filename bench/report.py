@@ -1,8 +1,8 @@
-"""Figures, ratios against the same run's baselines, the targets of issue 2 §8, and output.
+"""Figures, ratios against the same run's baselines, the gateway's targets, and output.
 
 Owns turning tallies into numbers: p50/p99 latency, operations per second, CPU-ms per
-operation, peak RSS, and the ratios the issue sets targets for. It must never compare
-across runs: every ratio is between arms measured interleaved in this run.
+operation, peak RSS, and the ratios the targets are set on (:func:`targets`). It must
+never compare across runs: every ratio is between arms measured interleaved in this run.
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ def _diff(a: float | None, b: float | None) -> float | None:
 
 
 def targets(ratio: dict[str, Any]) -> list[dict[str, Any]]:
-    """The targets of issue 2 §8, checked on 200 B results (the hop's own cost)."""
+    """The gateway's targets against the SDK, the direct call and its peers, checked on
+    200 B results (the hop's own cost)."""
     checks = []
     for gw in GATEWAY_ARMS:
         r = ratio.get(f"{gw}/200B", {})
