@@ -1,5 +1,5 @@
-"""The memory and session bounds of issue 11 (items 8 and 9) are settings: defaults, byte
-suffixes, and one line naming the variable when a value is wrong."""
+"""The bounds on the gateway's own memory and on legacy sessions are settings: defaults,
+byte suffixes, and one line naming the variable when a value is wrong."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The SSRF guard knows the gateway host's own addresses (issue 11, item 5).
+"""The SSRF guard knows the gateway host's own addresses.
 
 A name the sandbox may reach that resolves to an address of the host itself would reach
 the host's services (the gateway's API when it listens beyond loopback, a container

@@ -1,4 +1,4 @@
-"""Which ports a server may reach (issue 11, items 1 and 5), attack by attack.
+"""Which ports a server may reach, attack by attack.
 
 443 is the default and the only port a credential is ever sent on; 80 (plain HTTP) only
 when a server's definition lists it; any other port only when the operator lists it in

@@ -1,5 +1,4 @@
-"""What a registry install grants, and what its consent text says about ports
-(issue 11, items 1 and 5).
+"""What a registry install grants, and what its consent text says about ports.
 
 The registry's schema names hosts, never ports: a registry server gets HTTPS (443) and
 nothing else — no plain HTTP, where a key could be read by anyone on the path. The

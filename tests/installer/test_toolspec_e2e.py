@@ -4,9 +4,10 @@ swaps the placeholder in the credential header for the real key toward the API's
 only. The "internet" is the egress lab's namespace (tests/egress/lab.py), where the API
 records every request it gets.
 
-Each request shape the issue names — GET with query, POST json, form encoding, path
-params, header params — is checked on the API's side: method, path, query, headers,
-body, and the real key in the Authorization header; the key never in a tool result.
+Each request shape a toolspec can describe — GET with query, POST json, form encoding,
+path params, header params — is checked on the API's side: method, path, query,
+headers, body, and the real key in the Authorization header; the key never in a tool
+result.
 """
 
 from __future__ import annotations

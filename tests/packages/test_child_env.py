@@ -1,5 +1,5 @@
 """Attack: a secret in the gateway's environment reaches the tools an install runs (npm,
-pip, ``python -m venv``), and whatever they run in turn (issue 11, item 12).
+pip, ``python -m venv``), and whatever they run in turn.
 
 Each install is run for real through the installer's own code path, with a real child in
 the place of npm or pip that writes down the environment it was given: the canary the

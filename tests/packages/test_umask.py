@@ -1,5 +1,6 @@
-"""The gateway runs under umask 077 (issue 11, item 12): what it installs for the jails
-must still be reachable by their uids, through every folder the install created."""
+"""The gateway runs under umask 077, so nothing it creates is readable by another user
+unless it says so: what it installs for the jails must still be reachable by their uids,
+through every folder the install created."""
 
 from __future__ import annotations
 

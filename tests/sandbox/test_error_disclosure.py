@@ -87,7 +87,8 @@ def test_attack_bubblewraps_own_complaint_is_not_disclosed(gw: GatewayProc, host
     ref = assert_discloses_nothing(reply, "fading", str(host))
     logs = server_log(gw, "fading", "qq")
     assert f"bwrap: Can't find source path {host / 'fading'}" in logs, logs
-    # Under the same reference, the cause in the operator's words (item 15).
+    # Under the same reference, the cause in the operator's words: the folder that
+    # blocks the path, and why.
     cause = next(line for line in logs.splitlines() if ref in line)
     assert f"is under {host} (mode 0700" in cause and "cannot enter" in cause, logs
 

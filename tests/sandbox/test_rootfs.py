@@ -1,6 +1,7 @@
 """An extracted image as the jail's root: its files, its command, and nothing of the
 host's; the jail's own /etc entries, /proc, /dev and tmpfs on top. The image here is
-made by the test from the host's `ls` and its libraries (issue 5 brings real images)."""
+made by the test from the host's `ls` and its libraries, so no registry is needed;
+tests/packages/oci/test_run.py runs one pulled from a registry."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Migration 0006: registry servers installed before issue 11 lose plain HTTP (item 1).
+"""Migration 0006: registry servers installed when installs still granted port 80 lose
+plain HTTP.
 
 Registry installs used to store the egress default of their day, ports [443, 80]
 (``Egress.to_json`` always wrote ports); they now get 443 only (``egress_grant``). A
@@ -106,7 +107,8 @@ def test_only_plain_http_is_taken_and_hand_added_servers_are_left_as_chosen(
         at_0005,
         {
             # Added by command: the operator chose port 80 (no credential is ever sent
-            # on it since item 1), the migration does not second-guess that.
+            # on it: credentials go on 443 only); the migration does not second-guess
+            # that.
             "hand": {"origin": None, "egress": hand},
             # A port the operator allowed on top stays; only plain HTTP goes.
             "reg-extra": {"origin": ORIGIN, "egress": {"hosts": HOSTS, "ports": [443, 80, 8443]}},
