@@ -1,9 +1,10 @@
 """The one error tree of the gateway.
 
 Owns: the base class every error the gateway raises on purpose derives from, and its
-branches. An edge (the CLI, the MCP endpoint, the REST API) catches a branch, or
-``GigError`` itself, instead of listing classes from seven packages, and turns it into
-its own shape: one line on a terminal, a JSON-RPC error, a problem document.
+branches. An edge (the CLI, the MCP endpoint; the REST API once it is built) catches a
+branch, or ``GigError`` itself, instead of listing classes from seven packages, and
+turns it into its own shape: one line on a terminal, a JSON-RPC error, a problem
+document.
 
 Must never: import anything (every package may import this module, so it stands below
 all of them), carry a secret in a message (messages reach terminals, logs and

@@ -4,10 +4,12 @@ Raw ASGI on purpose: this is the hot path, and a framework's request objects, ro
 and middleware would cost more than the whole hop should. Order of checks on every
 request: path → bearer token (nothing happens without a valid one, so no server starts)
 → Origin → size → JSON-RPC shape → era. Modern (2026-07-28) requests are served
-statelessly; ``initialize`` or ``Mcp-Session-Id`` select a legacy session. Everything
-else (``/api``, the dashboard) goes to the ``fallback`` app. This module owns that order
-and the session sweeper; the handlers are endpoint/modern.py, endpoint/legacy.py and
-endpoint/listen.py, each given one :class:`~gigmcp.endpoint.request.Request`.
+statelessly; ``initialize`` or ``Mcp-Session-Id`` select a legacy session. Every other
+path goes to the ``fallback`` app when one is given (the place for ``/api`` and the
+dashboard, which are not built yet; none is given today) and is a 404 otherwise. This
+module owns that order and the session sweeper; the handlers are endpoint/modern.py,
+endpoint/legacy.py and endpoint/listen.py, each given one
+:class:`~gigmcp.endpoint.request.Request`.
 
 It must never answer with a traceback or a 500 for bad input, never echo a token, and
 never hold a session usable by another token. A token that stops being valid (revoked,
