@@ -255,3 +255,52 @@ from ..sandbox import mode
     c_a = Import("c", "a", path, 3)
     assert cycles({"a": {"b": a_b}, "b": {"c": b_c}, "c": {"a": c_a}}) == [[a_b, b_c, c_a]]
     assert cycles({"a": {"b": a_b}, "b": {"c": b_c}}) == []
+
+
+# Outside the store and the service layer a module may hold an Engine (to hand it on)
+# and catch SQLAlchemy's errors, but never build a query, open a Session or touch a model.
+ORM_PACKAGES = {"store", "control"}
+ORM_ALLOWED = {"sqlalchemy": {"Engine"}, "sqlalchemy.exc": None}  # None: any name
+
+
+def orm_uses(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "sqlalchemy" and alias.name != "sqlalchemy.exc":
+                    yield node.lineno, f"import {alias.name}"
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "gigmcp.store.models" or node.module.startswith("sqlalchemy"):
+                allowed = ORM_ALLOWED.get(node.module, set())
+                for alias in node.names:
+                    if allowed is not None and alias.name not in allowed:
+                        yield node.lineno, f"from {node.module} import {alias.name}"
+            elif node.module == "gigmcp.store" and any(a.name == "models" for a in node.names):
+                yield node.lineno, "from gigmcp.store import models"
+
+
+def test_no_orm_outside_the_store_and_the_service_layer() -> None:
+    wrong = []
+    for name, path in modules().items():
+        if package_of(name) in ORM_PACKAGES:
+            continue
+        for line, what in orm_uses(ast.parse(path.read_text(), str(path))):
+            wrong.append(f"{path.relative_to(ROOT)}:{line}: {what}")
+    assert not wrong, "ORM outside store/ and control/:\n" + "\n".join(wrong)
+
+
+def test_the_orm_check_sees_a_session() -> None:
+    code = """
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+from sqlalchemy.exc import IntegrityError
+from gigmcp.store.models import Server
+def later():
+    import sqlalchemy.orm
+"""
+    assert sorted(w for _, w in orm_uses(ast.parse(code))) == [
+        "from gigmcp.store.models import Server",
+        "from sqlalchemy import select",
+        "from sqlalchemy.orm import Session",
+        "import sqlalchemy.orm",
+    ]

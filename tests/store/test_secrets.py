@@ -231,3 +231,30 @@ def _database_bytes(database_url: str) -> list[bytes]:
             except OSError:
                 continue
     return [dump, *files]
+
+
+def test_a_gateway_secret_is_made_once_and_a_racing_replica_gets_the_winners(
+    engine: Engine,
+) -> None:
+    ring = Keyring(OLD)
+    made: list[bytes] = []
+
+    def make(value: bytes) -> bytes:
+        made.append(value)
+        return value
+
+    first = vault_store.get_or_add_item(engine, ring, "test-item", lambda: make(b"first"))
+    again = vault_store.get_or_add_item(engine, ring, "test-item", lambda: make(b"second"))
+    assert first == again == b"first"
+    assert made == [b"first"]  # the second call found it and made nothing
+
+    # A replica that looked, found nothing, and made its own while another replica
+    # stored theirs: the insert is refused and the stored value is what it returns.
+    def lose_the_race() -> bytes:
+        with Session(engine) as s, s.begin():
+            vault_store.add_item(s, ring, "raced", b"the other replica's")
+        return b"ours"
+
+    assert vault_store.get_or_add_item(engine, ring, "raced", lose_the_race) == (
+        b"the other replica's"
+    )

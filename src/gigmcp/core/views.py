@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Protocol
 
 from gigmcp.core.definitions import CredentialDef, Egress
+from gigmcp.core.pins import PinBook
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,12 @@ class Catalog(Protocol):
     """The gateway's view of the store. Implementations must make ``revision`` cheap
     (called per request) and every lookup non-blocking in practice (served from memory,
     reloaded when ``revision`` moves)."""
+
+    @property
+    def pins(self) -> PinBook | None:
+        """The tool pins the hubs screen listings against; None where nothing is pinned
+        (a catalog with no store behind it)."""
+        ...
 
     def revision(self) -> int: ...
 

@@ -22,7 +22,6 @@ import logging
 from collections.abc import Callable
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from gigmcp.core.instances import InstanceKey
 from gigmcp.core.placeholders import InstanceCredentials, Sealed, new_placeholder
@@ -53,8 +52,7 @@ class VaultCredentials:
         values: dict[str, bytes] = {}
         if owner is not None:
             try:
-                with Session(self._engine) as s:
-                    values = vault_store.values_for(s, self._keyring, owner, server.id)
+                values = vault_store.owner_values(self._engine, self._keyring, owner, server.id)
             except VaultError as exc:
                 # The instance starts without its credentials rather than not at all;
                 # the log says why (never with a value).

@@ -9,8 +9,6 @@ anywhere but the vault.
 from __future__ import annotations
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from gigmcp.egress.certs import CertificateAuthority
 from gigmcp.store import secrets as vault_store
@@ -21,18 +19,12 @@ _SEP = b"\n--gigmcp-ca-key--\n"
 
 
 def load_or_create(engine: Engine, keyring: Keyring) -> CertificateAuthority:
-    with Session(engine) as s:
-        blob = vault_store.get_item(s, keyring, CA_ITEM)
-    if blob is None:
+    def generate() -> bytes:
         ca = CertificateAuthority.generate()
-        try:
-            with Session(engine) as s, s.begin():
-                vault_store.add_item(s, keyring, CA_ITEM, ca.cert_pem() + _SEP + ca.key_pem())
-            return ca
-        except IntegrityError:
-            # Another gateway on the same database made one first: use that.
-            with Session(engine) as s:
-                blob = vault_store.get_item(s, keyring, CA_ITEM)
-        assert blob is not None
+        return ca.cert_pem() + _SEP + ca.key_pem()
+
+    # A CA made here but beaten by another gateway's is dropped: every replica must
+    # present the one CA that every jail trusts.
+    blob = vault_store.get_or_add_item(engine, keyring, CA_ITEM, generate)
     cert_pem, _, key_pem = blob.partition(_SEP)
     return CertificateAuthority.from_pem(cert_pem, key_pem)

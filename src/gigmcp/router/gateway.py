@@ -86,7 +86,7 @@ class Router:
                 parking,
                 self.catalog.record,
                 self._timeout,
-                getattr(self.catalog, "pins", None),
+                self.catalog.pins,
             )
             hub.tasks.result_bytes = self.task_result_bytes
             hub.tasks.task_after = self.task_after

@@ -11,9 +11,11 @@ it could not authenticate.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gigmcp.errors import VaultError
@@ -110,6 +112,36 @@ def values_for(s: Session, keyring: Keyring, owner_id: int, server_id: int) -> d
         )
     )
     return {r.credential_id: envelope.open_(keyring, r.ciphertext, _aad_of(r)) for r in rows}
+
+
+def owner_values(
+    engine: Engine, keyring: Keyring, owner_id: int, server_id: int
+) -> dict[str, bytes]:
+    """:func:`values_for` in a session of its own: what a launch reads."""
+    with Session(engine) as s:
+        return values_for(s, keyring, owner_id, server_id)
+
+
+def get_or_add_item(
+    engine: Engine, keyring: Keyring, name: str, make: Callable[[], bytes]
+) -> bytes:
+    """The gateway secret ``name``, made by ``make()`` and sealed on first use. When
+    another gateway on the same database adds it first, its value wins and ``make``'s
+    is dropped, so every replica ends up with one."""
+    with Session(engine) as s:
+        blob = get_item(s, keyring, name)
+    if blob is not None:
+        return blob
+    value = make()
+    try:
+        with Session(engine) as s, s.begin():
+            add_item(s, keyring, name, value)
+        return value
+    except IntegrityError:
+        with Session(engine) as s:
+            blob = get_item(s, keyring, name)
+        assert blob is not None, f"{name}: refused as a duplicate, then not found"
+        return blob
 
 
 @dataclass(frozen=True, slots=True)
