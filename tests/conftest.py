@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-pytest_plugins = ["tests.astguard", "tests.databases"]
+pytest_plugins = ["tests.support.astguard", "tests.support.databases"]
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from tests.astguard import has_the_fault, parse_alone
-from tests.gateway_harness import ROOT
+from tests.support.astguard import has_the_fault, parse_alone
+from tests.support.gateway import ROOT
 
 needs_the_faulty_interpreter = pytest.mark.skipif(
     not has_the_fault(), reason=f"Python {sys.version.split()[0]} has the fix for gh-106905"
@@ -22,7 +22,7 @@ needs_the_faulty_interpreter = pytest.mark.skipif(
 
 def reproduce(*args: str) -> dict[str, int]:
     done = subprocess.run(
-        [sys.executable, "-m", "tests.ast_fault", *args],
+        [sys.executable, "-m", "tests.support.ast_fault", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gigmcp.config import load_settings
-from tests.gateway_harness import GatewayProc, gateway
+from tests.support.gateway import GatewayProc, gateway
 
 KEY = "ab" * 32
 OTHER_KEY = "cd" * 32

@@ -32,7 +32,7 @@ from gigmcp.egress.proxy import EgressProxy
 from gigmcp.netpolicy.resolver import DnsResolver
 from gigmcp.sandbox.identity import Identity, SourceTable
 from gigmcp.store.db import make_engine, migrate
-from tests.egress.lab import PROXY_IP, SANDBOX_IP, Lab, lab
+from tests.support.egress_lab import PROXY_IP, SANDBOX_IP, Lab, lab
 
 pytestmark = pytest.mark.root
 

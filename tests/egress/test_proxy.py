@@ -40,7 +40,7 @@ from gigmcp.netpolicy.resolver import DnsResolver
 from gigmcp.sandbox.identity import Identity, SourceTable
 from gigmcp.store.db import make_engine, migrate
 from gigmcp.store.models import EgressAuditRow
-from tests.egress.lab import (
+from tests.support.egress_lab import (
     OTHER_SANDBOX_IP,
     PROXY_IP,
     SANDBOX_IP,

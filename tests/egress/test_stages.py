@@ -23,7 +23,7 @@ from gigmcp.egress.stages.inject import InjectStage
 from gigmcp.egress.stages.scrub import ScrubStage
 from gigmcp.egress.upstream import UpstreamPool
 from gigmcp.netpolicy.resolver import SystemResolver
-from tests.egress.flow_support import (
+from tests.support.flow import (
     PLACEHOLDER,
     REAL,
     MemoryStream,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway_harness import EVERYTHING, MEMORY, TIME, GatewayProc, gateway
+from tests.support.gateway import EVERYTHING, MEMORY, TIME, GatewayProc, gateway
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx2 as httpx
 import pytest
 
-from tests.gateway_harness import GatewayProc
+from tests.support.gateway import GatewayProc
 
 MODERN = "2026-07-28"
 

@@ -14,7 +14,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
-from tests.gateway_harness import GatewayProc
+from tests.support.gateway import GatewayProc
 
 MODES = ["legacy", "auto"]
 
@@ -110,7 +110,7 @@ async def test_pagination_returns_every_page_of_every_server(gw: GatewayProc) ->
 async def _direct_resource_count() -> int:
     from mcp.client.stdio import StdioServerParameters
 
-    from tests.gateway_harness import EVERYTHING
+    from tests.support.gateway import EVERYTHING
 
     params = StdioServerParameters(command=EVERYTHING[0], args=list(EVERYTHING[1:]))
     async with Client(params, mode="legacy") as c:

@@ -23,8 +23,8 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from gigmcp.mcp.jsonrpc import REQUEST_TIMEOUT
-from tests.gateway_harness import GatewayProc, gateway
 from tests.router.test_aggregation import connect, text_of
+from tests.support.gateway import GatewayProc, gateway
 
 CRASHY = (sys.executable, str(Path(__file__).resolve().parent.parent / "servers" / "crashy.py"))
 

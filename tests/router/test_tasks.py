@@ -24,7 +24,7 @@ import httpx2 as httpx
 import pytest
 
 from tests.endpoint.test_attacks import MODERN, modern_headers
-from tests.gateway_harness import EVERYTHING, GatewayProc, gateway
+from tests.support.gateway import EVERYTHING, GatewayProc, gateway
 
 CRASHY = (sys.executable, str(Path(__file__).resolve().parent.parent / "servers" / "crashy.py"))
 TASKS = "io.modelcontextprotocol/tasks"

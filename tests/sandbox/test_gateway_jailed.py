@@ -18,8 +18,8 @@ from pyroute2 import IPRoute
 from gigmcp.sandbox.firewall import TABLE
 from gigmcp.sandbox.jail import HOST_UID_BASE
 from gigmcp.sandbox.nft import Nft
-from tests.gateway_harness import EVERYTHING, MEMORY, NODE, ROOT, GatewayProc, gateway
 from tests.router.test_aggregation import connect, text_of
+from tests.support.gateway import EVERYTHING, MEMORY, NODE, ROOT, GatewayProc, gateway
 
 pytestmark = pytest.mark.root
 

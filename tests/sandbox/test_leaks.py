@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway_harness import EVERYTHING, MEMORY, gateway
 from tests.router.test_aggregation import connect
 from tests.sandbox.test_gateway_jailed import (
     SUBNET,
@@ -21,6 +20,7 @@ from tests.sandbox.test_gateway_jailed import (
     _sandbox_links,
     _table_elements,
 )
+from tests.support.gateway import EVERYTHING, MEMORY, gateway
 
 pytestmark = pytest.mark.root
 

@@ -26,7 +26,7 @@ from gigmcp.sandbox.addresses import PoolExhausted
 from gigmcp.sandbox.firewall import TABLE, inside_ruleset
 from gigmcp.sandbox.netns import NetLease, NetworkError, SandboxNetwork
 from gigmcp.sandbox.nft import Nft
-from tests.sandbox.netprobe import connect, run_in, spawn_in
+from tests.support.netprobe import connect, run_in, spawn_in
 
 pytestmark = pytest.mark.root
 

@@ -20,7 +20,7 @@ import pytest
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from tests.toolspec_engine.lab import Pki, Upstream, make_ca, start_upstream
+from tests.support.toolspec_lab import Pki, Upstream, make_ca, start_upstream
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE_DIR = ROOT / "src" / "gigmcp" / "toolspec_engine"

@@ -20,8 +20,8 @@ import pytest
 from gigmcp.packages.oci.cache import ImageCache
 from gigmcp.packages.oci.distribution import ClientOptions
 from gigmcp.packages.oci.pull import PullOptions
-from tests.packages.oci.images import Pusher
-from tests.packages.oci.registry import (
+from tests.support.oci_images import Pusher
+from tests.support.oci_registry import (
     RunningRegistry,
     TokenServer,
     binary_available,

@@ -11,7 +11,7 @@ import pytest
 from gigmcp.packages.oci.cache import Staging
 from gigmcp.packages.oci.errors import BadReference
 from tests.packages.oci.conftest import CacheBox
-from tests.packages.oci.images import sha
+from tests.support.oci_images import sha
 
 DIGEST = sha(b"an image")
 

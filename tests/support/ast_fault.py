@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--guard", action="store_true", help="install tests/astguard.py first")
     args = parser.parse_args()
     if args.guard:
-        from tests.astguard import install
+        from tests.support.astguard import install
 
         install()
     gc.set_threshold(50, 5, 5)  # collect often, so finalizers run mid-parse

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.toolspec_engine.lab import Pki
+from tests.support.toolspec_lab import Pki
 
 TOKEN = "gigph_demo_0123456789abcdefABCDEF"
 KEY = "gigph_key_9876543210zyxwvuZYXWVU"
