@@ -20,6 +20,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = ["tests.support.astguard", "tests.support.databases"]
+# Helpers moved out of test modules and conftests keep pytest's assert messages: the
+# package is marked here, before any test module imports it.
+pytest.register_assert_rewrite("tests.support")
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.router.test_aggregation import connect, text_of
 from tests.support.egress_lab import Lab, lab
 from tests.support.gateway import ROOT, GatewayProc, gateway
+from tests.support.mcp_client import connect, text_of
 
 pytestmark = pytest.mark.root
 

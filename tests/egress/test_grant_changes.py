@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from mcp.client.client import Client
 
-from tests.router.test_aggregation import connect, text_of
 from tests.support.egress_lab import Hit, Lab, lab
 from tests.support.gateway import ROOT, GatewayProc, gateway
+from tests.support.mcp_client import connect, text_of
 
 pytestmark = pytest.mark.root
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx2 as httpx
 
 from gigmcp.endpoint.sessions import SessionStore
-from tests.endpoint.test_attacks import modern_body, modern_headers
 from tests.support.endpoint_inproc import LEGACY, stack, wait_until
 from tests.support.gateway import GatewayProc
 from tests.support.legacy_client import open_session, sse_messages
+from tests.support.mcp_http import modern_body, modern_headers
 
 
 async def test_a_token_opening_many_sessions_cannot_evict_another_profiles_session(

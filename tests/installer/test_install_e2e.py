@@ -31,9 +31,9 @@ import yaml
 from mcp.shared.exceptions import MCPError
 
 from gigmcp.sandbox import runtime
-from tests.router.test_aggregation import connect, text_of
 from tests.support import oci_images as images
 from tests.support.gateway import GatewayProc, gateway
+from tests.support.mcp_client import connect, text_of
 from tests.support.oci_registry import (
     RunningRegistry,
     binary_available,

@@ -25,7 +25,7 @@ from gigmcp.packages.spec import PackageInstallError
 from gigmcp.registry.hashing import runtime_hash
 from gigmcp.registry.manifest import Image, LockEntry, Manifest, Package
 from gigmcp.sandbox import runtime
-from tests.packages.conftest import NPM_CACHE, NPM_LOCK
+from tests.support.packages import NPM_CACHE, NPM_LOCK
 from tests.support.registry_samples import good, replace
 
 

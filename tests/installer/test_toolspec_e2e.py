@@ -27,9 +27,9 @@ from gigmcp.core.definitions import parse_credentials, parse_egress
 from gigmcp.installer import toolspec
 from gigmcp.installer.runnable import Runnable
 from gigmcp.store.db import make_engine
-from tests.router.test_aggregation import connect, text_of
 from tests.support.egress_lab import Lab, lab
 from tests.support.gateway import GatewayProc, gateway
+from tests.support.mcp_client import connect, text_of
 
 pytestmark = pytest.mark.root
 

@@ -29,7 +29,7 @@ from gigmcp.toolspec_engine import launch
 from tests.support.toolspec_catalog import entry
 from tests.support.toolspec_demo import KEY, TOKEN, demo_env, demo_input, demo_spec
 from tests.support.toolspec_lab import API_HOSTS, Pki, Upstream, start_tunnel
-from tests.toolspec_engine.conftest import ENGINE_DIR, engine_session, jail_command
+from tests.support.toolspec_session import ENGINE_DIR, engine_session, jail_command
 
 
 def text_of(result: Any) -> str:

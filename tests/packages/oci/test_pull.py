@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx2
 
 from gigmcp.packages.oci.pull import install_image
-from tests.packages.oci.conftest import CacheBox, plain_options
 from tests.support.oci_images import (
     HOST_ARCH,
     Pusher,
@@ -25,6 +24,7 @@ from tests.support.oci_images import (
     single,
     tar,
 )
+from tests.support.oci_pull import CacheBox, plain_options
 from tests.support.oci_registry import SERVICE, RunningRegistry, fake_registry
 
 

@@ -20,7 +20,6 @@ from gigmcp.core.launch import LaunchSpec
 from gigmcp.packages.oci.pull import install_image
 from gigmcp.sandbox import runtime
 from gigmcp.sandbox.launcher import SandboxConfig, SandboxLauncher
-from tests.packages.oci.conftest import CacheBox, plain_options
 from tests.support.oci_images import (
     Pusher,
     copy_host_tree,
@@ -31,6 +30,7 @@ from tests.support.oci_images import (
     index,
     tar,
 )
+from tests.support.oci_pull import CacheBox, plain_options
 from tests.support.oci_registry import RunningRegistry
 
 pytestmark = pytest.mark.root

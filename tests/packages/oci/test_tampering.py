@@ -24,7 +24,6 @@ from gigmcp.packages.oci.errors import (
 )
 from gigmcp.packages.oci.extract import ExtractLimits
 from gigmcp.packages.oci.pull import install_image
-from tests.packages.oci.conftest import CacheBox, plain_options
 from tests.support.oci_images import (
     FOREIGN_ARCH,
     FOREIGN_ELF,
@@ -49,6 +48,7 @@ from tests.support.oci_images import (
     symlink,
     tar,
 )
+from tests.support.oci_pull import CacheBox, plain_options
 from tests.support.oci_registry import Reply, RunningRegistry, fake_registry
 
 
