@@ -1,5 +1,5 @@
-"""The suite's workaround for CPython gh-106905 (tests/astguard.py) does its job: the
-reproducer (tests/ast_fault.py), run in a fresh interpreter, makes ``ast.parse`` fail on
+"""The suite's workaround for CPython gh-106905 (tests/support/astguard.py) does its job: the
+reproducer (tests/support/ast_fault.py), run in a fresh interpreter, makes ``ast.parse`` fail on
 every round without the workaround, and on none with it; and this very process runs with
 it wherever the interpreter needs it."""
 
@@ -35,7 +35,7 @@ def reproduce(*args: str) -> dict[str, int]:
 
 @needs_the_faulty_interpreter
 def test_without_the_guard_nested_and_threaded_parses_fail() -> None:
-    # If this starts failing, the interpreter was fixed: drop tests/astguard.py.
+    # If this starts failing, the interpreter was fixed: drop tests/support/astguard.py.
     counts = reproduce()
     assert counts["nested"] > 0, counts
     assert counts["threaded"] > 0, counts

@@ -1,7 +1,7 @@
 """Attacks on what the gateway keeps on disk and in its environment (issue 11, item 12):
 a data directory or database other users can read, key files readable by others, secrets
 left in the environment for every child to inherit. End to end through the real
-``gigmcp`` command and a real ``gigmcp serve`` (tests/gateway_harness.py); the
+``gigmcp`` command and a real ``gigmcp serve`` (tests/support/gateway.py); the
 environment is checked with a real child process."""
 
 from __future__ import annotations

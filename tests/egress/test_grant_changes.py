@@ -1,6 +1,6 @@
 """A credential or egress change reaches running instances at once, end to end with
 every real part: the gateway (``gigmcp serve``) jails a real MCP server that calls an
-HTTPS API through the egress proxy, inside the egress lab (tests/egress/lab.py); the
+HTTPS API through the egress proxy, inside the egress lab (tests/support/egress_lab.py); the
 change is made with the command line, as an operator would, mid-session.
 
 The attack: a key leaked and the operator unset or replaced it, or took a host off the

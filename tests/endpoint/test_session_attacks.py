@@ -1,6 +1,6 @@
 """Attack list for legacy sessions and notification streams: one tenant must not evict
 another's sessions, sessions must not leak their listeners, and a revoked token's open
-streams must end at once. Runs the real endpoint in-process (tests/endpoint/inproc.py)
+streams must end at once. Runs the real endpoint in-process (tests/support/endpoint_inproc.py)
 so the tests can count a hub's listeners."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A toolspec server end to end with every real part: the project's engine laid out by
 the installer, jailed by the gateway, its calls leaving through the egress proxy, which
 swaps the placeholder in the credential header for the real key toward the API's host
-only. The "internet" is the egress lab's namespace (tests/egress/lab.py), where the API
+only. The "internet" is the egress lab's namespace (tests/support/egress_lab.py), where the API
 records every request it gets.
 
 Each request shape the issue names — GET with query, POST json, form encoding, path

@@ -1,4 +1,4 @@
-"""A real egress proxy for one test, inside the egress lab (tests/egress/lab.py).
+"""A real egress proxy for one test, inside the egress lab (tests/support/egress_lab.py).
 
 ``running_proxy`` starts the proxy in-process (in the lab's namespace, where the calling
 thread already is) for one instance whose grant the test chooses: its egress hosts and
