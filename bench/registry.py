@@ -105,8 +105,8 @@ def oci_install(runs: int) -> dict[str, Any]:
     import asyncio
     import shutil
 
-    from tests.packages.oci import images
-    from tests.packages.oci.registry import start_registry, stop_registry
+    from tests.support import oci_images as images
+    from tests.support.oci_registry import start_registry, stop_registry
 
     from gigmcp.packages.oci.cache import ImageCache
     from gigmcp.packages.oci.distribution import ClientOptions
@@ -160,7 +160,7 @@ def oci_install(runs: int) -> dict[str, Any]:
 
 
 def toolspec_roundtrip(runs: int) -> dict[str, Any]:
-    from tests.toolspec_engine.lab import make_ca, start_upstream
+    from tests.support.toolspec_lab import make_ca, start_upstream
 
     with tempfile.TemporaryDirectory(prefix="gigbench-") as tmp:
         pki = make_ca(Path(tmp))

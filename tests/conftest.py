@@ -3,7 +3,7 @@
 Owns locating the installed MCP peers (npm under ``tests/peers``, PyPI in the venv) and
 the opt-ins: ``@pytest.mark.slow`` runs only with ``GIG_SLOW_TESTS=1``, and
 ``@pytest.mark.root`` is skipped, with the reason, where namespaces are not available.
-It loads tests/astguard.py, which keeps this process clear of CPython's gh-106905 (the
+It loads tests/support/astguard.py, which keeps this process clear of CPython's gh-106905 (the
 INTERNALERROR "AST constructor recursion depth mismatch" on 3.11 before 3.11.8).
 It must never start a process, download anything or stand in for a peer.
 """
@@ -19,7 +19,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-pytest_plugins = ["tests.astguard", "tests.databases"]
+pytest_plugins = ["tests.support.astguard", "tests.support.databases"]
+# Helpers moved out of test modules and conftests keep pytest's assert messages: the
+# package is marked here, before any test module imports it.
+pytest.register_assert_rewrite("tests.support")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""The suite's workaround for CPython gh-106905 (tests/astguard.py) does its job: the
-reproducer (tests/ast_fault.py), run in a fresh interpreter, makes ``ast.parse`` fail on
+"""The suite's workaround for CPython gh-106905 (tests/support/astguard.py) does its job: the
+reproducer (tests/support/ast_fault.py), run in a fresh interpreter, makes ``ast.parse`` fail on
 every round without the workaround, and on none with it; and this very process runs with
 it wherever the interpreter needs it."""
 
@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from tests.astguard import has_the_fault, parse_alone
-from tests.gateway_harness import ROOT
+from tests.support.astguard import has_the_fault, parse_alone
+from tests.support.gateway import ROOT
 
 needs_the_faulty_interpreter = pytest.mark.skipif(
     not has_the_fault(), reason=f"Python {sys.version.split()[0]} has the fix for gh-106905"
@@ -22,7 +22,7 @@ needs_the_faulty_interpreter = pytest.mark.skipif(
 
 def reproduce(*args: str) -> dict[str, int]:
     done = subprocess.run(
-        [sys.executable, "-m", "tests.ast_fault", *args],
+        [sys.executable, "-m", "tests.support.ast_fault", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -35,7 +35,7 @@ def reproduce(*args: str) -> dict[str, int]:
 
 @needs_the_faulty_interpreter
 def test_without_the_guard_nested_and_threaded_parses_fail() -> None:
-    # If this starts failing, the interpreter was fixed: drop tests/astguard.py.
+    # If this starts failing, the interpreter was fixed: drop tests/support/astguard.py.
     counts = reproduce()
     assert counts["nested"] > 0, counts
     assert counts["threaded"] > 0, counts

@@ -1,7 +1,7 @@
 """Attacks on what the gateway keeps on disk and in its environment: a data directory or
 database other users can read, key files readable by others, secrets left in the
 environment for every child to inherit. End to end through the real ``gigmcp`` command
-and a real ``gigmcp serve`` (tests/gateway_harness.py); the environment is checked with
+and a real ``gigmcp serve`` (tests/support/gateway.py); the environment is checked with
 a real child process."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gigmcp.config import load_settings
-from tests.gateway_harness import GatewayProc, gateway
+from tests.support.gateway import GatewayProc, gateway
 
 KEY = "ab" * 32
 OTHER_KEY = "cd" * 32

@@ -4,38 +4,9 @@ standard input, never shown, never on disk in clear; a rotation while keys chang
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-GIGMCP = str(Path(sys.executable).parent / "gigmcp")
-SECRET = "ghp_cli_CANARY_0f9e8d7c6b5a4f3e2d1c"
-OLD, NEW = "11" * 32, "22" * 32
-CRED = {
-    "id": "github_token",
-    "type": "api_key",
-    "env": "GITHUB_TOKEN",
-    "inject": {"header": "Authorization", "format": "Bearer {token}"},
-}
-
-
-def run(
-    tmp: Path, *args: str, stdin: str | None = None, **env: str
-) -> subprocess.CompletedProcess[str]:
-    base = {"PATH": os.environ["PATH"], "GIG_DATA_DIR": str(tmp), "HOME": str(tmp)}
-    return subprocess.run(
-        [GIGMCP, *args], env={**base, "GIG_MASTER_KEY": OLD, **env}, input=stdin,
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-
-
-def add_server(tmp: Path) -> None:
-    out = run(
-        tmp, "server", "add", "github", "--egress", "api.github.com",
-        "--credential", json.dumps(CRED), "--", "/bin/cat",
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
+from tests.support.credentials_cli import CRED, NEW, OLD, SECRET, add_server, run
 
 
 def test_a_value_is_read_from_stdin_and_never_shown(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.gateway_harness import GIGMCP
-from tests.registry.samples import GOOD_SPEC_YAML, GOOD_YAML
+from tests.support.gateway import GIGMCP
+from tests.support.registry_samples import GOOD_SPEC_YAML, GOOD_YAML
 
 
 def gigmcp(tmp: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -24,7 +24,7 @@ from gigmcp.installer.runnable import Runnable
 from gigmcp.registry import gostruct
 from gigmcp.registry.index import build_index, parse_index
 from gigmcp.store.models import AuditRow, ConfigRevision, Server
-from tests.registry.samples import good
+from tests.support.registry_samples import good
 
 GENERATED = "2026-01-01T00:00:00Z"
 

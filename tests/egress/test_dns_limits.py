@@ -38,7 +38,7 @@ from gigmcp.netpolicy.policy import EgressPolicy
 from gigmcp.sandbox.identity import Identity, SourceTable
 from gigmcp.store.db import make_engine, migrate
 from gigmcp.store.models import EgressAuditRow, utcnow
-from tests.gateway_harness import free_port
+from tests.support.gateway import free_port
 
 LOOPBACK = "127.0.0.1"
 

@@ -2,7 +2,7 @@
 tool on a real MCP server jailed by the gateway; the server calls an HTTPS API with the
 key it holds (a placeholder), through the gateway's egress proxy, which injects the real
 key toward the API's host only. The whole gateway runs inside the egress lab's namespace
-(tests/egress/lab.py), whose only "internet" is the lab's servers.
+(tests/support/egress_lab.py), whose only "internet" is the lab's servers.
 
 Then the canary (the real key) is searched for everywhere it must not be: the jail's
 environment and files, everything the server received, the gateway's log lines and
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.egress.lab import Lab, lab
-from tests.gateway_harness import ROOT, GatewayProc, gateway
-from tests.router.test_aggregation import connect, text_of
+from tests.support.egress_lab import Lab, lab
+from tests.support.gateway import ROOT, GatewayProc, gateway
+from tests.support.mcp_client import connect, text_of
 
 pytestmark = pytest.mark.root
 

@@ -1,6 +1,6 @@
 """A credential or egress change reaches running instances at once, end to end with
 every real part: the gateway (``gigmcp serve``) jails a real MCP server that calls an
-HTTPS API through the egress proxy, inside the egress lab (tests/egress/lab.py); the
+HTTPS API through the egress proxy, inside the egress lab (tests/support/egress_lab.py); the
 change is made with the command line, as an operator would, mid-session.
 
 The attack: a key leaked and the operator unset or replaced it, or took a host off the
@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from mcp.client.client import Client
 
-from tests.egress.lab import Hit, Lab, lab
-from tests.gateway_harness import ROOT, GatewayProc, gateway
-from tests.router.test_aggregation import connect, text_of
+from tests.support.egress_lab import Hit, Lab, lab
+from tests.support.gateway import ROOT, GatewayProc, gateway
+from tests.support.mcp_client import connect, text_of
 
 pytestmark = pytest.mark.root
 

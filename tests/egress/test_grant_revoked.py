@@ -6,7 +6,7 @@ A kept-alive tunnel outlives a change (a client library keeps its connections fo
 minutes): the proxy checks the grant again right before a request head goes upstream.
 Revoking is what the gateway does when it retires an instance (app.py: the
 provider forgets the grant, the proxy forgets what it compiled from it). The proxy runs
-in-process inside the egress lab (tests/egress/lab.py); the sandbox end is a real TLS
+in-process inside the egress lab (tests/support/egress_lab.py); the sandbox end is a real TLS
 client speaking HTTP/1.1 through a CONNECT tunnel, from the sandbox's address.
 """
 
@@ -32,7 +32,7 @@ from gigmcp.egress.proxy import EgressProxy
 from gigmcp.netpolicy.resolver import DnsResolver
 from gigmcp.sandbox.identity import Identity, SourceTable
 from gigmcp.store.db import make_engine, migrate
-from tests.egress.lab import PROXY_IP, SANDBOX_IP, Lab, lab
+from tests.support.egress_lab import PROXY_IP, SANDBOX_IP, Lab, lab
 
 pytestmark = pytest.mark.root
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gigmcp.core.definitions import DefinitionError, parse_credentials, parse_egress
-from tests.cli.test_credentials_cli import SECRET, add_server, run
+from tests.support.credentials_cli import SECRET, add_server, run
 
 EGRESS = parse_egress({"hosts": ["api.example.com"]})
 

@@ -19,8 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.egress.lab import HOST6_IP, HOST6_NAME, HOST_IP, HOST_NAMES, Lab, host_address, lab
-from tests.egress.proxy_support import running_proxy
+from tests.support.egress_lab import (
+    HOST6_IP,
+    HOST6_NAME,
+    HOST_IP,
+    HOST_NAMES,
+    Lab,
+    host_address,
+    lab,
+)
+from tests.support.proxy import running_proxy
 
 HOSTS = ["api.example.test", "internal.example.test", "private.example.test", HOST6_NAME,
          *HOST_NAMES]  # fmt: skip

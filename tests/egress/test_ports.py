@@ -19,9 +19,9 @@ from gigmcp.config import ConfigError, load_settings
 from gigmcp.core.definitions import parse_egress
 from gigmcp.netpolicy.hosts import canonical_host
 from gigmcp.netpolicy.policy import EgressPolicy
-from tests.egress.lab import Lab, lab
-from tests.egress.proxy_support import running_proxy
-from tests.gateway_harness import GatewayProc, gateway
+from tests.support.egress_lab import Lab, lab
+from tests.support.gateway import GatewayProc, gateway
+from tests.support.proxy import running_proxy
 
 HOST = canonical_host("api.example.test")
 

@@ -1,5 +1,5 @@
 """The egress proxy, attack by attack, with real TLS, a real DNS server and real clients
-(curl, raw sockets), in a namespace with no route out (tests/egress/lab.py).
+(curl, raw sockets), in a namespace with no route out (tests/support/egress_lab.py).
 
 The "sandbox" holds only a placeholder; the upstream must receive the real key, and
 nothing the sandbox gets back may hold it. Every refused destination has a listener that
@@ -40,7 +40,7 @@ from gigmcp.netpolicy.resolver import DnsResolver
 from gigmcp.sandbox.identity import Identity, SourceTable
 from gigmcp.store.db import make_engine, migrate
 from gigmcp.store.models import EgressAuditRow
-from tests.egress.lab import (
+from tests.support.egress_lab import (
     OTHER_SANDBOX_IP,
     PROXY_IP,
     SANDBOX_IP,

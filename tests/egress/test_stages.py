@@ -1,5 +1,5 @@
 """The exchange's stages (injection, scrubbing, audit) and its HTTP/1 plumbing, each
-driven over a flow built in memory (tests/egress/flow_support.py): no namespace, no
+driven over a flow built in memory (tests/support/flow.py): no namespace, no
 network, no root. The same guarantees are shown end to end, through a real proxy, in
 test_proxy.py; these pin each stage's part on its own."""
 
@@ -23,7 +23,7 @@ from gigmcp.egress.stages.inject import InjectStage
 from gigmcp.egress.stages.scrub import ScrubStage
 from gigmcp.egress.upstream import UpstreamPool
 from gigmcp.netpolicy.resolver import SystemResolver
-from tests.egress.flow_support import (
+from tests.support.flow import (
     PLACEHOLDER,
     REAL,
     MemoryStream,

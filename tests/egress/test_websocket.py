@@ -11,7 +11,7 @@ import pytest
 
 from gigmcp.egress.scrub import Scrubber, ScrubRules
 from gigmcp.egress.websocket import FrameScrubber, WebSocketViolation, frame
-from tests.egress.lab import ws_frame, ws_message, ws_parse
+from tests.support.egress_lab import ws_frame, ws_message, ws_parse
 
 SECRET = b"sk_live_51Hx/9+Zq=REALkey_0123456789"
 PLACEHOLDER = b"gigmcp_ph_" + b"Q" * 50  # another length: the frames' lengths change

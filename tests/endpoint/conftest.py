@@ -5,18 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway_harness import EVERYTHING, MEMORY, TIME, GatewayProc, gateway
+from tests.support.gateway import GatewayProc
+from tests.support.shared_gateway import alpha_and_beta
 
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProc]:
     """A gateway with two profiles: `alpha` (everything + memory + time) and `beta` (memory)."""
     tmp: Path = tmp_path_factory.mktemp("gw")
-    with gateway(tmp, GIG_ALLOWED_ORIGINS="http://localhost:6274") as g:
-        g.add_server("everything", EVERYTHING)
-        g.add_server("memory", MEMORY, "--env", f"MEMORY_FILE_PATH={tmp / 'memory.jsonl'}")
-        g.add_server("time", TIME)
-        g.profile("alpha", "everything", "memory", "time")
-        g.profile("beta", "memory")
-        g.start()
+    with alpha_and_beta(tmp) as g:
         yield g

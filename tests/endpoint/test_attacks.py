@@ -5,37 +5,8 @@ from __future__ import annotations
 import httpx2 as httpx
 import pytest
 
-from tests.gateway_harness import GatewayProc
-
-MODERN = "2026-07-28"
-
-
-def modern_headers(token: str | None, method: str, name: str | None = None) -> dict[str, str]:
-    h = {
-        "Accept": "application/json, text/event-stream",
-        "Content-Type": "application/json",
-        "MCP-Protocol-Version": MODERN,
-        "Mcp-Method": method,
-    }
-    if name is not None:
-        h["Mcp-Name"] = name
-    if token is not None:
-        h["Authorization"] = f"Bearer {token}"
-    return h
-
-
-def modern_body(method: str, params: dict | None = None, rid: int = 1) -> dict:
-    p = dict(params or {})
-    p["_meta"] = {
-        "io.modelcontextprotocol/protocolVersion": MODERN,
-        "io.modelcontextprotocol/clientCapabilities": {},
-        "io.modelcontextprotocol/clientInfo": {"name": "attack-tests", "version": "1"},
-    }
-    return {"jsonrpc": "2.0", "id": rid, "method": method, "params": p}
-
-
-def post(gw: GatewayProc, profile: str, body: object, headers: dict[str, str]) -> httpx.Response:
-    return httpx.post(gw.url(profile), json=body, headers=headers, timeout=30)
+from tests.support.gateway import GatewayProc
+from tests.support.mcp_http import MODERN, modern_body, modern_headers, post
 
 
 def test_no_token_is_401_with_bearer_challenge(gw: GatewayProc) -> None:

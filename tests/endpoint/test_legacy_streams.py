@@ -7,7 +7,7 @@ import json
 
 import httpx2 as httpx
 
-from tests.gateway_harness import GatewayProc
+from tests.support.gateway import GatewayProc
 
 VERSION = "2025-06-18"
 

@@ -1,6 +1,6 @@
 """Attack list for legacy sessions and notification streams: one tenant must not evict
 another's sessions, sessions must not leak their listeners, and a revoked token's open
-streams must end at once. Runs the real endpoint in-process (tests/endpoint/inproc.py)
+streams must end at once. Runs the real endpoint in-process (tests/support/endpoint_inproc.py)
 so the tests can count a hub's listeners."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx2 as httpx
 
 from gigmcp.endpoint.sessions import SessionStore
-from tests.endpoint.inproc import LEGACY, stack, wait_until
-from tests.endpoint.test_attacks import modern_body, modern_headers
-from tests.gateway_harness import GatewayProc
-from tests.legacy_client import open_session, sse_messages
+from tests.support.endpoint_inproc import LEGACY, stack, wait_until
+from tests.support.gateway import GatewayProc
+from tests.support.legacy_client import open_session, sse_messages
+from tests.support.mcp_http import modern_body, modern_headers
 
 
 async def test_a_token_opening_many_sessions_cannot_evict_another_profiles_session(

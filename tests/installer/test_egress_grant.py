@@ -19,7 +19,7 @@ from gigmcp.installer.runnable import Runnable
 from gigmcp.registry import gostruct
 from gigmcp.store.db import make_engine, migrate
 from gigmcp.store.models import Server
-from tests.registry.samples import good
+from tests.support.registry_samples import good
 
 
 def test_attack_a_registry_install_grants_no_plain_http(tmp_path: Path) -> None:

@@ -30,8 +30,8 @@ from gigmcp.installer.index_fetch import (
 from gigmcp.netpolicy.resolver import DnsResolver
 from gigmcp.registry import signing
 from gigmcp.registry.index import build_index
-from tests.egress.lab import HOST_IP, HOST_NAMES, Lab, host_address, lab
-from tests.registry.samples import good
+from tests.support.egress_lab import HOST_IP, HOST_NAMES, Lab, host_address, lab
+from tests.support.registry_samples import good
 
 PRIVATE, PUBLIC = signing.keygen()
 NOW = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)

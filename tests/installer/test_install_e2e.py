@@ -31,15 +31,15 @@ import yaml
 from mcp.shared.exceptions import MCPError
 
 from gigmcp.sandbox import runtime
-from tests.gateway_harness import GatewayProc, gateway
-from tests.packages.oci import images
-from tests.packages.oci.registry import (
+from tests.support import oci_images as images
+from tests.support.gateway import GatewayProc, gateway
+from tests.support.mcp_client import connect, text_of
+from tests.support.oci_registry import (
     RunningRegistry,
     binary_available,
     start_registry,
     stop_registry,
 )
-from tests.router.test_aggregation import connect, text_of
 
 pytestmark = pytest.mark.root
 

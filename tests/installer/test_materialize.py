@@ -25,8 +25,8 @@ from gigmcp.packages.spec import PackageInstallError
 from gigmcp.registry.hashing import runtime_hash
 from gigmcp.registry.manifest import Image, LockEntry, Manifest, Package
 from gigmcp.sandbox import runtime
-from tests.packages.conftest import NPM_CACHE, NPM_LOCK
-from tests.registry.samples import good, replace
+from tests.support.packages import NPM_CACHE, NPM_LOCK
+from tests.support.registry_samples import good, replace
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.gateway_harness import GatewayProc, gateway
-from tests.packages.conftest import WHEELHOUSE, flip, read_pypi_lock
-from tests.router.test_aggregation import connect, text_of
+from tests.support.gateway import GatewayProc, gateway
+from tests.support.mcp_client import connect, text_of
+from tests.support.packages import WHEELHOUSE, flip, read_pypi_lock
 
 pytestmark = pytest.mark.root
 

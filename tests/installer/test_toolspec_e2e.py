@@ -1,7 +1,7 @@
 """A toolspec server end to end with every real part: the project's engine laid out by
 the installer, jailed by the gateway, its calls leaving through the egress proxy, which
 swaps the placeholder in the credential header for the real key toward the API's host
-only. The "internet" is the egress lab's namespace (tests/egress/lab.py), where the API
+only. The "internet" is the egress lab's namespace (tests/support/egress_lab.py), where the API
 records every request it gets.
 
 Each request shape a toolspec can describe — GET with query, POST json, form encoding,
@@ -28,9 +28,9 @@ from gigmcp.core.definitions import parse_credentials, parse_egress
 from gigmcp.installer import toolspec
 from gigmcp.installer.runnable import Runnable
 from gigmcp.store.db import make_engine
-from tests.egress.lab import Lab, lab
-from tests.gateway_harness import GatewayProc, gateway
-from tests.router.test_aggregation import connect, text_of
+from tests.support.egress_lab import Lab, lab
+from tests.support.gateway import GatewayProc, gateway
+from tests.support.mcp_client import connect, text_of
 
 pytestmark = pytest.mark.root
 

@@ -24,7 +24,7 @@ from gigmcp.packages.spec import (
     SpecError,
 )
 from gigmcp.sandbox import runtime
-from tests.packages.conftest import (
+from tests.support.packages import (
     LocalRegistry,
     flip,
     jail_can_read,

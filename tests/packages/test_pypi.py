@@ -29,7 +29,7 @@ from gigmcp.packages.spec import (
     sha256_of,
 )
 from gigmcp.sandbox import runtime
-from tests.packages.conftest import flip, jail_can_read, leftovers, mcp_tools_in_jail
+from tests.support.packages import flip, jail_can_read, leftovers, mcp_tools_in_jail
 
 TIME_TOOLS = {"get_current_time", "convert_time"}
 

@@ -13,7 +13,7 @@ import pytest
 from gigmcp.filemodes import UMASK
 from gigmcp.packages import npm
 from gigmcp.packages.spec import PackageSpec
-from tests.packages.conftest import jail_can_read
+from tests.support.packages import jail_can_read
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from gigmcp.registry.toolspec import (
     validate_toolspec,
 )
 from gigmcp.registry.validate import validate_manifest
-from tests.registry.samples import (
+from tests.support.registry_samples import (
     CATALOG_HASHES,
     CATALOG_INDEX_GENERATED,
     CATALOG_INDEX_SHA256,

@@ -15,7 +15,7 @@ from gigmcp.registry.manifest import (
     Tool,
     parse_manifest,
 )
-from tests.registry.samples import (
+from tests.support.registry_samples import (
     PACKAGE_YAML,
     VECTOR_ONE_HASH,
     VECTOR_ONE_RUNTIME,

@@ -10,7 +10,7 @@ from gigmcp.registry.errors import DraftError
 from gigmcp.registry.importer import derive_name, draft_from_server_json
 from gigmcp.registry.manifest import Entitlements, parse_manifest
 from gigmcp.registry.validate import manifest_problems
-from tests.registry.samples import NPM_INTEGRITY, PYPI_INTEGRITY, replace
+from tests.support.registry_samples import NPM_INTEGRITY, PYPI_INTEGRITY, replace
 
 NPM_SERVER: dict[str, Any] = {
     "$schema": "https://static.modelcontextprotocol.io/schemas/2025-12-11/server.schema.json",

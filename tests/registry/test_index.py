@@ -15,7 +15,7 @@ from gigmcp.registry.errors import ManifestError, ManifestResolveError, Registry
 from gigmcp.registry.index import build_index, parse_index, parse_rfc3339
 from gigmcp.registry.manifest import Manifest, parse_manifest
 from gigmcp.registry.toolspec import ToolSpec, to_json
-from tests.registry.samples import (
+from tests.support.registry_samples import (
     SMALL_INDEX_GENERATED,
     SMALL_INDEX_LENGTH,
     SMALL_INDEX_SHA256,

@@ -9,7 +9,7 @@ import pytest
 from gigmcp.registry.egress_rules import check_egress_entry, egress_allows
 from gigmcp.registry.lint import Denylist, Finding, lint_manifest
 from gigmcp.registry.manifest import Entitlements, Manifest
-from tests.registry.samples import good, replace
+from tests.support.registry_samples import good, replace
 
 DENY = Denylist.from_lines(
     [

@@ -7,7 +7,7 @@ import pytest
 from gigmcp.registry.errors import ManifestError
 from gigmcp.registry.hashing import canonical_json
 from gigmcp.registry.manifest import LockEntry, parse_manifest
-from tests.registry.samples import (
+from tests.support.registry_samples import (
     GOOD_YAML,
     PACKAGE_YAML,
     VECTOR_ONE_JSON,

@@ -7,7 +7,13 @@ import pytest
 from gigmcp.registry.manifest import Image, LockEntry, Manifest, Package
 from gigmcp.registry.packages import package_problems, pypi_normalize
 from gigmcp.registry.validate import manifest_problems
-from tests.registry.samples import NPM_INTEGRITY, PYPI_INTEGRITY, good, package_manifest, replace
+from tests.support.registry_samples import (
+    NPM_INTEGRITY,
+    PYPI_INTEGRITY,
+    good,
+    package_manifest,
+    replace,
+)
 
 NPM = Package(
     registry_type="npm",

@@ -18,7 +18,7 @@ from gigmcp.registry.toolspec import (
     toolspec_problems,
     validate_toolspec,
 )
-from tests.registry.samples import GOOD_SPEC_YAML, GOOD_YAML, good, good_spec, replace
+from tests.support.registry_samples import GOOD_SPEC_YAML, GOOD_YAML, good, good_spec, replace
 
 WITH_QUERY = GOOD_SPEC_YAML.replace(
     "{name: text, in: body, type: string, required: true}",

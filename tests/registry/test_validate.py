@@ -9,7 +9,7 @@ import pytest
 from gigmcp.registry.errors import ManifestError
 from gigmcp.registry.manifest import Credential, Inject, Manifest, Tool
 from gigmcp.registry.validate import CATEGORIES, manifest_problems, validate_manifest
-from tests.registry.samples import good, replace
+from tests.support.registry_samples import good, replace
 
 
 def with_image(m: Manifest, **changes: str) -> Manifest:

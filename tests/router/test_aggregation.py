@@ -3,34 +3,15 @@ namespaced — through the official Python SDK client, in both protocol eras."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
-
 import mcp_types as types
 import pytest
 from mcp.client.client import Client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
-from tests.gateway_harness import GatewayProc
+from tests.support.gateway import GatewayProc
+from tests.support.mcp_client import connect, text_of
 
 MODES = ["legacy", "auto"]
-
-
-@asynccontextmanager
-async def connect(gw: GatewayProc, profile: str, mode: str, **kw: Any) -> AsyncIterator[Client]:
-    http = create_mcp_http_client(headers={"Authorization": f"Bearer {gw.tokens[profile]}"})
-    async with (
-        http,
-        Client(streamable_http_client(gw.url(profile), http_client=http), mode=mode, **kw) as c,
-    ):
-        yield c
-
-
-def text_of(result: types.CallToolResult) -> str:
-    return "".join(c.text for c in result.content if isinstance(c, types.TextContent))
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -110,7 +91,7 @@ async def test_pagination_returns_every_page_of_every_server(gw: GatewayProc) ->
 async def _direct_resource_count() -> int:
     from mcp.client.stdio import StdioServerParameters
 
-    from tests.gateway_harness import EVERYTHING
+    from tests.support.gateway import EVERYTHING
 
     params = StdioServerParameters(command=EVERYTHING[0], args=list(EVERYTHING[1:]))
     async with Client(params, mode="legacy") as c:

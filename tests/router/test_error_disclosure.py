@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.gateway_harness import gateway
-from tests.sandbox.launchfail import call_tool, error_ref, scratch, server_log
+from tests.support.gateway import gateway
+from tests.support.launchfail import call_tool, error_ref, scratch, server_log
 
 
 def test_attack_an_unjailed_launch_failure_discloses_no_host_path(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway_harness import NODE, NODE22, PEERS, GatewayProc
+from tests.support.gateway import NODE, NODE22, PEERS, GatewayProc
 
 HERE = Path(__file__).resolve().parent.parent / "clients"
 

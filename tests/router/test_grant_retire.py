@@ -28,7 +28,7 @@ from gigmcp.store.catalog import StoreCatalog
 from gigmcp.supervisor.launcher import PlainLauncher
 from gigmcp.supervisor.supervisor import StartError, Supervisor, default_spec
 from gigmcp.vault.keys import Keyring, MasterKey
-from tests.gateway_harness import TIME
+from tests.support.gateway import TIME
 
 RING = Keyring(MasterKey(bytes(range(32))))
 CREDENTIAL = {

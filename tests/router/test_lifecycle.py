@@ -23,8 +23,8 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from gigmcp.mcp.jsonrpc import REQUEST_TIMEOUT
-from tests.gateway_harness import GatewayProc, gateway
-from tests.router.test_aggregation import connect, text_of
+from tests.support.gateway import GatewayProc, gateway
+from tests.support.mcp_client import connect, text_of
 
 CRASHY = (sys.executable, str(Path(__file__).resolve().parent.parent / "servers" / "crashy.py"))
 
@@ -198,7 +198,7 @@ async def _log_says(gw: GatewayProc, server: str, needle: str) -> bool:
 async def test_modern_client_hanging_up_cancels_the_upstream_call(lgw: GatewayProc) -> None:
     import httpx2 as httpx
 
-    from tests.endpoint.test_attacks import modern_body, modern_headers
+    from tests.support.mcp_http import modern_body, modern_headers
 
     body = modern_body(
         "tools/call", {"name": "steady_watched", "arguments": {"seconds": 30, "marker": "hangup"}}
@@ -274,7 +274,7 @@ def _modern_call(
 ) -> dict:
     import httpx2 as httpx
 
-    from tests.endpoint.test_attacks import modern_body, modern_headers
+    from tests.support.mcp_http import modern_body, modern_headers
 
     headers = dict(modern_headers(gw.tokens[profile], "tools/call", name), **extra_headers)
     r = httpx.post(

@@ -10,8 +10,8 @@ from typing import Any
 import mcp_types as types
 
 from gigmcp.mcp.versions import LOG_LEVELS
-from tests.gateway_harness import GatewayProc
-from tests.router.test_aggregation import connect
+from tests.support.gateway import GatewayProc
+from tests.support.mcp_client import connect
 
 STATIC = "everything+demo://resource/static/document/architecture.md"
 

@@ -14,8 +14,8 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from gigmcp.core.pins import PinBook, PinChange, fingerprint
-from tests.gateway_harness import ROOT, GatewayProc, gateway
-from tests.router.test_aggregation import connect, text_of
+from tests.support.gateway import ROOT, GatewayProc, gateway
+from tests.support.mcp_client import connect, text_of
 
 SHIFTY = (sys.executable, str(ROOT / "tests" / "servers" / "shifty.py"))
 

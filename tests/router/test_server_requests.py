@@ -9,8 +9,8 @@ from typing import Any
 import mcp_types as types
 import pytest
 
-from tests.gateway_harness import GatewayProc
-from tests.router.test_aggregation import connect, text_of
+from tests.support.gateway import GatewayProc
+from tests.support.mcp_client import connect, text_of
 
 
 def sampler(marker: str) -> Any:

@@ -19,7 +19,7 @@ from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-from tests.gateway_harness import SERVERS, GatewayProc, gateway
+from tests.support.gateway import SERVERS, GatewayProc, gateway
 
 PROFILE = "news"
 

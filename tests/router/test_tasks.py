@@ -23,8 +23,8 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from tests.endpoint.test_attacks import MODERN, modern_headers
-from tests.gateway_harness import EVERYTHING, GatewayProc, gateway
+from tests.support.gateway import EVERYTHING, GatewayProc, gateway
+from tests.support.mcp_http import MODERN, modern_headers
 
 CRASHY = (sys.executable, str(Path(__file__).resolve().parent.parent / "servers" / "crashy.py"))
 TASKS = "io.modelcontextprotocol/tasks"

@@ -21,8 +21,8 @@ import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from tests.gateway_harness import SERVERS, gateway
-from tests.router.test_aggregation import connect
+from tests.support.gateway import SERVERS, gateway
+from tests.support.mcp_client import connect
 
 REF = re.compile(r"^Server 'quitter' is unavailable \(ref ([0-9a-f]{8})\)$")
 

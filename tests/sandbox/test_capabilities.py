@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway_harness import EVERYTHING, GIGMCP, ROOT, GatewayProc, gateway
-from tests.router.test_aggregation import connect, text_of
+from tests.support.gateway import EVERYTHING, GIGMCP, ROOT, GatewayProc, gateway
+from tests.support.mcp_client import connect, text_of
 
 pytestmark = pytest.mark.root
 

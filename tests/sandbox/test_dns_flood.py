@@ -27,8 +27,8 @@ import pytest
 from mcp.client.client import Client
 
 from gigmcp.sandbox.firewall import TABLE
-from tests.gateway_harness import ROOT, GatewayProc, gateway
-from tests.router.test_aggregation import connect, text_of
+from tests.support.gateway import ROOT, GatewayProc, gateway
+from tests.support.mcp_client import connect, text_of
 
 pytestmark = pytest.mark.root
 

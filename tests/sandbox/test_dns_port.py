@@ -24,9 +24,9 @@ from gigmcp.netpolicy.policy import EgressPolicy
 from gigmcp.sandbox.firewall import DNS_BURST, DNS_RATE_PER_S
 from gigmcp.sandbox.identity import SourceTable
 from gigmcp.sandbox.netns import SandboxNetwork
-from tests.gateway_harness import free_port
-from tests.sandbox.netprobe import connect, run_in
-from tests.sandbox.test_network import SUBNET, WALLS, keep_only, listener
+from tests.support.gateway import free_port
+from tests.support.netprobe import connect, run_in
+from tests.support.sandbox_network import SUBNET, WALLS, keep_only, listener
 
 BASE = 3128
 SO_RCVBUFFORCE = 33  # <asm-generic/socket.h>; not exported by Python 3.11

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.gateway_harness import GatewayProc, gateway
-from tests.sandbox.launchfail import TINY, call_tool, error_ref, scratch, server_log
+from tests.support.gateway import GatewayProc, gateway
+from tests.support.launchfail import TINY, call_tool, error_ref, scratch, server_log
 
 pytestmark = pytest.mark.root
 

@@ -13,13 +13,10 @@ from pathlib import Path
 
 import pytest
 from mcp.shared.exceptions import MCPError
-from pyroute2 import IPRoute
 
-from gigmcp.sandbox.firewall import TABLE
 from gigmcp.sandbox.jail import HOST_UID_BASE
-from gigmcp.sandbox.nft import Nft
-from tests.gateway_harness import EVERYTHING, MEMORY, NODE, ROOT, GatewayProc, gateway
-from tests.router.test_aggregation import connect, text_of
+from tests.support.gateway import EVERYTHING, MEMORY, NODE, ROOT, GatewayProc, gateway
+from tests.support.mcp_client import connect, text_of
 
 pytestmark = pytest.mark.root
 
@@ -42,29 +39,6 @@ def jailed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProc]:
         g.profile("hogs", "crashy", "everything")
         g.start()
         yield g
-
-
-def _sandbox_links() -> set[str]:
-    with IPRoute() as ipr:
-        names = {str(link.get_attr("IFLA_IFNAME")) for link in ipr.get_links()}
-    return {n for n in names if n.startswith("gmv")}
-
-
-def _gigmcp_cgroups() -> list[str]:
-    found = []
-    for root, dirs, _files in os.walk("/sys/fs/cgroup"):
-        if os.path.basename(root) == "gigmcp":
-            found.extend(os.path.join(root, d) for d in dirs)
-            dirs.clear()
-    return found
-
-
-def _table_elements() -> str:
-    with Nft() as n:
-        if TABLE not in n.run("list tables"):
-            return ""
-        listing = n.run(f"list table inet {TABLE}")
-    return "\n".join(line for line in listing.splitlines() if "elements" in line and "gmv" in line)
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])

@@ -23,7 +23,7 @@ import pytest
 from gigmcp.core.instances import InstanceKey
 from gigmcp.core.launch import JailLimits, LaunchedProcess, LaunchSpec
 from gigmcp.sandbox.launcher import SandboxConfig, SandboxLauncher
-from tests.sandbox.test_network import listener, outside_namespace
+from tests.support.sandbox_network import listener, outside_namespace
 
 pytestmark = pytest.mark.root
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from gigmcp.sandbox import runtime
-from tests.gateway_harness import gateway
-from tests.sandbox.launchfail import (
+from tests.support.gateway import gateway
+from tests.support.launchfail import (
     call_tool,
     error_ref,
     private_python,

@@ -13,14 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway_harness import EVERYTHING, MEMORY, gateway
-from tests.router.test_aggregation import connect
-from tests.sandbox.test_gateway_jailed import (
-    SUBNET,
-    _gigmcp_cgroups,
-    _sandbox_links,
-    _table_elements,
-)
+from tests.support.gateway import EVERYTHING, MEMORY, gateway
+from tests.support.host_leftovers import gigmcp_cgroups, sandbox_links, table_elements
+from tests.support.mcp_client import connect
+from tests.support.sandbox_network import SUBNET
 
 pytestmark = pytest.mark.root
 
@@ -40,7 +36,7 @@ def test_a_killed_gateway_leaves_nothing_and_a_restart_reconciles(
         g.add_server("everything", EVERYTHING)
         g.add_server("memory", MEMORY, "--env", "MEMORY_FILE_PATH=/home/sandbox/m.jsonl")
         g.profile("pp", "everything", "memory")
-        links_before = _sandbox_links()
+        links_before = sandbox_links()
         for cycle in range(2):
             g.start()
 
@@ -52,7 +48,7 @@ def test_a_killed_gateway_leaves_nothing_and_a_restart_reconciles(
             asyncio.run(use())
             kids = g.descendants()
             assert len(kids) >= 2
-            assert _sandbox_links() - links_before, "the instances have their links"
+            assert sandbox_links() - links_before, "the instances have their links"
             assert g.proc is not None
             if cycle == 0:
                 os.kill(g.proc.pid, signal.SIGKILL)  # no clean-up code runs
@@ -66,13 +62,13 @@ def test_a_killed_gateway_leaves_nothing_and_a_restart_reconciles(
             assert alive == [], f"processes outlived the gateway: {alive}"
             # Namespaces die with their last process, and the veths with them.
             deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and _sandbox_links() - links_before:
+            while time.monotonic() < deadline and sandbox_links() - links_before:
                 time.sleep(0.05)
-            assert _sandbox_links() - links_before == set()
+            assert sandbox_links() - links_before == set()
         # After the clean stop: no cgroup, no rule element left (the restart after the
         # SIGKILL reconciled the first run's leftovers).
-        assert _gigmcp_cgroups() == []
-        assert _table_elements() == ""
+        assert gigmcp_cgroups() == []
+        assert table_elements() == ""
 
 
 def _namespaces(kind: str) -> set[str]:
@@ -101,11 +97,11 @@ async def test_many_spawn_kill_cycles_leave_nothing_behind(mode: str) -> None:
     cycles = 1000 if os.environ.get("GIG_SLOW_TESTS") == "1" else 30
     before = {
         "fds": set(os.listdir("/proc/self/fd")),
-        "links": await asyncio.to_thread(_sandbox_links),
+        "links": await asyncio.to_thread(sandbox_links),
         "net": _namespaces("net"),
         "pid": _namespaces("pid"),
         "user": _namespaces("user"),
-        "cgroups": _gigmcp_cgroups(),
+        "cgroups": gigmcp_cgroups(),
     }
     sandbox = SandboxLauncher(SandboxConfig(subnet=SUBNET, pool_size=2, mode=mode))
     await sandbox.start()
@@ -126,15 +122,15 @@ async def test_many_spawn_kill_cycles_leave_nothing_behind(mode: str) -> None:
     finally:
         await sandbox.aclose()
     await asyncio.sleep(0.2)
-    assert await asyncio.to_thread(_sandbox_links) == before["links"]
-    assert _gigmcp_cgroups() == before["cgroups"] == []
+    assert await asyncio.to_thread(sandbox_links) == before["links"]
+    assert gigmcp_cgroups() == before["cgroups"] == []
     assert _namespaces("net") <= before["net"]
     assert _namespaces("pid") <= before["pid"]
     assert _namespaces("user") <= before["user"]
     # Our jails end init-first, so the monitor reaps the init: no orphan is left to the
     # host's pid 1 (where a container's init might never reap it).
     assert not _orphaned_jail_zombies() & jail_inits
-    assert _table_elements() == ""
+    assert table_elements() == ""
     extra = set(os.listdir("/proc/self/fd")) - before["fds"] - {"3"}
     targets = {}
     for fd in extra:
@@ -178,5 +174,5 @@ async def test_closing_while_the_pool_refills_leaks_nothing() -> None:
         except OSError:
             continue  # listdir's own descriptor
     assert leaked == {}
-    assert _gigmcp_cgroups() == []
-    assert await asyncio.to_thread(_sandbox_links) == set()
+    assert gigmcp_cgroups() == []
+    assert await asyncio.to_thread(sandbox_links) == set()

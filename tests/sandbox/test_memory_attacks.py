@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from tests.gateway_harness import ROOT, GatewayProc, gateway
-from tests.legacy_client import (
+from tests.support.gateway import ROOT, GatewayProc, gateway
+from tests.support.legacy_client import (
     RssSampler,
     call_body,
     open_session,

@@ -10,7 +10,7 @@ import pytest
 
 from gigmcp.core.launch import JailLimits
 from gigmcp.sandbox import runtime
-from tests.gateway_harness import EVERYTHING
+from tests.support.gateway import EVERYTHING
 
 
 def test_a_node_server_sees_node_its_libraries_and_its_node_modules() -> None:

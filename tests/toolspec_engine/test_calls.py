@@ -26,10 +26,10 @@ import anyio
 import pytest
 
 from gigmcp.toolspec_engine import launch
-from tests.toolspec_engine.catalog import entry
-from tests.toolspec_engine.conftest import ENGINE_DIR, engine_session, jail_command
-from tests.toolspec_engine.demo import KEY, TOKEN, demo_env, demo_input, demo_spec
-from tests.toolspec_engine.lab import API_HOSTS, Pki, Upstream, start_tunnel
+from tests.support.toolspec_catalog import entry
+from tests.support.toolspec_demo import KEY, TOKEN, demo_env, demo_input, demo_spec
+from tests.support.toolspec_lab import API_HOSTS, Pki, Upstream, start_tunnel
+from tests.support.toolspec_session import ENGINE_DIR, engine_session, jail_command
 
 
 def text_of(result: Any) -> str:

@@ -21,8 +21,8 @@ from mcp.shared.exceptions import MCPError
 
 from gigmcp.toolspec_engine.schema import input_schema
 from gigmcp.toolspec_engine.spec import load_input
-from tests.toolspec_engine.catalog import Entry, entries, entry
-from tests.toolspec_engine.conftest import engine_session
+from tests.support.toolspec_catalog import Entry, entries, entry
+from tests.support.toolspec_session import engine_session
 
 SAMPLE: dict[str, Any] = {
     "string": "x",

@@ -21,8 +21,8 @@ import pytest
 
 from gigmcp.toolspec_engine import launch
 from gigmcp.toolspec_engine.spec import Credential, InputError, load_input
-from tests.toolspec_engine.conftest import jail_command, write_input
-from tests.toolspec_engine.demo import demo_input
+from tests.support.toolspec_demo import demo_input
+from tests.support.toolspec_session import jail_command, write_input
 
 Doc = dict[str, Any]
 

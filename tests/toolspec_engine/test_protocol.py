@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.toolspec_engine.conftest import jail_command, write_input
-from tests.toolspec_engine.demo import demo_env, demo_input
-from tests.toolspec_engine.lab import Pki, Upstream
+from tests.support.toolspec_demo import demo_env, demo_input
+from tests.support.toolspec_lab import Pki, Upstream
+from tests.support.toolspec_session import jail_command, write_input
 
 VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 

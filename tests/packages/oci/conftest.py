@@ -12,16 +12,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from gigmcp.packages.oci.cache import ImageCache
-from gigmcp.packages.oci.distribution import ClientOptions
-from gigmcp.packages.oci.pull import PullOptions
-from tests.packages.oci.images import Pusher
-from tests.packages.oci.registry import (
+from tests.support.oci_images import Pusher
+from tests.support.oci_pull import CacheBox
+from tests.support.oci_registry import (
     RunningRegistry,
     TokenServer,
     binary_available,
@@ -74,24 +72,6 @@ def repo(request: pytest.FixtureRequest) -> str:
     return f"gig/{stem}-{next(_repo_numbers)}"
 
 
-@dataclass
-class CacheBox:
-    cache: ImageCache
-    root: Path
-
-    def snapshot(self) -> dict[str, list[str]]:
-        return {
-            name: sorted(os.listdir(self.root / name))
-            for name in ("rootfs", "refs", "tmp", "blobs/sha256")
-        }
-
-    def assert_clean(self, before: dict[str, list[str]] | None = None) -> None:
-        """Nothing left by a refused install: no root, no record, no staging, and no
-        blob that was not there before."""
-        empty = {"rootfs": [], "refs": [], "tmp": [], "blobs/sha256": []}
-        assert self.snapshot() == (before or empty)
-
-
 @pytest.fixture
 def box() -> Iterator[CacheBox]:
     # Not under pytest's tmp dir: the jail's user must be able to reach an image root.
@@ -101,9 +81,3 @@ def box() -> Iterator[CacheBox]:
         yield CacheBox(ImageCache(root / "cache"), root / "cache")
     finally:
         shutil.rmtree(root, ignore_errors=True)
-
-
-def plain_options(*hosts: str, **kw: object) -> PullOptions:
-    """Options for loopback registries over plain http (explicitly listed, as in tests)."""
-    client = ClientOptions(plain_http_registries=frozenset(hosts), read_timeout_s=10)
-    return PullOptions(client=client, **kw)  # type: ignore[arg-type]

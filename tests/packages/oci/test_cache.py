@@ -10,8 +10,8 @@ import pytest
 
 from gigmcp.packages.oci.cache import Staging
 from gigmcp.packages.oci.errors import BadReference
-from tests.packages.oci.conftest import CacheBox
-from tests.packages.oci.images import sha
+from tests.support.oci_images import sha
+from tests.support.oci_pull import CacheBox
 
 DIGEST = sha(b"an image")
 

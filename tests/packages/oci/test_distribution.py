@@ -16,10 +16,10 @@ from gigmcp.netpolicy.resolver import AddressResolveError, DnsResolver
 from gigmcp.packages.oci.distribution import ClientOptions, parse_challenge
 from gigmcp.packages.oci.errors import OciRegistryError, VerificationError
 from gigmcp.packages.oci.pull import PullOptions, install_image
-from tests.egress.lab import HOST_IP, HOST_NAMES, Lab, host_address, lab
-from tests.packages.oci.conftest import CacheBox, plain_options
-from tests.packages.oci.images import app_layer, image, index, sha
-from tests.packages.oci.registry import FakeRegistry, Reply, Seen, fake_registry
+from tests.support.egress_lab import HOST_IP, HOST_NAMES, Lab, host_address, lab
+from tests.support.oci_images import app_layer, image, index, sha
+from tests.support.oci_pull import CacheBox, plain_options
+from tests.support.oci_registry import FakeRegistry, Reply, Seen, fake_registry
 
 
 async def install(

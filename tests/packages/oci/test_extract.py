@@ -13,7 +13,7 @@ import pytest
 
 from gigmcp.packages.oci.errors import ExtractError
 from gigmcp.packages.oci.extract import ExtractLimits, Layer, extract_layers
-from tests.packages.oci.images import (
+from tests.support.oci_images import (
     LAYER_GZIP,
     LAYER_TAR,
     Entry,

@@ -19,7 +19,7 @@ from gigmcp.packages.oci.platform import (
     host_platform,
     select_manifest,
 )
-from tests.packages.oci.images import FOREIGN_ARCH, FOREIGN_ELF, HOST_ELF, elf_header, sha
+from tests.support.oci_images import FOREIGN_ARCH, FOREIGN_ELF, HOST_ELF, elf_header, sha
 
 HOST = host_platform()
 

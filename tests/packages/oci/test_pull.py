@@ -12,8 +12,7 @@ from pathlib import Path
 import httpx2
 
 from gigmcp.packages.oci.pull import install_image
-from tests.packages.oci.conftest import CacheBox, plain_options
-from tests.packages.oci.images import (
+from tests.support.oci_images import (
     HOST_ARCH,
     Pusher,
     app_layer,
@@ -25,7 +24,8 @@ from tests.packages.oci.images import (
     single,
     tar,
 )
-from tests.packages.oci.registry import SERVICE, RunningRegistry, fake_registry
+from tests.support.oci_pull import CacheBox, plain_options
+from tests.support.oci_registry import SERVICE, RunningRegistry, fake_registry
 
 
 async def install(reg: str, repo: str, digest: str, box: CacheBox, **kw: object) -> Path:

@@ -20,8 +20,7 @@ from gigmcp.core.launch import LaunchSpec
 from gigmcp.packages.oci.pull import install_image
 from gigmcp.sandbox import runtime
 from gigmcp.sandbox.launcher import SandboxConfig, SandboxLauncher
-from tests.packages.oci.conftest import CacheBox, plain_options
-from tests.packages.oci.images import (
+from tests.support.oci_images import (
     Pusher,
     copy_host_tree,
     directory,
@@ -31,7 +30,8 @@ from tests.packages.oci.images import (
     index,
     tar,
 )
-from tests.packages.oci.registry import RunningRegistry
+from tests.support.oci_pull import CacheBox, plain_options
+from tests.support.oci_registry import RunningRegistry
 
 pytestmark = pytest.mark.root
 

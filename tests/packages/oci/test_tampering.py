@@ -24,8 +24,7 @@ from gigmcp.packages.oci.errors import (
 )
 from gigmcp.packages.oci.extract import ExtractLimits
 from gigmcp.packages.oci.pull import install_image
-from tests.packages.oci.conftest import CacheBox, plain_options
-from tests.packages.oci.images import (
+from tests.support.oci_images import (
     FOREIGN_ARCH,
     FOREIGN_ELF,
     HOST_ELF,
@@ -49,7 +48,8 @@ from tests.packages.oci.images import (
     symlink,
     tar,
 )
-from tests.packages.oci.registry import Reply, RunningRegistry, fake_registry
+from tests.support.oci_pull import CacheBox, plain_options
+from tests.support.oci_registry import Reply, RunningRegistry, fake_registry
 
 
 async def refused(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 GIGMCP = str(VENV_BIN / "gigmcp")
 PEERS = ROOT / "tests" / "peers" / "node_modules"

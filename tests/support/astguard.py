@@ -35,7 +35,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # the reproducer (tests/ast_fault.py) runs it where pytest is not
+if TYPE_CHECKING:  # the reproducer (tests/support/ast_fault.py) runs it where pytest is not
     import pytest
 
 _original_parse: Callable[..., Any] = ast.parse

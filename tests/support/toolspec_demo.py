@@ -2,7 +2,7 @@
 
 It covers every param location and type, both body encodings, every method, a fixed
 query in a path, a tool with a base URL of its own, and routes to each kind of answer
-the loopback upstream (``lab``) can give. Two credentials, each read from a variable
+the loopback upstream (``toolspec_lab``) can give. Two credentials, each read from a variable
 holding a placeholder, as in the jail.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.toolspec_engine.lab import Pki
+from tests.support.toolspec_lab import Pki
 
 TOKEN = "gigph_demo_0123456789abcdefABCDEF"
 KEY = "gigph_key_9876543210zyxwvuZYXWVU"

@@ -1,4 +1,4 @@
-"""A real egress proxy for one test, inside the egress lab (tests/egress/lab.py).
+"""A real egress proxy for one test, inside the egress lab (tests/support/egress_lab.py).
 
 ``running_proxy`` starts the proxy in-process (in the lab's namespace, where the calling
 thread already is) for one instance whose grant the test chooses: its egress hosts and
@@ -30,7 +30,7 @@ from gigmcp.netpolicy.resolver import DnsResolver
 from gigmcp.sandbox.identity import Identity, SourceTable
 from gigmcp.store.db import make_engine, migrate
 from gigmcp.store.models import EgressAuditRow
-from tests.egress.lab import PROXY_IP, SANDBOX_IP, Lab
+from tests.support.egress_lab import PROXY_IP, SANDBOX_IP, Lab
 
 KEY = InstanceKey(1, "api")
 PORTS = ProxyPorts.from_base(3128)

@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.packages.oci.images import OCI_INDEX, OCI_MANIFEST, ImageSet, sha
+from tests.support.oci_images import OCI_INDEX, OCI_MANIFEST, ImageSet, sha
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 SERVICE = "gig-test-registry"

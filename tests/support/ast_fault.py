@@ -1,12 +1,12 @@
-"""A reproducer of CPython gh-106905, run as ``python -m tests.ast_fault [--guard]``.
+"""A reproducer of CPython gh-106905, run as ``python -m tests.support.ast_fault [--guard]``.
 
 Owns the two ways the test process met ``SystemError: AST constructor recursion depth
-mismatch`` (see tests/astguard.py), made to happen on purpose in a fresh interpreter, and
+mismatch`` (see tests/support/astguard.py), made to happen on purpose in a fresh interpreter, and
 prints how often each failed as one JSON line: ``nested`` (a finalizer run by the GC in
 the middle of ``ast.parse`` raises, and the unraisable hook formats its traceback, as
 pytest's does: a second parse inside the first) and ``threaded`` (two threads parsing
 while finalizers hand the GIL back and forth). With ``--guard`` it first installs
-tests/astguard.py's workaround. It must never be imported by the suite's own process: it
+tests/support/astguard.py's workaround. It must never be imported by the suite's own process: it
 changes the GC thresholds and the unraisable hook of the interpreter it runs in.
 """
 
@@ -104,10 +104,12 @@ def threaded(rounds: int = 20) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--guard", action="store_true", help="install tests/astguard.py first")
+    parser.add_argument(
+        "--guard", action="store_true", help="install tests/support/astguard.py first"
+    )
     args = parser.parse_args()
     if args.guard:
-        from tests.astguard import install
+        from tests.support.astguard import install
 
         install()
     gc.set_threshold(50, 5, 5)  # collect often, so finalizers run mid-parse

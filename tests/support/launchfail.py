@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.endpoint.test_attacks import modern_body, modern_headers, post
-from tests.gateway_harness import SERVERS, GatewayProc
+from tests.support.gateway import SERVERS, GatewayProc
+from tests.support.mcp_http import modern_body, modern_headers, post
 
 TINY = SERVERS / "tiny.py"
 REF = re.compile(r"\(ref ([0-9a-f]{8})\)")
