@@ -1,7 +1,8 @@
 """Fixtures of the npm and PyPI installer tests: the locks, the offline sources that
 scripts/bootstrap prepared from the real registries, a servers folder the jails can read,
 a small npm registry on loopback for packages the tests write themselves, and an MCP
-handshake with a server started in the real jail.
+handshake with a server started in the real jail. The helpers behind them live in
+tests/support/packages.py.
 
 It must never download anything: a missing offline source fails with the command that
 prepares it.

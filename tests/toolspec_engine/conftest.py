@@ -3,7 +3,8 @@ with the engine run as a real subprocess by the official Python SDK's stdio clie
 
 The engine is started the way the jail starts it: the interpreter with ``-I -S`` (no
 environment-driven paths, no site-packages, so only the standard library) on the
-package folder itself. Its stderr goes to a file the tests can read.
+package folder itself (tests/support/toolspec_session.py). Its stderr goes to a file the
+tests can read.
 """
 
 from __future__ import annotations
