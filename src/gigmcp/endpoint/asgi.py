@@ -59,7 +59,10 @@ class McpEndpoint:
         # Open modern listen streams, for closing them when their token goes.
         self._listening = Listening(buffer_bytes)
         self._modern = Modern(self._listening, buffer_bytes)
-        self._legacy = Legacy(sessions or SessionStore(buffer_bytes=buffer_bytes), request_timeout)
+        # Not ``sessions or ...``: an empty store is falsy (it has a length), and the
+        # operator's idle timeout and caps would be replaced by the defaults.
+        store = sessions if sessions is not None else SessionStore(buffer_bytes=buffer_bytes)
+        self._legacy = Legacy(store, request_timeout)
         self._sweeper: asyncio.Task[None] | None = None
         router.on_change.append(self.drop_invalid_tokens)
         self._origins = allowed_origins
