@@ -13,7 +13,7 @@ import httpx2 as httpx
 
 from gigmcp.endpoint.sessions import SessionStore
 from tests.support.endpoint_inproc import LEGACY, stack, wait_until
-from tests.support.gateway import GatewayProc
+from tests.support.gateway import TIME, GatewayProc, gateway
 from tests.support.legacy_client import open_session, sse_messages
 from tests.support.mcp_http import modern_body, modern_headers
 
@@ -154,3 +154,18 @@ def test_revoking_a_token_ends_its_get_stream_through_the_real_gateway(gw: Gatew
     print(f"real gateway: GET stream ended {took:.3f}s after the revoke command returned")
     assert events == []
     assert took < 5
+
+
+def test_the_operators_session_caps_reach_the_real_gateway(tmp_path: Path) -> None:
+    """The caps are settings: set through the environment of `gigmcp serve`, they are the
+    ones enforced (an empty session store once replaced them with the defaults)."""
+    with gateway(tmp_path) as g:
+        g.add_server("beta", TIME)
+        g.profile("p1", "beta")
+        g.start(GIG_SESSIONS_PER_TOKEN="2")
+        url, token = g.url("p1"), g.tokens["p1"]
+        with httpx.Client(timeout=30) as client:
+            opened = [open_session(client, url, token) for _ in range(3)]
+            ping = {"jsonrpc": "2.0", "id": 9, "method": "ping"}
+            statuses = [client.post(url, json=ping, headers=h).status_code for h in opened]
+    assert statuses == [404, 200, 200]  # the third session evicted the token's oldest
