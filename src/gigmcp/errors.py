@@ -44,6 +44,14 @@ class Invalid(ControlError, ValueError):
     """The request itself is malformed: a bad name, value, duration or definition."""
 
 
+class Unauthenticated(ControlError):
+    """No valid sign-in, session or API token came with the request (or it has ended)."""
+
+
+class RateLimited(ControlError):
+    """Too many attempts from this client or user; try again later."""
+
+
 # --- The branches of the planes ---------------------------------------------------
 
 

@@ -25,14 +25,24 @@ LOCAL_ISSUER, LOCAL_SUBJECT = "local", "admin"
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """The acting user: their id, and whether their role is admin."""
+    """The acting user: their id, and whether their role is admin.
+
+    An administrator viewing the gateway as another user (impersonation) acts as that
+    user (``user_id``, ``admin``: theirs), read-only, with ``real_user_id`` naming the
+    administrator for the audit log."""
 
     user_id: int
     admin: bool
+    real_user_id: int | None = None
+    read_only: bool = False
 
     def may_touch(self, owner_id: int) -> bool:
         """A row is the actor's to see and change when they own it or are an admin."""
         return self.admin or owner_id == self.user_id
+
+    @property
+    def impersonating(self) -> bool:
+        return self.real_user_id is not None
 
 
 def of_user(engine: Engine, user_id: int) -> Actor:

@@ -18,19 +18,49 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from gigmcp.control.actor import Actor
-from gigmcp.errors import NotFound
+from gigmcp.errors import Forbidden, NotFound
 from gigmcp.store.models import AuditRow, ConfigRevision, Profile, ProfileServer, Server
 
 
 @contextmanager
 def change(engine: Engine, actor: Actor, action: str, **audit: object) -> Iterator[Session]:
-    """A transaction that bumps the revision and records ``action`` when it commits."""
+    """A transaction that bumps the revision and records ``action`` when it commits.
+    A read-only actor (an impersonating administrator) is refused before anything."""
+    writable(actor)
     with Session(engine) as s, s.begin():
         yield s
         s.execute(
             update(ConfigRevision).where(ConfigRevision.id == 1).values(rev=ConfigRevision.rev + 1)
         )
-        s.add(AuditRow(action=action, outcome="ok", user_id=actor.user_id, **audit))
+        s.add(audit_row(actor, action, **audit))
+
+
+@contextmanager
+def account(engine: Engine, actor: Actor | None, action: str, **audit: object) -> Iterator[Session]:
+    """A transaction for the control plane's own rows (sign-ins, sessions, API tokens):
+    audited like a change, but the revision stays, so the MCP endpoints never reload
+    the catalog because someone signed in."""
+    with Session(engine) as s, s.begin():
+        yield s
+        if actor is None:
+            s.add(AuditRow(action=action, outcome="ok", **audit))
+        else:
+            s.add(audit_row(actor, action, **audit))
+
+
+def audit_row(actor: Actor, action: str, **audit: object) -> AuditRow:
+    return AuditRow(
+        action=action,
+        outcome="ok",
+        user_id=actor.user_id,
+        real_user_id=actor.real_user_id,
+        **audit,
+    )
+
+
+def writable(actor: Actor) -> None:
+    if actor.read_only:
+        raise Forbidden("read-only while viewing the gateway as another user; stop first")
 
 
 def profile(s: Session, actor: Actor, slug: str, *, hint: bool = True) -> Profile:
