@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from gigmcp import errors
+from gigmcp.api.app import build_api, disabled_api
+from gigmcp.api.context import ApiConfig
 from gigmcp.config import ConfigError, Settings, master_keys
-from gigmcp.core.asgi import Receive, Scope, Send
+from gigmcp.core.asgi import ASGIApp, Receive, Scope, Send
 from gigmcp.core.instances import InstanceKey
 from gigmcp.core.launch import JailLimits, Launcher, LaunchSpec
 from gigmcp.core.server_info import GATEWAY_INFO
@@ -47,6 +49,21 @@ from gigmcp.upstream.connection import WireLimits
 from gigmcp.vault.keys import Keyring, MasterKey
 
 log = logging.getLogger(__name__)
+
+
+def control_plane(settings: Settings, engine: Engine) -> ASGIApp:
+    """The API (every path the MCP endpoint does not serve), or the answer that it is off."""
+    if settings.sign_in == "off":
+        return disabled_api()
+    return build_api(
+        ApiConfig(
+            engine=engine,
+            public_origin=settings.public_origin,
+            secure_cookies=settings.public_origin.startswith("https://"),
+            login_links=settings.sign_in == "link",
+            max_body_bytes=min(settings.max_body_bytes, 1024 * 1024),
+        )
+    )
 
 
 class Gateway:
@@ -91,6 +108,7 @@ class Gateway:
                 buffer_bytes=settings.client_buffer_bytes,
             ),
             buffer_bytes=settings.client_buffer_bytes,
+            fallback=control_plane(settings, self.catalog.engine),
         )
 
     def owner_of(self, key: InstanceKey) -> int | None:

@@ -104,6 +104,33 @@ class Settings:
     def oidc_enabled(self) -> bool:
         return self.oidc_issuer is not None
 
+    @property
+    def loopback_only(self) -> bool:
+        host = self.listen.rpartition(":")[0].strip("[]")
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return host == "localhost"
+
+    @property
+    def sign_in(self) -> str:
+        """How people sign in to the control plane: ``oidc`` with an identity provider;
+        ``link`` (the embedded default: one-time links for the local administrator) when
+        there is none and the gateway listens on loopback only; else ``off`` (the API
+        answers that it is disabled, the MCP endpoints work)."""
+        if self.oidc_enabled:
+            return "oidc"
+        return "link" if self.loopback_only else "off"
+
+    @property
+    def public_origin(self) -> str:
+        """scheme://host[:port] as browsers see the gateway: GIG_PUBLIC_URL's, else the
+        listen address's."""
+        if self.public_url:
+            u = urlparse(self.public_url)
+            return f"{u.scheme}://{u.netloc}"
+        return f"http://{self.listen}"
+
     def with_listen(self, listen: str) -> Settings:
         return dataclasses.replace(self, listen=_listen("--listen", listen))
 

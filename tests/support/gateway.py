@@ -97,9 +97,13 @@ class GatewayProc:
         self.tokens[slug] = token
         return token
 
-    def start(self, **env: str) -> None:
+    def start(self, listen_host: str = "127.0.0.1", **env: str) -> None:
+        """Start ``gigmcp serve``; ``listen_host``: where it listens (tests still reach
+        it on loopback: 0.0.0.0 covers it)."""
         self.port = free_port()
-        run_env = dict(self.env, GIG_LISTEN=f"127.0.0.1:{self.port}", **env)
+        # The command line of this gateway sees where it listens (login links name it).
+        self.env["GIG_LISTEN"] = f"{listen_host}:{self.port}"
+        run_env = dict(self.env, **env)
         self.proc = subprocess.Popen(
             [*self.wrapper, GIGMCP, "serve", *(() if self.jailed else ("--insecure-no-sandbox",))],
             env=run_env,

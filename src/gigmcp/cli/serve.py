@@ -11,9 +11,12 @@ from __future__ import annotations
 import sys
 
 import typer
+from sqlalchemy import Engine
 
 from gigmcp.app import EgressParts, Gateway, attach_egress, egress_parts
-from gigmcp.config import ConfigError, ensure_master_key, load_settings
+from gigmcp.cli.login import login_link_url
+from gigmcp.config import ConfigError, Settings, ensure_master_key, load_settings
+from gigmcp.control import loginlinks
 from gigmcp.core.launch import Launcher
 from gigmcp.errors import GigError
 from gigmcp.supervisor.launcher import PlainLauncher
@@ -107,5 +110,33 @@ def serve(
         timeout_graceful_shutdown=5,
     )
     typer.echo(f"gigmcp: listening on http://{settings.listen}/mcp/p/<profile>", err=True)
+    announce_control_plane(settings, gateway.catalog.engine)
     uvicorn.Server(config).run()
     sys.exit(0)
+
+
+def announce_control_plane(settings: Settings, engine: Engine) -> None:
+    """Say how people sign in to the control plane; in the embedded default, print a
+    one-time link for the local administrator. Printed on this terminal only, never
+    logged: the link signs in whoever opens it first, within minutes."""
+    mode = settings.sign_in
+    if mode == "oidc":
+        typer.echo(f"gigmcp: control plane: sign in with {settings.oidc_issuer}", err=True)
+    elif mode == "off":
+        typer.echo(
+            "gigmcp: control plane OFF: no identity provider, and listening beyond loopback "
+            "(set GIG_OIDC_ISSUER, GIG_OIDC_CLIENT_ID and GIG_OIDC_REDIRECT_URL to enable it)",
+            err=True,
+        )
+    else:
+        link = login_link_url(settings, loginlinks.mint(engine))
+        bar = "=" * 78
+        typer.echo(
+            f"{bar}\n"
+            "gigmcp: NO IDENTITY PROVIDER: the control plane signs in the local administrator\n"
+            "with a one-time link (loopback only; single use; expires in 10 minutes):\n"
+            f"  {link}\n"
+            "A new link any time: gigmcp login-link\n"
+            f"{bar}",
+            err=True,
+        )

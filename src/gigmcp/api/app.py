@@ -1,0 +1,69 @@
+"""The API application: its routes, its error shape, and its limits, assembled.
+
+Owns :func:`build_api` (the ASGI app the MCP endpoint hands every path it does not
+serve) and :func:`disabled_api` (the answer when the control plane is off: a problem
+document saying so and how to turn it on). Also the request limits that apply before any
+route: a body larger than the limit is refused from its declared length, and a body
+that is not JSON where JSON is expected is refused. It must never serve a route without
+the problem handlers in place, and never answer a path outside ``/api`` with anything
+but a 404.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gigmcp.api import problems
+from gigmcp.api.context import ApiConfig
+from gigmcp.api.routes import account, profiles
+from gigmcp.errors import GigError
+
+HOW_TO_ENABLE = (
+    "the control plane is off: configure an identity provider (GIG_OIDC_ISSUER, "
+    "GIG_OIDC_CLIENT_ID, GIG_OIDC_REDIRECT_URL), or listen on loopback only to sign in "
+    "with the one-time link 'gigmcp login-link' prints"
+)
+
+
+def build_api(cfg: ApiConfig) -> ASGIApp:
+    api = FastAPI(
+        title="Gig'MCP control plane",
+        version="1",
+        openapi_url="/api/v1/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    api.state.config = cfg
+    api.add_exception_handler(GigError, problems.gig_error)
+    api.add_exception_handler(RequestValidationError, problems.validation)
+    api.add_exception_handler(StarletteHTTPException, problems.http_error)
+    api.add_exception_handler(Exception, problems.unexpected)
+    api.include_router(account.router)
+    api.include_router(profiles.router)
+
+    @api.middleware("http")
+    async def headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > cfg.max_body_bytes):
+            return problems.problem(
+                413, "too-large", f"the body is over {cfg.max_body_bytes} bytes"
+            )
+        response: Response = await call_next(request)
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    return api
+
+
+def disabled_api() -> ASGIApp:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        response = problems.problem(404, "control_plane_disabled", HOW_TO_ENABLE)
+        await response(scope, receive, send)
+
+    return app

@@ -1,0 +1,32 @@
+"""What the API is given by the one place that wires the gateway (app.py): the store,
+session lifetimes, the public origin, whether cookies are Secure, and whether the
+one-time sign-in link of the embedded default is on. Plain values; no behaviour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from gigmcp.control.websessions import Lifetimes
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    engine: Engine
+    # scheme://host[:port] the browser sees: Origin checks and redirects use it.
+    public_origin: str
+    secure_cookies: bool
+    lifetimes: Lifetimes = field(default_factory=Lifetimes)
+    # The embedded default: no identity provider, loopback only.
+    login_links: bool = False
+    max_body_bytes: int = 1024 * 1024
+
+    @property
+    def cookie_name(self) -> str:
+        # __Host-: never set by a subdomain, never for another path; needs Secure.
+        return "__Host-gig_session" if self.secure_cookies else "gig_session"
+
+    @property
+    def csrf_cookie_name(self) -> str:
+        return "__Host-gig_csrf" if self.secure_cookies else "gig_csrf"

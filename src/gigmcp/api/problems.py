@@ -1,0 +1,108 @@
+"""Errors as RFC 9457 problem documents: the one shape every refusal of the API takes.
+
+Owns the mapping from the error tree (``errors.py``) to a status and a problem type,
+validation errors that name the field, and the generic answer for anything else. It
+must never put a traceback, SQL, a header value or a secret in a response: the text of
+an unexpected error is logged under a reference and the client gets the reference.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gigmcp.errors import (
+    Conflict,
+    ControlError,
+    Forbidden,
+    GigError,
+    Invalid,
+    NotFound,
+    RateLimited,
+    Unauthenticated,
+)
+
+log = logging.getLogger(__name__)
+
+MEDIA_TYPE = "application/problem+json"
+_STATUS: list[tuple[type[GigError], int, str]] = [
+    (NotFound, 404, "not-found"),
+    (Forbidden, 403, "forbidden"),
+    (Conflict, 409, "conflict"),
+    (Invalid, 422, "invalid"),
+    (Unauthenticated, 401, "unauthenticated"),
+    (RateLimited, 429, "rate-limited"),
+    (ControlError, 400, "bad-request"),
+]
+_TITLES = {
+    400: "Bad request",
+    401: "Not signed in",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request too large",
+    415: "Unsupported media type",
+    422: "Invalid request",
+    429: "Too many requests",
+    500: "Internal error",
+}
+
+
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"urn:gigmcp:problem:{code}",
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+async def gig_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, GigError)
+    for cls, status, code in _STATUS:
+        if isinstance(exc, cls):
+            headers = {"Retry-After": "60"} if status == 429 else None
+            return problem(status, code, str(exc), headers=headers)
+    return await unexpected(request, exc)
+
+
+async def validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for err in exc.errors():
+        # The location without "body"/"query" noise, and the message; never the input
+        # (it may be a secret the client sent in the wrong field).
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",))
+        errors.append({"field": where, "message": str(err.get("msg", "invalid"))})
+    fields = ", ".join(e["field"] for e in errors) or "the request"
+    return problem(422, "invalid", f"invalid value for {fields}", errors=errors)
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+    detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "")
+    return problem(exc.status_code, code, detail)
+
+
+async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+    ref = secrets.token_hex(4)
+    log.error("API %s %s failed (ref %s)", request.method, request.url.path, ref, exc_info=exc)
+    return problem(500, "internal", f"the gateway could not answer (ref {ref})")
