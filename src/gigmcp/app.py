@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -22,6 +24,7 @@ from gigmcp import errors
 from gigmcp.api.app import build_api, disabled_api
 from gigmcp.api.context import ApiConfig
 from gigmcp.config import ConfigError, Settings, master_keys
+from gigmcp.control.users import RolePolicy
 from gigmcp.core.asgi import ASGIApp, Receive, Scope, Send
 from gigmcp.core.instances import InstanceKey
 from gigmcp.core.launch import JailLimits, Launcher, LaunchSpec
@@ -40,7 +43,10 @@ from gigmcp.errors import LaunchError, VaultError
 from gigmcp.netpolicy.hostaddr import HostAddresses
 from gigmcp.netpolicy.policy import PortRules
 from gigmcp.netpolicy.resolver import DnsResolver, SystemResolver
+from gigmcp.oidc.flow import KEY_BYTES as flow_key_bytes
+from gigmcp.oidc.provider import SCOPES, ClientConfig, Provider
 from gigmcp.router.gateway import Router
+from gigmcp.store import secrets as vault_store
 from gigmcp.store.catalog import StoreCatalog
 from gigmcp.store.db import make_engine, migrate
 from gigmcp.supervisor.launcher import PlainLauncher
@@ -55,6 +61,9 @@ def control_plane(settings: Settings, engine: Engine) -> ASGIApp:
     """The API (every path the MCP endpoint does not serve), or the answer that it is off."""
     if settings.sign_in == "off":
         return disabled_api()
+    oidc: dict[str, Any] = {}
+    if settings.sign_in == "oidc":
+        oidc = oidc_parts(settings, engine)
     return build_api(
         ApiConfig(
             engine=engine,
@@ -62,8 +71,45 @@ def control_plane(settings: Settings, engine: Engine) -> ASGIApp:
             secure_cookies=settings.public_origin.startswith("https://"),
             login_links=settings.sign_in == "link",
             max_body_bytes=min(settings.max_body_bytes, 1024 * 1024),
+            **oidc,
         )
     )
+
+
+def oidc_parts(settings: Settings, engine: Engine) -> dict[str, Any]:
+    """The identity provider, the vault key that seals sign-in state, and the role policy."""
+    # config.py makes these all-or-none; sign_in is "oidc" only when they are set.
+    assert settings.oidc_issuer is not None
+    assert settings.oidc_client_id is not None
+    assert settings.oidc_redirect_url is not None
+    secret = settings.oidc_client_secret
+    provider = Provider(
+        ClientConfig(
+            issuer=settings.oidc_issuer,
+            client_id=settings.oidc_client_id,
+            redirect_url=settings.oidc_redirect_url,
+            client_secret=secret.decode() if secret else None,
+            scopes=SCOPES + (" " + settings.oidc_scopes if settings.oidc_scopes else ""),
+        )
+    )
+    try:
+        current, previous = master_keys(settings)
+    except ConfigError as err:
+        raise errors.ConfigurationError(str(err)) from err
+    keyring = Keyring(MasterKey(current), [MasterKey(previous)] if previous else [])
+    key = vault_store.get_or_add_item(
+        engine, keyring, "oidc-flow-key", lambda: secrets.token_bytes(flow_key_bytes)
+    )
+    return {
+        "oidc": provider,
+        "flow_key": key,
+        "roles_claim": settings.oidc_roles_claim,
+        "roles": RolePolicy(
+            admin_role=settings.oidc_admin_role,
+            admin_subjects=frozenset(settings.admin_subjects),
+            admin_emails=frozenset(settings.admin_emails),
+        ),
+    }
 
 
 class Gateway:

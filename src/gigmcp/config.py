@@ -50,6 +50,13 @@ class Settings:
     oidc_redirect_url: str | None = None
     oidc_client_secret: Secret | None = field(default=None, repr=False)
     admin_emails: tuple[str, ...] = ()
+    admin_subjects: tuple[str, ...] = ()
+    # The claim that lists a user's roles (a list, or an object keyed by role, e.g.
+    # Zitadel's urn:zitadel:iam:org:project:roles), and the role that makes an admin.
+    oidc_roles_claim: str | None = None
+    oidc_admin_role: str | None = None
+    # Scopes asked beyond "openid email profile" (e.g. "groups"), space-separated.
+    oidc_scopes: str = ""
     registry_index_url: str | None = None
     registry_pubkey: str | None = None
     # An index older than this is a frozen registry: a warning, or refused with
@@ -371,6 +378,13 @@ def _load(env: Mapping[str, str]) -> Settings:
     for email in emails:
         if "@" not in email:
             raise ConfigError(f"GIG_ADMIN_EMAILS: {email!r} is not an e-mail address")
+    subjects = tuple(x.strip() for x in env.get("GIG_ADMIN_SUBJECTS", "").split(",") if x.strip())
+    roles_claim = env.get("GIG_OIDC_ROLES_CLAIM", "").strip() or None
+    admin_role = env.get("GIG_OIDC_ADMIN_ROLE", "").strip() or None
+    if (roles_claim is None) != (admin_role is None):
+        raise ConfigError(
+            "GIG_OIDC_ROLES_CLAIM and GIG_OIDC_ADMIN_ROLE go together: set both or neither"
+        )
     pubkey = _read(env, "GIG_REGISTRY_PUBKEY")
     if pubkey is not None and (
         len(pubkey) != 64 or any(c not in "0123456789abcdef" for c in pubkey.lower())
@@ -439,6 +453,10 @@ def _load(env: Mapping[str, str]) -> Settings:
         ),
         oidc_client_secret=Secret(secret.encode()) if secret else None,
         admin_emails=emails,
+        admin_subjects=subjects,
+        oidc_roles_claim=roles_claim,
+        oidc_admin_role=admin_role,
+        oidc_scopes=" ".join(env.get("GIG_OIDC_SCOPES", "").split()),
         registry_index_url=_url(
             "GIG_REGISTRY_INDEX_URL", env.get("GIG_REGISTRY_INDEX_URL"), ("https", "file")
         ),

@@ -97,10 +97,11 @@ class GatewayProc:
         self.tokens[slug] = token
         return token
 
-    def start(self, listen_host: str = "127.0.0.1", **env: str) -> None:
+    def start(self, listen_host: str = "127.0.0.1", port: int | None = None, **env: str) -> None:
         """Start ``gigmcp serve``; ``listen_host``: where it listens (tests still reach
-        it on loopback: 0.0.0.0 covers it)."""
-        self.port = free_port()
+        it on loopback: 0.0.0.0 covers it); ``port``: one chosen beforehand (an identity
+        provider must know the callback URL before the gateway starts)."""
+        self.port = port or free_port()
         # The command line of this gateway sees where it listens (login links name it).
         self.env["GIG_LISTEN"] = f"{listen_host}:{self.port}"
         run_env = dict(self.env, **env)

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gigmcp.api import problems
 from gigmcp.api.context import ApiConfig
-from gigmcp.api.routes import account, profiles
+from gigmcp.api.routes import account, oidc, profiles
 from gigmcp.errors import GigError
 
 HOW_TO_ENABLE = (
@@ -42,6 +42,7 @@ def build_api(cfg: ApiConfig) -> ASGIApp:
     api.add_exception_handler(StarletteHTTPException, problems.http_error)
     api.add_exception_handler(Exception, problems.unexpected)
     api.include_router(account.router)
+    api.include_router(oidc.router)
     api.include_router(profiles.router)
 
     @api.middleware("http")

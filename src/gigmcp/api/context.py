@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
+from gigmcp.control.users import RolePolicy
 from gigmcp.control.websessions import Lifetimes
+from gigmcp.oidc.provider import Provider
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +23,12 @@ class ApiConfig:
     # The embedded default: no identity provider, loopback only.
     login_links: bool = False
     max_body_bytes: int = 1024 * 1024
+    # Sign-in with an identity provider: the provider, the key that seals a sign-in's
+    # state in its cookie (from the vault, so every replica opens it), and the roles.
+    oidc: Provider | None = None
+    flow_key: bytes = b""
+    roles_claim: str | None = None
+    roles: RolePolicy = field(default_factory=RolePolicy)
 
     @property
     def cookie_name(self) -> str:
