@@ -119,3 +119,36 @@ def test_the_previous_master_key_must_differ_from_the_current_one(tmp_path: Path
     )
     assert master_keys(s) == (bytes.fromhex(KEY), bytes.fromhex(other))
     assert other not in repr(s)
+
+
+def test_the_public_origin_is_written_as_browsers_write_origin() -> None:
+    base = {"GIG_DATA_DIR": "/tmp/gig-origin-test", "GIG_MASTER_KEY": "ab" * 32}
+    cases = {
+        "https://GW.Example.com:443/some/path": "https://gw.example.com",
+        "http://gw.example.com:8080": "http://gw.example.com:8080",
+        "https://[2001:DB8::1]:8443/": "https://[2001:db8::1]:8443",
+    }
+    for url, origin in cases.items():
+        assert load_settings({**base, "GIG_PUBLIC_URL": url}).public_origin == origin
+    listen = load_settings({**base, "GIG_LISTEN": "[::1]:8080"})
+    assert listen.public_origin == "http://[::1]:8080"
+
+
+def test_a_public_url_with_user_info_is_refused() -> None:
+    env = {"GIG_DATA_DIR": "/tmp/gig-origin-test", "GIG_PUBLIC_URL": "https://u:p@gw.example.com"}
+    with pytest.raises(ConfigError, match="user info"):
+        load_settings(env)
+
+
+def test_sign_in_links_need_loopback_for_the_listener_and_the_public_url() -> None:
+    base = {"GIG_DATA_DIR": "/tmp/gig-origin-test"}
+    assert load_settings({**base, "GIG_LISTEN": "127.0.0.1:8080"}).sign_in == "link"
+    assert load_settings({**base, "GIG_LISTEN": "0.0.0.0:8080"}).sign_in == "off"
+    behind_proxy = {
+        **base,
+        "GIG_LISTEN": "127.0.0.1:8080",
+        "GIG_PUBLIC_URL": "https://gw.example.com",
+    }
+    assert load_settings(behind_proxy).sign_in == "off"
+    local_url = {**base, "GIG_LISTEN": "127.0.0.1:8080", "GIG_PUBLIC_URL": "http://localhost:8080"}
+    assert load_settings(local_url).sign_in == "link"

@@ -127,19 +127,45 @@ class Settings:
         answers that it is disabled, the MCP endpoints work)."""
         if self.oidc_enabled:
             return "oidc"
-        return "link" if self.loopback_only else "off"
+        # Both the listener and the address browsers use must be loopback: a public URL
+        # elsewhere means a proxy puts the gateway in front of others.
+        local = self.loopback_only and _loopback_host(urlparse(self.public_origin).hostname)
+        return "link" if local else "off"
 
     @property
     def public_origin(self) -> str:
         """scheme://host[:port] as browsers see the gateway: GIG_PUBLIC_URL's, else the
         listen address's."""
         if self.public_url:
-            u = urlparse(self.public_url)
-            return f"{u.scheme}://{u.netloc}"
-        return f"http://{self.listen}"
+            return origin_of(self.public_url)
+        host, _, port = self.listen.rpartition(":")
+        return origin_of(f"http://{_bracketed(host.strip('[]'))}:{port}")
 
     def with_listen(self, listen: str) -> Settings:
         return dataclasses.replace(self, listen=_listen("--listen", listen))
+
+
+def origin_of(url: str) -> str:
+    """scheme://host[:port] as a browser writes it in ``Origin``: the host lowercased,
+    an IPv6 address in brackets, the scheme's default port left out, no user info."""
+    u = urlparse(url)
+    host = (u.hostname or "").lower()
+    default = {"http": 80, "https": 443}.get(u.scheme)
+    port = "" if u.port is None or u.port == default else f":{u.port}"
+    return f"{u.scheme}://{_bracketed(host)}{port}"
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _read(env: Mapping[str, str], name: str, secret: bool = False) -> str | None:
@@ -291,6 +317,9 @@ def _url(name: str, value: str | None, schemes: tuple[str, ...]) -> str | None:
     parsed = urlparse(value)
     if parsed.scheme not in schemes or (parsed.scheme != "file" and not parsed.netloc):
         raise ConfigError(f"{name}: expected a {'/'.join(schemes)} URL, got {value!r}")
+    if parsed.username is not None or parsed.password is not None:
+        # It would be copied into links and client configuration for everyone to see.
+        raise ConfigError(f"{name}: a URL with user info (user:password@) is not accepted")
     return value
 
 

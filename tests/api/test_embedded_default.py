@@ -26,13 +26,6 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProc]:
         yield g
 
 
-def start_link(gw: GatewayProc) -> str:
-    """The link `gigmcp serve` printed at start-up (only once per start)."""
-    found = LINK.findall(gw.output())
-    assert found, gw.output()
-    return str(found[0])
-
-
 def new_link(gw: GatewayProc) -> str:
     link = gw.cli("login-link").stdout.strip()
     assert LINK.fullmatch(link), link
@@ -55,9 +48,15 @@ def same_origin(gw: GatewayProc, csrf: str) -> dict[str, str]:
     return {"Origin": gw.base, "X-CSRF-Token": csrf}
 
 
-def test_the_start_up_link_signs_in_the_local_administrator_once(gw: GatewayProc) -> None:
-    link = start_link(gw)
-    assert "NO IDENTITY PROVIDER" in gw.output()
+def test_attack_no_live_link_is_written_into_a_log(gw: GatewayProc) -> None:
+    """`gigmcp serve` under a service manager writes to a journal, not a terminal: it
+    says how to get a link instead of printing one anyone reading the log could use."""
+    assert "NO IDENTITY PROVIDER" in gw.output() and "gigmcp login-link" in gw.output()
+    assert "gig_ll_" not in gw.output()
+
+
+def test_a_link_signs_in_the_local_administrator_once(gw: GatewayProc) -> None:
+    link = new_link(gw)
     with browser(gw) as b:
         r = b.get(link)
         assert r.status_code == 303
@@ -69,6 +68,15 @@ def test_the_start_up_link_signs_in_the_local_administrator_once(gw: GatewayProc
         assert r.headers["content-type"] == "application/problem+json"
         assert r.json()["code"] == "unauthenticated"
         assert "gig_ll_" not in r.text
+
+
+def test_attack_a_link_carried_in_through_a_proxy_is_refused(gw: GatewayProc) -> None:
+    link = new_link(gw)
+    with browser(gw) as b:
+        for header in ("X-Forwarded-For", "Forwarded", "X-Real-IP"):
+            r = b.get(link, headers={header: "203.0.113.7"})
+            assert r.status_code == 404, header
+        assert b.get(link).status_code == 303  # unspent: the refusals did not use it
 
 
 def test_the_session_cookie_is_httponly_lax_and_the_link_leaves_no_referrer(
@@ -145,6 +153,11 @@ def test_an_api_token_works_for_scripts_and_a_read_token_changes_nothing(
     assert w.startswith("gig_at_") and all(w not in str(t) for t in listed)
     with browser(gw) as script:  # no cookie, no CSRF token: a bearer token alone
         bearer = {"Authorization": f"Bearer {w}"}
+        # A token cannot make itself a successor: tokens come from a signed-in browser.
+        again = script.post(
+            "/api/v1/api-tokens", json={"name": "x", "scope": "write"}, headers=bearer
+        )
+        assert again.status_code == 403
         made = script.post("/api/v1/profiles", json={"slug": "from-script"}, headers=bearer)
         assert made.status_code == 201, made.text
         ro = {"Authorization": f"Bearer {r}"}

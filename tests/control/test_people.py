@@ -256,3 +256,14 @@ def test_account_events_are_audited_without_their_secrets(engine: Engine) -> Non
     assert opened.token not in text and api not in text and link not in text
     with Session(engine) as s:
         assert s.get(User, user.user_id) is not None
+
+
+def test_a_read_only_token_cannot_sign_the_user_out_elsewhere(engine: Engine) -> None:
+    user = alice(engine)
+    browser = websessions.open_session(engine, user, LIFE)
+    _, read = apitokens.mint(engine, user, "ro", "read", None)
+    resolved = apitokens.resolve(engine, read)
+    assert resolved is not None
+    with pytest.raises(Forbidden):
+        websessions.revoke(engine, resolved.actor, browser.id)
+    assert websessions.resolve(engine, browser.token, LIFE) is not None

@@ -14,7 +14,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gigmcp.api import problems
 from gigmcp.api.context import ApiConfig
@@ -47,17 +47,73 @@ def build_api(cfg: ApiConfig) -> ASGIApp:
 
     @api.middleware("http")
     async def headers(request: Request, call_next):  # type: ignore[no-untyped-def]
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > cfg.max_body_bytes):
-            return problems.problem(
-                413, "too-large", f"the body is over {cfg.max_body_bytes} bytes"
-            )
         response: Response = await call_next(request)
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
-    return api
+    return Guarded(api, cfg.max_body_bytes)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class Guarded:
+    """The API behind two guards that must hold whatever a route does: a body is never
+    read past the limit (declared or chunked: the bytes are counted as they arrive, so
+    a chunked upload cannot make the gateway buffer it before anyone is authenticated),
+    and an error no handler answered ends as the generic problem here instead of
+    escaping to the server's log a second time."""
+
+    def __init__(self, app: ASGIApp, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
+            await self._too_large(scope, receive, send)
+            return
+        seen = 0
+        started = refused = False
+
+        async def counted() -> Message:
+            nonlocal seen, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body and not refused:
+                    # Answered here, at once; whatever the route says after is dropped.
+                    refused = True
+                    if not started:
+                        await self._too_large(scope, receive, send)
+                    raise BodyTooLarge
+            return message
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watch)
+        except BodyTooLarge:
+            pass
+        except Exception:
+            if not started:
+                # Logged with its reference by problems.unexpected already.
+                response = problems.problem(500, "internal", "the gateway could not answer")
+                await response(scope, receive, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = f"the body is over {self.max_body} bytes"
+        await problems.problem(413, "too-large", detail)(scope, receive, send)
 
 
 def disabled_api() -> ASGIApp:

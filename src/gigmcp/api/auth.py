@@ -46,11 +46,13 @@ def principal(request: Request) -> Principal:
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("expected 'Authorization: Bearer <API token>'")
         resolved = apitokens.resolve(cfg.engine, token.strip())
-        if resolved is None:
+        if resolved is None or (resolved.local and not cfg.login_links):
             raise Unauthenticated("the API token is unknown, revoked or expired")
         return Principal(resolved.actor, "api")
     current = websessions.resolve(cfg.engine, request.cookies.get(cfg.cookie_name), cfg.lifetimes)
-    if current is None:
+    # The local administrator's sessions end with the embedded default: once an identity
+    # provider is configured (or on a replica where links are off), they are worth nothing.
+    if current is None or (current.local and not cfg.login_links):
         raise Unauthenticated("sign in first (or send an API token)")
     if request.method not in SAFE_METHODS:
         check_csrf(request, cfg, current)

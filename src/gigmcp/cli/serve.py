@@ -128,6 +128,14 @@ def announce_control_plane(settings: Settings, engine: Engine) -> None:
             "(set GIG_OIDC_ISSUER, GIG_OIDC_CLIENT_ID and GIG_OIDC_REDIRECT_URL to enable it)",
             err=True,
         )
+    elif not sys.stderr.isatty():
+        # Not a terminal (a service's journal, a container's log): a live link there
+        # would sign in whoever reads the log first.
+        typer.echo(
+            "gigmcp: NO IDENTITY PROVIDER: sign in to the control plane with a one-time link "
+            "from 'gigmcp login-link' (loopback only)",
+            err=True,
+        )
     else:
         link = login_link_url(settings, loginlinks.mint(engine))
         bar = "=" * 78

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from gigmcp.auth import tokens
 from gigmcp.control import rows
-from gigmcp.control.actor import ADMIN_ROLE, Actor
+from gigmcp.control.actor import ADMIN_ROLE, LOCAL_ISSUER, Actor
 from gigmcp.control.websessions import utc
 from gigmcp.errors import Invalid, NotFound
 from gigmcp.store.models import ApiToken, User
@@ -45,6 +45,7 @@ class Resolved:
     actor: Actor
     token_id: int
     scope: str
+    local: bool = False  # the local administrator's (embedded default)
 
 
 def mint(
@@ -73,7 +74,9 @@ def mint(
 
 def list_tokens(engine: Engine, actor: Actor) -> list[ApiTokenInfo]:
     with Session(engine) as s:
-        q = select(ApiToken).where(ApiToken.user_id == actor.user_id).order_by(ApiToken.id)
+        # Personal: the real user's own, also while viewing the gateway as someone else.
+        owner = actor.real_user_id if actor.real_user_id is not None else actor.user_id
+        q = select(ApiToken).where(ApiToken.user_id == owner).order_by(ApiToken.id)
         return [
             ApiTokenInfo(
                 t.id,
@@ -117,6 +120,7 @@ def resolve(engine: Engine, token: str | None) -> Resolved | None:
             Actor(user.id, user.role == ADMIN_ROLE, read_only=row.scope == "read"),
             row.id,
             row.scope,
+            user.issuer == LOCAL_ISSUER,
         )
         if row.last_used_at is None or now - utc(row.last_used_at) >= TOUCH_EVERY:
             s.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))

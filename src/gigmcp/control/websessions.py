@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from gigmcp.auth import tokens
 from gigmcp.control import rows
-from gigmcp.control.actor import ADMIN_ROLE, Actor
+from gigmcp.control.actor import ADMIN_ROLE, LOCAL_ISSUER, Actor
 from gigmcp.errors import NotFound
 from gigmcp.store.models import User, WebSession
 
@@ -53,6 +53,8 @@ class Current:
     id: int
     actor: Actor
     csrf_hash: str
+    # The local administrator of the embedded default (signed in with a link).
+    local: bool = False
 
     def csrf_ok(self, presented: str | None) -> bool:
         if not presented or not tokens.CSRF.well_formed(presented):
@@ -109,11 +111,13 @@ def resolve(engine: Engine, token: str | None, lifetimes: Lifetimes) -> Current 
         if user is None:
             return None
         actor = Actor(user.id, user.role == ADMIN_ROLE)
-        if row.as_user_id is not None and row.as_until is not None and utc(row.as_until) > now:
+        viewing = row.as_user_id is not None and row.as_until is not None
+        # Viewing as someone else needs the real user to be an administrator still.
+        if viewing and utc(row.as_until) > now and user.role == ADMIN_ROLE:  # type: ignore[arg-type]
             target = s.get(User, row.as_user_id)
             if target is not None:
                 actor = Actor(target.id, target.role == ADMIN_ROLE, user.id, read_only=True)
-        current = Current(row.id, actor, row.csrf_hash)
+        current = Current(row.id, actor, row.csrf_hash, user.issuer == LOCAL_ISSUER)
         if now - utc(row.last_seen_at) >= TOUCH_EVERY:
             s.execute(update(WebSession).where(WebSession.id == row.id).values(last_seen_at=now))
             s.commit()
@@ -149,6 +153,9 @@ def list_sessions(engine: Engine, actor: Actor, current_id: int | None) -> list[
 
 
 def revoke(engine: Engine, actor: Actor, session_id: int) -> None:
+    """Revoke one of the user's sessions: a change, so never with a read-only token or
+    while viewing the gateway as someone else (signing out, :func:`close`, always works)."""
+    rows.writable(actor)
     _revoke(engine, actor, session_id, "session.revoke")
 
 

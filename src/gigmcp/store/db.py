@@ -28,7 +28,7 @@ def make_engine(url: str) -> Engine:
         if database is not None:
             database.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             filemodes.sqlite_files(database, "GIG_DATABASE_URL")
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -43,7 +43,8 @@ def make_engine(url: str) -> Engine:
     # psycopg 3 is the driver we ship; a plain postgresql:// URL would ask for psycopg2.
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return create_engine(url, pool_pre_ping=True)
+    # hide_parameters: an error message never carries a bound value (a hash, a name).
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:

@@ -6,6 +6,7 @@ session or API token except the one just made, once."""
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
@@ -15,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from gigmcp.api.auth import Principal, clear_session_cookie, config, principal, set_session_cookie
 from gigmcp.control import apitokens, loginlinks, users, websessions
-from gigmcp.errors import NotFound, Unauthenticated
+from gigmcp.errors import Forbidden, NotFound, Unauthenticated
 
 router = APIRouter()
 Caller = Annotated[Principal, Depends(principal)]
@@ -60,6 +61,8 @@ def redeem_link(request: Request, token: str = "") -> Response:
             "sign-in links are off (an identity provider is configured, or the "
             "gateway listens beyond loopback)"
         )
+    if not from_this_host(request):
+        raise NotFound("sign-in links work only from this host, without a proxy")
     who = loginlinks.redeem(cfg.engine, token)
     if who is None:
         raise Unauthenticated(
@@ -73,6 +76,18 @@ def redeem_link(request: Request, token: str = "") -> Response:
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
+
+
+def from_this_host(request: Request) -> bool:
+    """The browser is on the gateway's host: a loopback peer, and no proxy header (a
+    proxy on this host would otherwise carry a link in from anywhere)."""
+    peer = request.client.host if request.client else ""
+    if any(h in request.headers for h in ("forwarded", "x-forwarded-for", "x-real-ip")):
+        return False
+    try:
+        return ipaddress.ip_address(peer).is_loopback
+    except ValueError:
+        return False
 
 
 @router.post("/api/auth/logout", status_code=204)
@@ -142,6 +157,9 @@ def list_api_tokens(caller: Caller, request: Request) -> list[ApiTokenOut]:
 def mint_api_token(
     body: ApiTokenIn, caller: Caller, request: Request, response: Response
 ) -> ApiTokenMinted:
+    if caller.kind != "session":
+        # A stolen token must not be able to make itself a permanent successor.
+        raise Forbidden("API tokens are made from a signed-in browser, not with a token")
     ttl = timedelta(days=body.expires_in_days) if body.expires_in_days else None
     tid, token = apitokens.mint(config(request).engine, caller.actor, body.name, body.scope, ttl)
     response.headers["Cache-Control"] = "no-store"
