@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gigmcp.api import problems
 from gigmcp.api.context import ApiConfig
 from gigmcp.api.routes import account, oidc, profiles
-from gigmcp.errors import GigError
+from gigmcp.errors import GigError, ProtocolError
 
 HOW_TO_ENABLE = (
     "the control plane is off: configure an identity provider (GIG_OIDC_ISSUER, "
@@ -55,8 +55,8 @@ def build_api(cfg: ApiConfig) -> ASGIApp:
     return Guarded(api, cfg.max_body_bytes)
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(ProtocolError):
+    """Raised into the route that reads past the limit, after the 413 was sent."""
 
 
 class Guarded:
