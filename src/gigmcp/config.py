@@ -57,6 +57,8 @@ class Settings:
     oidc_admin_role: str | None = None
     # Scopes asked beyond "openid email profile" (e.g. "groups"), space-separated.
     oidc_scopes: str = ""
+    # Reverse proxies whose X-Forwarded-For is believed (addresses or CIDR blocks).
+    trusted_proxies: tuple[str, ...] = ()
     registry_index_url: str | None = None
     registry_pubkey: str | None = None
     # An index older than this is a frozen registry: a warning, or refused with
@@ -407,6 +409,14 @@ def _load(env: Mapping[str, str]) -> Settings:
     for email in emails:
         if "@" not in email:
             raise ConfigError(f"GIG_ADMIN_EMAILS: {email!r} is not an e-mail address")
+    proxies = tuple(x.strip() for x in env.get("GIG_TRUSTED_PROXIES", "").split(",") if x.strip())
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"GIG_TRUSTED_PROXIES: {proxy!r} is not an address or CIDR block"
+            ) from None
     subjects = tuple(x.strip() for x in env.get("GIG_ADMIN_SUBJECTS", "").split(",") if x.strip())
     roles_claim = env.get("GIG_OIDC_ROLES_CLAIM", "").strip() or None
     admin_role = env.get("GIG_OIDC_ADMIN_ROLE", "").strip() or None
@@ -486,6 +496,7 @@ def _load(env: Mapping[str, str]) -> Settings:
         oidc_roles_claim=roles_claim,
         oidc_admin_role=admin_role,
         oidc_scopes=" ".join(env.get("GIG_OIDC_SCOPES", "").split()),
+        trusted_proxies=proxies,
         registry_index_url=_url(
             "GIG_REGISTRY_INDEX_URL", env.get("GIG_REGISTRY_INDEX_URL"), ("https", "file")
         ),

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gigmcp.api import problems
+from gigmcp.api import problems, ratelimit
 from gigmcp.api.context import ApiConfig
 from gigmcp.api.routes import account, oidc, profiles
 from gigmcp.errors import GigError, ProtocolError
@@ -52,7 +52,8 @@ def build_api(cfg: ApiConfig) -> ASGIApp:
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
-    return Guarded(api, cfg.max_body_bytes)
+    api.state.user_buckets = ratelimit.Buckets(cfg.user_rate)
+    return Guarded(api, cfg.max_body_bytes, ratelimit.parse_proxies(cfg.trusted_proxies))
 
 
 class BodyTooLarge(ProtocolError):
@@ -66,15 +67,37 @@ class Guarded:
     and an error no handler answered ends as the generic problem here instead of
     escaping to the server's log a second time."""
 
-    def __init__(self, app: ASGIApp, max_body: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body: int, proxies: tuple[ratelimit.Network, ...] = ()
+    ) -> None:
         self.app = app
         self.max_body = max_body
+        self.proxies = proxies
+        self.sign_ins = ratelimit.Buckets(ratelimit.SIGN_IN)
+        self.calls = ratelimit.Buckets(ratelimit.API_PER_ADDRESS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        headers = dict(scope.get("headers") or ())
+        peer = scope["client"][0] if scope.get("client") else None
+        forwarded = headers.get(b"x-forwarded-for", b"").decode("latin-1") or None
+        address = ratelimit.client_address(peer, forwarded, self.proxies)
+        path: str = scope.get("path", "")
+        sign_in = path.startswith("/api/auth/")
+        # Sign-in: only failed attempts count (a person signing in is never refused).
+        allowed = self.sign_ins.has(address) if sign_in else self.calls.allow(address)
+        if not allowed:
+            limited = problems.problem(
+                429,
+                "rate-limited",
+                "too many requests; try again later",
+                headers={"Retry-After": "60"},
+            )
+            await limited(scope, receive, send)
+            return
+        declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
             await self._too_large(scope, receive, send)
             return
@@ -98,7 +121,10 @@ class Guarded:
             nonlocal started
             if refused:
                 return
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                if sign_in and message["status"] >= 400:
+                    self.sign_ins.allow(address)
             await send(message)
 
         try:

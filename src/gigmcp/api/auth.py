@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 from fastapi import Request, Response
 
+from gigmcp.api import ratelimit
 from gigmcp.api.context import ApiConfig
 from gigmcp.control import apitokens, websessions
 from gigmcp.control.actor import Actor
-from gigmcp.errors import Forbidden, Unauthenticated
+from gigmcp.errors import Forbidden, RateLimited, Unauthenticated
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "x-csrf-token"
@@ -38,7 +39,16 @@ def config(request: Request) -> ApiConfig:
 
 
 def principal(request: Request) -> Principal:
-    """The caller, or Unauthenticated. Also enforces CSRF on a browser's changes."""
+    """The caller, or Unauthenticated. Also enforces CSRF on a browser's changes and
+    each user's rate limit."""
+    who = _principal(request)
+    buckets: ratelimit.Buckets = request.app.state.user_buckets
+    if not buckets.allow(f"user:{who.actor.real_user_id or who.actor.user_id}"):
+        raise RateLimited("too many requests for this user; try again later")
+    return who
+
+
+def _principal(request: Request) -> Principal:
     cfg = config(request)
     auth = request.headers.get("authorization")
     if auth is not None:

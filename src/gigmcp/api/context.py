@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
+from gigmcp.api.ratelimit import API_PER_USER, Rate
 from gigmcp.control.users import RolePolicy
 from gigmcp.control.websessions import Lifetimes
 from gigmcp.oidc.provider import Provider
@@ -29,6 +30,10 @@ class ApiConfig:
     flow_key: bytes = b""
     roles_claim: str | None = None
     roles: RolePolicy = field(default_factory=RolePolicy)
+    # Reverse proxies whose X-Forwarded-For names the client (rate limits key on it).
+    trusted_proxies: tuple[str, ...] = ()
+    # Calls per user (tests make it small; see api/ratelimit.py for the default).
+    user_rate: Rate = API_PER_USER
 
     @property
     def cookie_name(self) -> str:

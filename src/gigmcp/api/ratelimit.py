@@ -27,7 +27,8 @@ class Rate:
     burst: float
 
 
-SIGN_IN = Rate(per_second=0.5, burst=20)  # per address: a person signs in rarely
+# Failed sign-in attempts per address (a wrong or spent link, a refused callback).
+SIGN_IN = Rate(per_second=0.5, burst=20)
 API_PER_ADDRESS = Rate(per_second=50, burst=200)
 API_PER_USER = Rate(per_second=30, burst=120)
 
@@ -39,13 +40,21 @@ class Buckets:
         self._lock = threading.Lock()
 
     def allow(self, key: str, now: float | None = None) -> bool:
+        """Take one token if there is one; whether there was."""
+        return self._use(key, 1.0, now)
+
+    def has(self, key: str, now: float | None = None) -> bool:
+        """Whether a token is there, taking none (for what counts only when it fails)."""
+        return self._use(key, 0.0, now)
+
+    def _use(self, key: str, cost: float, now: float | None) -> bool:
         t = time.monotonic() if now is None else now
         with self._lock:
             tokens, last = self._buckets.pop(key, (self.rate.burst, t))
             tokens = min(self.rate.burst, tokens + (t - last) * self.rate.per_second)
             allowed = tokens >= 1.0
             if allowed:
-                tokens -= 1.0
+                tokens -= cost
             self._buckets[key] = (tokens, t)
             while len(self._buckets) > MAX_BUCKETS:
                 self._buckets.popitem(last=False)
