@@ -72,6 +72,7 @@ def control_plane(settings: Settings, engine: Engine) -> ASGIApp:
             login_links=settings.sign_in == "link",
             max_body_bytes=min(settings.max_body_bytes, 1024 * 1024),
             trusted_proxies=settings.trusted_proxies,
+            impersonation=settings.impersonation,
             **oidc,
         )
     )

@@ -59,6 +59,8 @@ class Settings:
     oidc_scopes: str = ""
     # Reverse proxies whose X-Forwarded-For is believed (addresses or CIDR blocks).
     trusted_proxies: tuple[str, ...] = ()
+    # Administrators may view the gateway as another user, read-only (off by default).
+    impersonation: bool = False
     registry_index_url: str | None = None
     registry_pubkey: str | None = None
     # An index older than this is a frozen registry: a warning, or refused with
@@ -145,6 +147,13 @@ class Settings:
 
     def with_listen(self, listen: str) -> Settings:
         return dataclasses.replace(self, listen=_listen("--listen", listen))
+
+
+def _switch(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "off").strip().lower()
+    if raw not in ("on", "off"):
+        raise ConfigError(f"{name}: expected on or off, got {raw!r}")
+    return raw == "on"
 
 
 def origin_of(url: str) -> str:
@@ -497,6 +506,7 @@ def _load(env: Mapping[str, str]) -> Settings:
         oidc_admin_role=admin_role,
         oidc_scopes=" ".join(env.get("GIG_OIDC_SCOPES", "").split()),
         trusted_proxies=proxies,
+        impersonation=_switch(env, "GIG_IMPERSONATION"),
         registry_index_url=_url(
             "GIG_REGISTRY_INDEX_URL", env.get("GIG_REGISTRY_INDEX_URL"), ("https", "file")
         ),

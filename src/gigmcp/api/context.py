@@ -32,6 +32,7 @@ class ApiConfig:
     roles: RolePolicy = field(default_factory=RolePolicy)
     # Reverse proxies whose X-Forwarded-For names the client (rate limits key on it).
     trusted_proxies: tuple[str, ...] = ()
+    impersonation: bool = False
     # Calls per user (tests make it small; see api/ratelimit.py for the default).
     user_rate: Rate = API_PER_USER
 
