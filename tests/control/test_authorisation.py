@@ -163,3 +163,34 @@ def test_a_user_reads_only_the_audit_rows_of_their_own_actions(
     assert {e.user_id for e in mine} == {bob.user_id}
     everyone = audit.events(engine, admin, limit=500).items
     assert {e.user_id for e in everyone} == {alice.user_id, bob.user_id}
+
+
+def test_a_server_an_admin_owns_is_everyones_to_use_and_only_the_admins_to_change(
+    engine: Engine, admin: Actor, alice: Actor, bob: Actor
+) -> None:
+    """The catalog: what an administrator installs or adds, every user may assign and
+    set their own credential for; only an administrator (or its owner) changes it."""
+    servers.add_server(
+        engine, admin, "catalog-srv", ["/bin/true"], {}, [], None,
+        egress=KEYED, credentials=[API_KEY],
+    )  # fmt: skip
+    profiles.create_profile(engine, bob, "bob-p")
+    profiles.assign(engine, bob, "bob-p", "catalog-srv", True)
+    tools.set_tool(engine, bob, "bob-p", "catalog-srv", "t", False)
+    credentials.set_credential(engine, RING, bob, "catalog-srv", "api_key", b"bobs-own-value")
+    assert [srv.name for srv in servers.list_servers(engine, bob)] == ["catalog-srv"]
+    assert [(c.server, c.is_set) for c in credentials.list_credentials(engine, bob)] == [
+        ("catalog-srv", True)
+    ]
+    # Alice sees the server, but not Bob's value: her own is not set.
+    assert [(c.server, c.is_set) for c in credentials.list_credentials(engine, alice)] == [
+        ("catalog-srv", False)
+    ]
+    for change in (
+        lambda: servers.set_limits(engine, bob, "catalog-srv", {"pids": 64}),
+        lambda: servers.set_egress(engine, bob, "catalog-srv", {"hosts": ["evil.example"]}),
+        lambda: servers.remove_server(engine, bob, "catalog-srv"),
+        lambda: pins.approve(engine, bob, "catalog-srv", "t"),
+    ):
+        with pytest.raises(NotFound):
+            change()

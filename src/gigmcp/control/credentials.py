@@ -54,7 +54,7 @@ def set_credential(
             "newline from echo is removed; use printf '%s' to be exact)"
         )
     with rows.change(engine, actor, "credential.set", server=server, detail=credential_id) as s:
-        srv = rows.server(s, actor, server)
+        srv = rows.usable_server(s, actor, server)
         known = {c.get("id") for c in srv.credentials or []}
         if credential_id not in known:
             raise NotFound(
@@ -77,7 +77,7 @@ def set_credential(
 def unset_credential(engine: Engine, actor: Actor, server: str, credential_id: str) -> None:
     """Remove the acting user's value of a server's credential."""
     with rows.change(engine, actor, "credential.unset", server=server, detail=credential_id) as s:
-        srv = rows.server(s, actor, server)
+        srv = rows.usable_server(s, actor, server)
         row = s.scalar(
             select(CredentialValue).where(
                 CredentialValue.owner_id == actor.user_id,
@@ -102,7 +102,8 @@ def list_credentials(engine: Engine, actor: Actor) -> list[CredentialStatus]:
         }
         query = select(Server).order_by(Server.name)
         if not actor.admin:
-            query = query.where(Server.owner_id == actor.user_id)
+            mine_or_shared = [actor.user_id, *rows.shared_owner_ids(s)]
+            query = query.where(Server.owner_id.in_(mine_or_shared))
         for srv in s.scalars(query):
             for c in srv.credentials or []:
                 kind = "sealed" if "header" in c.get("inject", {}) else "entrusted"

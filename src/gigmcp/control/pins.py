@@ -31,8 +31,10 @@ class PinView:
 
 
 def list_pins(engine: Engine, actor: Actor, server: str) -> list[PinView]:
+    """What a usable server's tools were pinned as (approving a change needs the right
+    to change the server: :func:`approve`)."""
     with Session(engine) as s:
-        srv = rows.server(s, actor, server)
+        srv = rows.usable_server(s, actor, server)
         found = s.scalars(select(ToolPin).where(ToolPin.server_id == srv.id).order_by(ToolPin.tool))
         return [
             PinView(r.tool, r.fingerprint, r.snapshot, r.flagged_fingerprint, r.flagged_snapshot)

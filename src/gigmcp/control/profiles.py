@@ -104,7 +104,7 @@ def show_profile(engine: Engine, actor: Actor, slug: str) -> ProfileDetail:
 def assign(engine: Engine, actor: Actor, slug: str, server: str, tools_on: bool) -> None:
     try:
         with rows.change(engine, actor, "profile.assign", server=server, detail=slug) as s:
-            p, srv = rows.profile(s, actor, slug), rows.server(s, actor, server)
+            p, srv = rows.profile(s, actor, slug), rows.usable_server(s, actor, server)
             a = ProfileServer(
                 profile_id=p.id, server_id=srv.id, owner_id=p.owner_id, default_enabled=tools_on
             )
@@ -131,5 +131,5 @@ def off_by_default(origin: dict[str, Any] | None) -> list[str]:
 
 def unassign(engine: Engine, actor: Actor, slug: str, server: str) -> None:
     with rows.change(engine, actor, "profile.unassign", server=server, detail=slug) as s:
-        p, srv = rows.profile(s, actor, slug), rows.server(s, actor, server)
+        p, srv = rows.profile(s, actor, slug), rows.usable_server(s, actor, server)
         s.delete(rows.assignment(s, p, srv))

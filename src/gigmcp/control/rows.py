@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from gigmcp.control.actor import Actor
+from gigmcp.control.actor import ADMIN_ROLE, Actor
 from gigmcp.errors import Forbidden, NotFound
-from gigmcp.store.models import AuditRow, ConfigRevision, Profile, ProfileServer, Server
+from gigmcp.store.models import AuditRow, ConfigRevision, Profile, ProfileServer, Server, User
 
 
 @contextmanager
@@ -77,6 +77,26 @@ def server(s: Session, actor: Actor, name: str) -> Server:
     if srv is None or not actor.may_touch(srv.owner_id):
         raise NotFound(f"no server named {name!r} (see: gigmcp server list)")
     return srv
+
+
+def usable_server(s: Session, actor: Actor, name: str) -> Server:
+    """A server the actor may put in their profiles and set their own credentials for:
+    their own, or one an administrator owns (installed or added for everyone: the
+    gateway's catalog). Changing the server itself still needs :func:`server`."""
+    srv = s.scalar(select(Server).where(Server.name == name))
+    if srv is None or not (actor.may_touch(srv.owner_id) or shared(s, srv.owner_id)):
+        raise NotFound(f"no server named {name!r} (see: gigmcp server list)")
+    return srv
+
+
+def shared(s: Session, owner_id: int) -> bool:
+    """Whether what ``owner_id`` owns is everyone's to use: they are an administrator."""
+    owner = s.get(User, owner_id)
+    return owner is not None and owner.role == ADMIN_ROLE
+
+
+def shared_owner_ids(s: Session) -> list[int]:
+    return list(s.scalars(select(User.id).where(User.role == ADMIN_ROLE)))
 
 
 def assignment(s: Session, p: Profile, srv: Server) -> ProfileServer:

@@ -92,11 +92,12 @@ def add_server(
 
 
 def list_servers(engine: Engine, actor: Actor) -> list[ServerSummary]:
-    """The actor's servers (every server, for an admin), by name."""
+    """The servers the actor may use: their own and the administrators' (the catalog);
+    every server, for an admin. By name."""
     with Session(engine) as s:
         query = select(Server).order_by(Server.name)
         if not actor.admin:
-            query = query.where(Server.owner_id == actor.user_id)
+            query = query.where(Server.owner_id.in_([actor.user_id, *rows.shared_owner_ids(s)]))
         return [
             ServerSummary(srv.name, tuple(srv.command), srv.cwd, (srv.origin or {}).get("rootfs"))
             for srv in s.scalars(query)

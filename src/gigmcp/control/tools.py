@@ -22,7 +22,7 @@ def set_tool(
         raise Invalid("tool name must be 1-255 characters")
     action = "tool.enable" if enabled else "tool.disable"
     with rows.change(engine, actor, action, server=server, tool=tool, detail=slug) as s:
-        a = rows.assignment(s, rows.profile(s, actor, slug), rows.server(s, actor, server))
+        a = rows.assignment(s, rows.profile(s, actor, slug), rows.usable_server(s, actor, server))
         row = s.scalar(
             select(ProfileTool).where(ProfileTool.assignment_id == a.id, ProfileTool.tool == tool)
         )
