@@ -61,9 +61,14 @@ def control_plane(settings: Settings, engine: Engine) -> ASGIApp:
     """The API (every path the MCP endpoint does not serve), or the answer that it is off."""
     if settings.sign_in == "off":
         return disabled_api()
+    try:
+        current, previous = master_keys(settings)
+    except ConfigError as err:
+        raise errors.ConfigurationError(str(err)) from err
+    keyring = Keyring(MasterKey(current), [MasterKey(previous)] if previous else [])
     oidc: dict[str, Any] = {}
     if settings.sign_in == "oidc":
-        oidc = oidc_parts(settings, engine)
+        oidc = oidc_parts(settings, engine, keyring)
     return build_api(
         ApiConfig(
             engine=engine,
@@ -73,12 +78,14 @@ def control_plane(settings: Settings, engine: Engine) -> ASGIApp:
             max_body_bytes=min(settings.max_body_bytes, 1024 * 1024),
             trusted_proxies=settings.trusted_proxies,
             impersonation=settings.impersonation,
+            keyring=keyring,
+            logs_dir=settings.data_dir / "logs",
             **oidc,
         )
     )
 
 
-def oidc_parts(settings: Settings, engine: Engine) -> dict[str, Any]:
+def oidc_parts(settings: Settings, engine: Engine, keyring: Keyring) -> dict[str, Any]:
     """The identity provider, the vault key that seals sign-in state, and the role policy."""
     # config.py makes these all-or-none; sign_in is "oidc" only when they are set.
     assert settings.oidc_issuer is not None
@@ -94,11 +101,6 @@ def oidc_parts(settings: Settings, engine: Engine) -> dict[str, Any]:
             scopes=SCOPES + (" " + settings.oidc_scopes if settings.oidc_scopes else ""),
         )
     )
-    try:
-        current, previous = master_keys(settings)
-    except ConfigError as err:
-        raise errors.ConfigurationError(str(err)) from err
-    keyring = Keyring(MasterKey(current), [MasterKey(previous)] if previous else [])
     key = vault_store.get_or_add_item(
         engine, keyring, "oidc-flow-key", lambda: secrets.token_bytes(flow_key_bytes)
     )

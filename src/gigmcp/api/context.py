@@ -5,6 +5,7 @@ one-time sign-in link of the embedded default is on. Plain values; no behaviour.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import Engine
 
@@ -12,6 +13,7 @@ from gigmcp.api.ratelimit import API_PER_USER, Rate
 from gigmcp.control.users import RolePolicy
 from gigmcp.control.websessions import Lifetimes
 from gigmcp.oidc.provider import Provider
+from gigmcp.vault.keys import Keyring
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,9 @@ class ApiConfig:
     # Reverse proxies whose X-Forwarded-For names the client (rate limits key on it).
     trusted_proxies: tuple[str, ...] = ()
     impersonation: bool = False
+    # The vault's keys (credential values are sealed with them) and the instance logs.
+    keyring: Keyring | None = None
+    logs_dir: Path | None = None
     # Calls per user (tests make it small; see api/ratelimit.py for the default).
     user_rate: Rate = API_PER_USER
 

@@ -1,0 +1,160 @@
+"""The REST API's resource routes in-process over the real API app, a real store and a
+real vault key: credentials go in and never come out, every user's objects are theirs
+alone (404 for anyone else's, by name or id), the catalog is shared, and audit pages
+are keyset-paged with an opaque cursor."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gigmcp.api.app import build_api
+from gigmcp.api.context import ApiConfig
+from gigmcp.control import actor, apitokens, profiles, servers, users
+from gigmcp.control.users import Identity, RolePolicy
+from gigmcp.store.db import make_engine, migrate
+from gigmcp.store.models import AuditRow, CredentialValue
+from gigmcp.vault.keys import Keyring, MasterKey
+
+SECRET = "sk_live_gigAPI_9f8e7d6c5b4a3210"
+API_KEY = {
+    "id": "api_key",
+    "type": "api_key",
+    "provider": "example",
+    "inject": {"header": "Authorization", "format": "Bearer {token}"},
+}
+
+
+@dataclass
+class World:
+    c: httpx.AsyncClient
+    cfg: ApiConfig
+    alice: dict[str, str]
+    bob: dict[str, str]
+    admin: dict[str, str]
+
+
+def bearer(cfg: ApiConfig, who: actor.Actor) -> dict[str, str]:
+    _, token = apitokens.mint(cfg.engine, who, "test", "write", None)
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def w(tmp_path: Path) -> AsyncIterator[World]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'g.db'}")
+    migrate(engine)
+    cfg = ApiConfig(
+        engine,
+        "http://127.0.0.1:1",
+        False,
+        keyring=Keyring(MasterKey(bytes(range(32)))),
+        logs_dir=tmp_path / "logs",
+    )
+    policy = RolePolicy(admin_subjects=frozenset({"root"}))
+    admin = users.sign_in(engine, Identity("https://idp.test", "root"), policy)
+    alice = users.sign_in(engine, Identity("https://idp.test", "alice"), policy)
+    bob = users.sign_in(engine, Identity("https://idp.test", "bob"), policy)
+    hosts = {"hosts": ["api.example.test"]}
+    servers.add_server(
+        engine, admin, "catalog", ["/bin/true"], {}, [], None, egress=hosts, credentials=[API_KEY]
+    )
+    servers.add_server(
+        engine, alice, "alices", ["/bin/true"], {}, [], None, egress=hosts, credentials=[API_KEY]
+    )
+    profiles.create_profile(engine, alice, "alice-p")
+    transport = httpx.ASGITransport(app=build_api(cfg))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        yield World(c, cfg, bearer(cfg, alice), bearer(cfg, bob), bearer(cfg, admin))
+
+
+async def test_a_credential_goes_in_and_never_comes_out(w: World) -> None:
+    r = await w.c.put(
+        "/api/v1/servers/catalog/credentials/api_key", json={"value": SECRET}, headers=w.alice
+    )
+    assert r.status_code == 204
+    listed = await w.c.get("/api/v1/credentials", headers=w.alice)
+    assert {
+        "server": "catalog",
+        "credential_id": "api_key",
+        "kind": "sealed",
+        "is_set": True,
+    } in listed.json()
+    assert SECRET not in listed.text
+    with Session(w.cfg.engine) as s:
+        stored = b"".join(r.ciphertext for r in s.scalars(select(CredentialValue)))
+        audit = repr([(r.action, r.detail) for r in s.scalars(select(AuditRow))])
+    assert SECRET.encode() not in stored and SECRET not in audit
+    # Bob uses the same catalog server with a value of his own, unset so far.
+    bobs = (await w.c.get("/api/v1/credentials", headers=w.bob)).json()
+    assert {
+        "server": "catalog",
+        "credential_id": "api_key",
+        "kind": "sealed",
+        "is_set": False,
+    } in bobs
+
+
+async def test_a_bad_credential_value_is_refused_without_being_echoed(w: World) -> None:
+    for value in (SECRET + "\n" + SECRET, ""):
+        r = await w.c.put(
+            "/api/v1/servers/catalog/credentials/api_key", json={"value": value}, headers=w.alice
+        )
+        assert r.status_code == 422, r.text
+        assert SECRET not in r.text
+
+
+async def test_attack_another_users_private_server_and_profile_are_not_found(w: World) -> None:
+    h = w.bob
+    attempts = [
+        ("PUT", "/api/v1/servers/alices/credentials/api_key", {"value": "x" * 10}),
+        ("DELETE", "/api/v1/servers/alices/credentials/api_key", None),
+        ("GET", "/api/v1/servers/alices/pins", None),
+        ("GET", "/api/v1/servers/alices/logs?profile=alice-p", None),
+        ("GET", "/api/v1/profiles/alice-p", None),
+        ("PUT", "/api/v1/profiles/alice-p/servers/catalog", {}),
+    ]
+    for method, url, body in attempts:
+        r = await w.c.request(method, url, json=body, headers=h)
+        assert r.status_code == 404, (method, url, r.status_code, r.text)
+    names = [s["name"] for s in (await w.c.get("/api/v1/servers", headers=h)).json()]
+    assert names == ["catalog"]
+    assert "alices" in [
+        s["name"] for s in (await w.c.get("/api/v1/servers", headers=w.admin)).json()
+    ]
+
+
+async def test_a_user_puts_a_catalog_server_in_their_profile(w: World) -> None:
+    assert (
+        await w.c.post("/api/v1/profiles", json={"slug": "bob-p"}, headers=w.bob)
+    ).status_code == 201
+    r = await w.c.put("/api/v1/profiles/bob-p/servers/catalog", json={}, headers=w.bob)
+    assert r.status_code == 204, r.text
+    detail = (await w.c.get("/api/v1/profiles/bob-p", headers=w.bob)).json()
+    assert [a["server"] for a in detail["assignments"]] == ["catalog"]
+
+
+async def test_audit_pages_follow_an_opaque_cursor_and_show_only_ones_own(w: World) -> None:
+    for i in range(7):
+        await w.c.post("/api/v1/profiles", json={"slug": f"page-{i}"}, headers=w.bob)
+    seen: list[int] = []
+    url = "/api/v1/audit?limit=3&action=profile.create"
+    while url:
+        page = (await w.c.get(url, headers=w.bob)).json()
+        seen += [e["id"] for e in page["items"]]
+        assert all(e["user_id"] == page["items"][0]["user_id"] for e in page["items"])
+        url = (
+            f"/api/v1/audit?limit=3&action=profile.create&after={page['next']}"
+            if page["next"]
+            else ""
+        )
+    assert len(seen) == 7 and seen == sorted(seen, reverse=True)
+    bad = await w.c.get("/api/v1/audit?after=not-a-cursor", headers=w.bob)
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid"
+    too_big = await w.c.get("/api/v1/audit?limit=100000", headers=w.bob)
+    assert too_big.status_code == 422
