@@ -158,3 +158,18 @@ async def test_audit_pages_follow_an_opaque_cursor_and_show_only_ones_own(w: Wor
     assert bad.status_code == 422 and bad.json()["code"] == "invalid"
     too_big = await w.c.get("/api/v1/audit?limit=100000", headers=w.bob)
     assert too_big.status_code == 422
+
+
+async def test_audit_filters_and_a_profile_filter_only_for_ones_own(w: World) -> None:
+    await w.c.post("/api/v1/profiles", json={"slug": "bob-f"}, headers=w.bob)
+    await w.c.post("/api/v1/profiles/bob-f/tokens", json={}, headers=w.bob)
+    page = (await w.c.get("/api/v1/audit?action=token.mint", headers=w.bob)).json()
+    assert [e["action"] for e in page["items"]] == ["token.mint"]
+    future = (await w.c.get("/api/v1/audit?since=2999-01-01T00:00:00Z", headers=w.bob)).json()
+    assert future["items"] == []
+    # Another user's profile as a filter: not found, as if it did not exist.
+    r = await w.c.get("/api/v1/audit?profile=alice-p", headers=w.bob)
+    assert r.status_code == 404
+    # An administrator filters by user; a user's user_id filter changes nothing.
+    mine = (await w.c.get("/api/v1/audit?user_id=1", headers=w.bob)).json()["items"]
+    assert {e["user_id"] for e in mine} <= {e["user_id"] for e in page["items"]}

@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import Engine, and_, or_, select
 from sqlalchemy.orm import Session
 
+from gigmcp.control import rows
 from gigmcp.control.actor import Actor
 from gigmcp.errors import Invalid
 from gigmcp.store.models import AuditRow
@@ -61,16 +62,42 @@ def events(
     after: Cursor | None = None,
     limit: int = 50,
     action: str | None = None,
+    *,
+    user_id: int | None = None,
+    profile: str | None = None,
+    server: str | None = None,
+    tool: str | None = None,
+    outcome: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> AuditPage:
-    """Up to ``limit`` rows older than ``after`` (the newest, without it), newest first;
-    only rows of ``action`` when given."""
+    """Up to ``limit`` rows older than ``after`` (the newest, without it), newest first,
+    matching every filter given. A user reads only their own rows (``user_id`` is an
+    administrator's filter); ``profile`` must be one the actor may see."""
     if not 1 <= limit <= MAX_PAGE:
         raise Invalid(f"limit must be 1-{MAX_PAGE}, not {limit}")
     query = select(AuditRow)
     if not actor.admin:
         query = query.where(AuditRow.user_id == actor.user_id)
+    elif user_id is not None:
+        query = query.where(AuditRow.user_id == user_id)
     if action is not None:
         query = query.where(AuditRow.action == action)
+    if profile is not None:
+        with Session(engine) as s:
+            pid = rows.profile(s, actor, profile, hint=False).id
+        query = query.where(AuditRow.profile_id == pid)
+    for column, value in (
+        (AuditRow.server, server),
+        (AuditRow.tool, tool),
+        (AuditRow.outcome, outcome),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if since is not None:
+        query = query.where(AuditRow.at >= since)
+    if until is not None:
+        query = query.where(AuditRow.at < until)
     if after is not None:
         query = query.where(
             or_(AuditRow.at < after.at, and_(AuditRow.at == after.at, AuditRow.id < after.id))

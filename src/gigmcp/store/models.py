@@ -15,6 +15,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -208,6 +209,12 @@ class ProfileToken(Base):
 
 class AuditRow(Base):
     __tablename__ = "audit_events"
+    # Keyset pages, newest first, for everyone and for one user: each page one index
+    # range scan, however many rows the table holds.
+    __table_args__ = (
+        Index("ix_audit_events_at_id", "at", "id"),
+        Index("ix_audit_events_user_at_id", "user_id", "at", "id"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     action: Mapped[str] = mapped_column(String(64))

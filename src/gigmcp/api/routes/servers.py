@@ -155,9 +155,27 @@ def audit_page(
     after: str | None = None,
     limit: int = 50,
     action: str | None = None,
+    user_id: int | None = None,
+    profile: str | None = None,
+    server: str | None = None,
+    tool: str | None = None,
+    outcome: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> AuditPageOut:
     page = audit.events(
-        config(request).engine, caller.actor, _cursor(after), limit=limit, action=action
+        config(request).engine,
+        caller.actor,
+        _cursor(after),
+        limit=limit,
+        action=action,
+        user_id=user_id,
+        profile=profile,
+        server=server,
+        tool=tool,
+        outcome=outcome,
+        since=since,
+        until=until,
     )
     return AuditPageOut(
         items=[AuditOut.model_validate(e, from_attributes=True) for e in page.items],

@@ -33,6 +33,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("last_sign_in_at", TS))
     with op.batch_alter_table("audit_events") as batch:
         batch.add_column(sa.Column("real_user_id", sa.Integer))
+    op.create_index("ix_audit_events_at_id", "audit_events", ["at", "id"])
+    op.create_index("ix_audit_events_user_at_id", "audit_events", ["user_id", "at", "id"])
     op.create_table(
         "web_sessions",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -76,6 +78,8 @@ def downgrade() -> None:
     op.drop_table("login_links")
     op.drop_table("api_tokens")
     op.drop_table("web_sessions")
+    op.drop_index("ix_audit_events_user_at_id", "audit_events")
+    op.drop_index("ix_audit_events_at_id", "audit_events")
     with op.batch_alter_table("audit_events") as batch:
         batch.drop_column("real_user_id")
     with op.batch_alter_table("users") as batch:
