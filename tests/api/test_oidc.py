@@ -196,3 +196,15 @@ def test_attack_users_see_none_of_each_others_objects(world: World) -> None:
         assert alice_b.get("/api/v1/profile-tokens").json() == []
         # Bob's things are all still there.
         assert bob_b.get("/api/v1/profiles/bobs").status_code == 200
+
+
+def test_signing_out_ends_the_session_and_points_at_the_providers_logout(world: World) -> None:
+    with world.browser() as b:
+        world.sign_in(b, "bob")
+        h = {"Origin": world.gw.base, "X-CSRF-Token": b.cookies["gig_csrf"]}
+        out = b.post("/api/auth/logout", headers=h)
+        assert out.status_code == 200
+        url = out.json()["provider_logout_url"]
+        assert url.startswith(world.idp.discovery["end_session_endpoint"])
+        assert "client_id=gigmcp" in url
+        assert b.get("/api/v1/me").status_code == 401

@@ -173,3 +173,14 @@ async def test_audit_filters_and_a_profile_filter_only_for_ones_own(w: World) ->
     # An administrator filters by user; a user's user_id filter changes nothing.
     mine = (await w.c.get("/api/v1/audit?user_id=1", headers=w.bob)).json()["items"]
     assert {e["user_id"] for e in mine} <= {e["user_id"] for e in page["items"]}
+
+
+async def test_a_profile_is_renamed_and_its_old_name_is_gone(w: World) -> None:
+    await w.c.post("/api/v1/profiles", json={"slug": "old-name"}, headers=w.bob)
+    r = await w.c.patch("/api/v1/profiles/old-name", json={"slug": "new-name"}, headers=w.bob)
+    assert r.status_code == 200 and r.json()["slug"] == "new-name"
+    assert (await w.c.get("/api/v1/profiles/old-name", headers=w.bob)).status_code == 404
+    taken = await w.c.patch("/api/v1/profiles/new-name", json={"slug": "alice-p"}, headers=w.bob)
+    assert taken.status_code == 409
+    theirs = await w.c.patch("/api/v1/profiles/alice-p", json={"slug": "stolen"}, headers=w.bob)
+    assert theirs.status_code == 404

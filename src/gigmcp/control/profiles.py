@@ -62,6 +62,21 @@ def create_profile(engine: Engine, actor: Actor, slug: str) -> None:
         raise Conflict(f"a profile named {slug!r} already exists") from exc
 
 
+def rename_profile(engine: Engine, actor: Actor, slug: str, new_slug: str) -> None:
+    """Give a profile a new slug; its endpoint moves to /mcp/p/<new slug> (its tokens,
+    servers and tools stay)."""
+    if not SLUG.match(new_slug):
+        raise Invalid(
+            f"invalid profile slug {new_slug!r}: 2-63 characters of a-z, 0-9 and '-', "
+            "starting with a letter or digit"
+        )
+    try:
+        with rows.change(engine, actor, "profile.rename", detail=f"{slug} -> {new_slug}") as s:
+            rows.profile(s, actor, slug).slug = new_slug
+    except IntegrityError as exc:
+        raise Conflict(f"a profile named {new_slug!r} already exists") from exc
+
+
 def delete_profile(engine: Engine, actor: Actor, slug: str) -> None:
     """Delete a profile; its assignments and tokens go with it."""
     with rows.change(engine, actor, "profile.delete", detail=slug) as s:

@@ -90,14 +90,22 @@ def from_this_host(request: Request) -> bool:
         return False
 
 
-@router.post("/api/auth/logout", status_code=204)
-def logout(caller: Caller, request: Request) -> Response:
+class SignedOut(BaseModel):
+    # Where to send the browser so the identity provider signs it out too (RP-initiated
+    # logout), when the provider offers it; None otherwise.
+    provider_logout_url: str | None
+
+
+@router.post("/api/auth/logout")
+def logout(caller: Caller, request: Request, response: Response) -> SignedOut:
     cfg = config(request)
     if caller.session is not None:
         websessions.close(cfg.engine, caller.session)
-    response = Response(status_code=204)
     clear_session_cookie(response, cfg)
-    return response
+    url = None
+    if cfg.oidc is not None and caller.session is not None and not caller.session.local:
+        url = cfg.oidc.end_session_url(cfg.public_origin + "/")
+    return SignedOut(provider_logout_url=url)
 
 
 class SessionOut(BaseModel):

@@ -73,6 +73,16 @@ def show_profile(slug: str, caller: Caller, request: Request) -> ProfileDetailOu
     return _detail(request, caller, slug)
 
 
+class RenameIn(BaseModel):
+    slug: str = Field(pattern=SLUG)
+
+
+@router.patch("/profiles/{slug}")
+def rename_profile(slug: str, body: RenameIn, caller: Caller, request: Request) -> ProfileDetailOut:
+    profiles.rename_profile(config(request).engine, caller.actor, slug, body.slug)
+    return _detail(request, caller, body.slug)
+
+
 @router.delete("/profiles/{slug}", status_code=204)
 def delete_profile(slug: str, caller: Caller, request: Request) -> None:
     profiles.delete_profile(config(request).engine, caller.actor, slug)
