@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import ipaddress
 import json
 import os
 import platform
@@ -40,6 +41,7 @@ from gigmcp.egress.audit import EgressAudit
 from gigmcp.egress.certs import CertificateAuthority, LeafCache, upstream_context
 from gigmcp.egress.listeners import ProxyPorts
 from gigmcp.egress.proxy import EgressProxy
+from gigmcp.netpolicy.hostaddr import HostAddresses
 from gigmcp.netpolicy.resolver import DnsResolver
 from gigmcp.sandbox.identity import Identity, SourceTable
 from gigmcp.store.db import make_engine, migrate
@@ -47,6 +49,10 @@ from gigmcp.store.db import make_engine, migrate
 ROOT = Path(__file__).resolve().parent.parent
 NS = "gmbench-egress"
 PROXY, CLIENT, DNS, UPSTREAM = "10.99.0.1", "10.99.0.2", "10.99.0.53", "11.0.0.1"
+# The upstream listens in the proxy's own namespace, so its address is one of "this
+# host's", which the proxy refuses unless the operator lists it
+# (GIG_EGRESS_ALLOW_HOST_ADDRESSES): the bench lists exactly that one address.
+UPSTREAM_IS_LOCAL = HostAddresses([ipaddress.ip_network(f"{UPSTREAM}/32")])
 HOST = "api.bench.test"
 MITM_PORT = 8080
 MITM_VERSION = "11.0.2"
@@ -186,7 +192,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             audit = EgressAudit(engine)
             await audit.start()
             proxy = EgressProxy(
-                identities=ids, grants={key_: grant}.get, resolver=DnsResolver(DNS),
+                identities=ids, grants={key_: grant}.get, resolver=DnsResolver(DNS, UPSTREAM_IS_LOCAL),
                 leaves=LeafCache(gw_ca), upstream_tls=upstream_context(up_ca.cert_pem()),
                 audit=audit, ports=ProxyPorts.from_base(3128), bind=PROXY,
             )  # fmt: skip
