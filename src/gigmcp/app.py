@@ -24,6 +24,7 @@ from gigmcp import errors
 from gigmcp.api.app import build_api, disabled_api
 from gigmcp.api.context import ApiConfig
 from gigmcp.config import ConfigError, Settings, master_keys
+from gigmcp.control import installs
 from gigmcp.control.users import RolePolicy
 from gigmcp.core.asgi import ASGIApp, Receive, Scope, Send
 from gigmcp.core.instances import InstanceKey
@@ -80,6 +81,12 @@ def control_plane(settings: Settings, engine: Engine) -> ASGIApp:
             impersonation=settings.impersonation,
             keyring=keyring,
             logs_dir=settings.data_dir / "logs",
+            registry=(
+                installs.registry_source(settings)
+                if settings.registry_index_url and settings.registry_pubkey
+                else None
+            ),
+            install_target=installs.target(settings),
             **oidc,
         )
     )

@@ -12,6 +12,8 @@ from sqlalchemy import Engine
 from gigmcp.api.ratelimit import API_PER_USER, Rate
 from gigmcp.control.users import RolePolicy
 from gigmcp.control.websessions import Lifetimes
+from gigmcp.installer.index_fetch import RegistrySource
+from gigmcp.installer.materialize import Target
 from gigmcp.oidc.provider import Provider
 from gigmcp.vault.keys import Keyring
 
@@ -38,6 +40,9 @@ class ApiConfig:
     # The vault's keys (credential values are sealed with them) and the instance logs.
     keyring: Keyring | None = None
     logs_dir: Path | None = None
+    # The signed registry and where installs land; None when not configured.
+    registry: RegistrySource | None = None
+    install_target: Target | None = None
     # Calls per user (tests make it small; see api/ratelimit.py for the default).
     user_rate: Rate = API_PER_USER
 

@@ -18,6 +18,8 @@ hashes were verified.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,7 @@ from sqlalchemy import Engine
 
 from gigmcp import errors
 from gigmcp.config import Settings
-from gigmcp.control import install_rows
+from gigmcp.control import install_rows, rows, users
 from gigmcp.control.actor import Actor
 from gigmcp.control.servers import SERVER_NAME
 from gigmcp.errors import Conflict, ControlError, GigError, Invalid
@@ -152,7 +154,10 @@ def plan_install(
     engine: Engine, actor: Actor, fetched: Fetched, ref: str, name: str | None = None
 ) -> InstallPlan:
     """Resolve ``ref`` and check that it can be installed as ``name`` (default: the
-    manifest's), before anything is asked or fetched."""
+    manifest's), before anything is asked or fetched. Installing is an administrator's
+    business (the catalog is everyone's)."""
+    users.require_admin(engine, actor)
+    rows.writable(actor)
     manifest, toolspec = _resolve(fetched, ref)
     kind = kind_of(manifest, toolspec)  # raises the tree's InstallError
     # Consent to something that cannot be installed under this name is wasted, and
@@ -188,6 +193,30 @@ async def install(
     except GigError:
         remove_files(run.origin, where.packages_dir, install_rows.paths_in_use(engine))
         raise
+
+
+def consent_digest(plan: InstallPlan) -> str:
+    """What a consent was given to, as one value: the entry, the name it lands under,
+    its kind and every line the consent text showed. A page that showed the text sends
+    it back to :func:`install_agreed`; if anything changed meanwhile, it differs."""
+    text = "\n".join((plan.ref, plan.server, plan.kind, *plan.consent))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def install_agreed(
+    engine: Engine,
+    actor: Actor,
+    where: Target,
+    plan: InstallPlan,
+    agreed_digest: str,
+    progress: Progress | None = None,
+) -> None:
+    """The second of two steps: install ``plan`` only if it is what the consent with
+    ``agreed_digest`` was given to; a changed index or entry is refused with nothing
+    fetched."""
+    if not hmac.compare_digest(consent_digest(plan).encode(), agreed_digest.encode()):
+        raise Conflict("what would be installed changed since the consent was shown: read it again")
+    await install(engine, actor, where, plan, lambda _lines: True, progress)
 
 
 def registry_name(engine: Engine, actor: Actor, server: str) -> str:
@@ -251,6 +280,7 @@ def apply_upgrade(engine: Engine, actor: Actor, packages_dir: Path, agreed: Pend
 def uninstall(engine: Engine, actor: Actor, packages_dir: Path, server: str) -> None:
     """Remove an installed server: its row, assignments, pins, credential values, and
     the files no other server uses."""
+    users.require_admin(engine, actor)
     origin = install_rows.uninstall(engine, actor, server)
     if origin is not None:
         remove_files(origin, packages_dir, install_rows.paths_in_use(engine))
