@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from gigmcp.api.auth import Principal, config, principal
-from gigmcp.control import audit, credentials, pins, servers
+from gigmcp.control import audit, credentials, overview, pins, servers
 from gigmcp.errors import ConfigurationError, Invalid
 
 router = APIRouter(prefix="/api/v1")
@@ -197,3 +197,41 @@ def _cursor(token: str | None) -> audit.Cursor | None:
         return audit.Cursor(datetime.fromisoformat(at), int(rid))
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise Invalid("after: not a cursor this API gave") from None
+
+
+# --- overview ----------------------------------------------------------------------------
+
+
+class DayOut(BaseModel):
+    day: str
+    calls: int
+    errors: int
+
+
+class CountOut(BaseModel):
+    name: str
+    calls: int
+    errors: int
+
+
+class EgressOut(BaseModel):
+    decision: str
+    requests: int
+
+
+class OverviewOut(BaseModel):
+    days: list[DayOut]
+    servers: list[CountOut]
+    tools: list[CountOut]
+    egress: list[EgressOut]
+
+
+@router.get("/overview")
+def get_overview(caller: Caller, request: Request, days: int = 182) -> OverviewOut:
+    o = overview.overview(config(request).engine, caller.actor, days)
+    return OverviewOut(
+        days=[DayOut.model_validate(d, from_attributes=True) for d in o.days],
+        servers=[CountOut.model_validate(c, from_attributes=True) for c in o.servers],
+        tools=[CountOut.model_validate(c, from_attributes=True) for c in o.tools],
+        egress=[EgressOut.model_validate(e, from_attributes=True) for e in o.egress],
+    )
