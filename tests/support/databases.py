@@ -6,6 +6,7 @@ and the vault's tests."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -29,11 +30,13 @@ def _as_postgres(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
 
 
-@pytest.fixture(scope="session")
-def pg_socket_dir() -> Iterator[str]:
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """A PostgreSQL cluster of its own on a Unix socket (the socket's folder is
+    yielded), removed at the end. Also used by bench/control.py."""
     bindir = _pg_bin()
     if bindir is None:
-        pytest.skip("PostgreSQL server binaries are missing (apt-get install postgresql)")
+        raise RuntimeError("PostgreSQL server binaries are missing (apt-get install postgresql)")
     # Not under pytest's tmp dir: the postgres user must be able to reach it.
     root = tempfile.mkdtemp(prefix="gigpg-")
     data = os.path.join(root, "data")
@@ -60,7 +63,7 @@ def pg_socket_dir() -> Iterator[str]:
         while not os.path.exists(os.path.join(root, ".s.PGSQL.5432")):
             if proc.poll() is not None or time.monotonic() > deadline:
                 err = proc.stderr.read().decode() if proc.stderr else ""
-                pytest.fail(f"PostgreSQL did not start: {err[-500:]}")
+                raise RuntimeError(f"PostgreSQL did not start: {err[-500:]}")
             time.sleep(0.05)
         time.sleep(0.2)
         yield root
@@ -69,6 +72,17 @@ def pg_socket_dir() -> Iterator[str]:
             proc.terminate()
             proc.wait(30)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_socket_dir() -> Iterator[str]:
+    if _pg_bin() is None:
+        pytest.skip("PostgreSQL server binaries are missing (apt-get install postgresql)")
+    try:
+        with throwaway_postgres() as root:
+            yield root
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -56,7 +56,9 @@ def build_api(cfg: ApiConfig) -> ASGIApp:
         return response
 
     api.state.user_buckets = ratelimit.Buckets(cfg.user_rate)
-    return Guarded(api, cfg.max_body_bytes, ratelimit.parse_proxies(cfg.trusted_proxies))
+    return Guarded(
+        api, cfg.max_body_bytes, ratelimit.parse_proxies(cfg.trusted_proxies), cfg.address_rate
+    )
 
 
 class BodyTooLarge(ProtocolError):
@@ -71,13 +73,17 @@ class Guarded:
     escaping to the server's log a second time."""
 
     def __init__(
-        self, app: ASGIApp, max_body: int, proxies: tuple[ratelimit.Network, ...] = ()
+        self,
+        app: ASGIApp,
+        max_body: int,
+        proxies: tuple[ratelimit.Network, ...] = (),
+        calls: ratelimit.Rate = ratelimit.API_PER_ADDRESS,
     ) -> None:
         self.app = app
         self.max_body = max_body
         self.proxies = proxies
         self.sign_ins = ratelimit.Buckets(ratelimit.SIGN_IN)
-        self.calls = ratelimit.Buckets(ratelimit.API_PER_ADDRESS)
+        self.calls = ratelimit.Buckets(calls)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

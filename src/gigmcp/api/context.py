@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from gigmcp.api.ratelimit import API_PER_USER, Rate
+from gigmcp.api.ratelimit import API_PER_ADDRESS, API_PER_USER, Rate
 from gigmcp.control.users import RolePolicy
 from gigmcp.control.websessions import Lifetimes
 from gigmcp.installer.index_fetch import RegistrySource
@@ -45,6 +45,7 @@ class ApiConfig:
     install_target: Target | None = None
     # Calls per user (tests make it small; see api/ratelimit.py for the default).
     user_rate: Rate = API_PER_USER
+    address_rate: Rate = API_PER_ADDRESS
 
     @property
     def cookie_name(self) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy import Engine, select, tuple_
 from sqlalchemy.orm import Session
 
 from gigmcp.control import rows
@@ -99,9 +99,9 @@ def events(
     if until is not None:
         query = query.where(AuditRow.at < until)
     if after is not None:
-        query = query.where(
-            or_(AuditRow.at < after.at, and_(AuditRow.at == after.at, AuditRow.id < after.id))
-        )
+        # A row value: both databases turn it into one index range (an OR of the two
+        # halves is a filter PostgreSQL applies row by row from the newest).
+        query = query.where(tuple_(AuditRow.at, AuditRow.id) < tuple_(after.at, after.id))
     # One more than asked: whether a next page exists, without a second query.
     query = query.order_by(AuditRow.at.desc(), AuditRow.id.desc()).limit(limit + 1)
     with Session(engine) as s:
