@@ -184,3 +184,14 @@ async def test_a_profile_is_renamed_and_its_old_name_is_gone(w: World) -> None:
     assert taken.status_code == 409
     theirs = await w.c.patch("/api/v1/profiles/alice-p", json={"slug": "stolen"}, headers=w.bob)
     assert theirs.status_code == 404
+
+
+async def test_the_profile_list_is_keyset_paged(w: World) -> None:
+    for i in range(5):
+        await w.c.post("/api/v1/profiles", json={"slug": f"pg-{i}"}, headers=w.bob)
+    first = (await w.c.get("/api/v1/profiles?limit=2", headers=w.bob)).json()
+    rest = (
+        await w.c.get(f"/api/v1/profiles?limit=10&after={first[-1]['slug']}", headers=w.bob)
+    ).json()
+    assert [p["slug"] for p in first + rest] == [f"pg-{i}" for i in range(5)]
+    assert (await w.c.get("/api/v1/profiles?limit=0", headers=w.bob)).status_code == 422

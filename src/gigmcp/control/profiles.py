@@ -83,21 +83,33 @@ def delete_profile(engine: Engine, actor: Actor, slug: str) -> None:
         s.delete(rows.profile(s, actor, slug))
 
 
-def list_profiles(engine: Engine, actor: Actor) -> list[ProfileSummary]:
-    """The actor's profiles (every profile, for an admin), by slug, with their servers."""
-    out = []
+def list_profiles(
+    engine: Engine, actor: Actor, after: str | None = None, limit: int | None = None
+) -> list[ProfileSummary]:
+    """The actor's profiles (every profile, for an admin), by slug, with their servers;
+    a page of ``limit`` after the slug ``after`` when given. Two queries whatever the
+    page holds (the profiles, then all their servers)."""
+    if limit is not None and not 1 <= limit <= 1000:
+        raise Invalid(f"limit must be 1-1000, not {limit}")
     with Session(engine) as s:
-        query = select(Profile).order_by(Profile.slug)
+        query = select(Profile.id, Profile.slug).order_by(Profile.slug)
         if not actor.admin:
             query = query.where(Profile.owner_id == actor.user_id)
-        for p in s.scalars(query):
-            names = s.scalars(
-                select(Server.name)
-                .join(ProfileServer, ProfileServer.server_id == Server.id)
-                .where(ProfileServer.profile_id == p.id)
-            ).all()
-            out.append(ProfileSummary(p.slug, tuple(names)))
-    return out
+        if after is not None:
+            query = query.where(Profile.slug > after)
+        if limit is not None:
+            query = query.limit(limit)
+        page = s.execute(query).all()
+        names: dict[int, list[str]] = {pid: [] for pid, _ in page}
+        if names:
+            for pid, name in s.execute(
+                select(ProfileServer.profile_id, Server.name)
+                .join(Server, ProfileServer.server_id == Server.id)
+                .where(ProfileServer.profile_id.in_(list(names)))
+                .order_by(ProfileServer.id)
+            ):
+                names[pid].append(name)
+    return [ProfileSummary(slug, tuple(names[pid])) for pid, slug in page]
 
 
 def show_profile(engine: Engine, actor: Actor, slug: str) -> ProfileDetail:

@@ -54,10 +54,13 @@ class ToolIn(BaseModel):
 
 
 @router.get("/profiles")
-def list_profiles(caller: Caller, request: Request) -> list[ProfileOut]:
+def list_profiles(
+    caller: Caller, request: Request, after: str | None = None, limit: int = 100
+) -> list[ProfileOut]:
+    """A page of profiles by slug; the next page: ``after=<the last slug>``."""
     return [
         ProfileOut(slug=p.slug, servers=list(p.servers))
-        for p in profiles.list_profiles(config(request).engine, caller.actor)
+        for p in profiles.list_profiles(config(request).engine, caller.actor, after, limit)
     ]
 
 
