@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gigmcp.errors import (
+    ConfigurationError,
     Conflict,
     ControlError,
     Forbidden,
@@ -39,6 +40,9 @@ _STATUS: list[tuple[type[GigError], int, str]] = [
     (Unauthenticated, 401, "unauthenticated"),
     (RateLimited, 429, "rate-limited"),
     (ControlError, 400, "bad-request"),
+    # The gateway is not set up for this (no registry, no vault): the operator's words,
+    # which never carry a secret (errors.py).
+    (ConfigurationError, 503, "not-configured"),
 ]
 _TITLES = {
     400: "Bad request",
@@ -51,6 +55,7 @@ _TITLES = {
     415: "Unsupported media type",
     422: "Invalid request",
     429: "Too many requests",
+    503: "Not available",
     500: "Internal error",
 }
 

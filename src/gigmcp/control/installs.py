@@ -195,6 +195,24 @@ async def install(
         raise
 
 
+async def plan_from_registry(
+    engine: Engine,
+    actor: Actor,
+    source: RegistrySource | None,
+    ref: str,
+    name: str | None = None,
+) -> InstallPlan:
+    """:func:`plan_install` on the index fetched now, for an administrator (checked
+    before anything is fetched, or the configuration is even looked at)."""
+    users.require_admin(engine, actor)
+    rows.writable(actor)
+    if source is None:
+        raise errors.ConfigurationError(
+            "no registry configured (GIG_REGISTRY_INDEX_URL and GIG_REGISTRY_PUBKEY)"
+        )
+    return plan_install(engine, actor, await fetch_index(engine, actor, source), ref, name)
+
+
 def consent_digest(plan: InstallPlan) -> str:
     """What a consent was given to, as one value: the entry, the name it lands under,
     its kind and every line the consent text showed. A page that showed the text sends

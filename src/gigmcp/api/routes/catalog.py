@@ -24,7 +24,7 @@ from gigmcp.api.context import ApiConfig
 from gigmcp.control import installs
 from gigmcp.control.actor import Actor
 from gigmcp.errors import ConfigurationError
-from gigmcp.installer.index_fetch import Fetched
+from gigmcp.installer.index_fetch import Fetched, RegistrySource
 from gigmcp.registry.manifest import Manifest
 
 router = APIRouter(prefix="/api/v1")
@@ -79,12 +79,16 @@ class Installed(BaseModel):
     kind: str
 
 
-def _fetch(cfg: ApiConfig, actor: Actor) -> Fetched:
+def _source(cfg: ApiConfig) -> RegistrySource:
     if cfg.registry is None:
         raise ConfigurationError(
             "no registry configured (GIG_REGISTRY_INDEX_URL and GIG_REGISTRY_PUBKEY)"
         )
-    return asyncio.run(installs.fetch_index(cfg.engine, actor, cfg.registry))
+    return cfg.registry
+
+
+def _fetch(cfg: ApiConfig, actor: Actor) -> Fetched:
+    return asyncio.run(installs.fetch_index(cfg.engine, actor, _source(cfg)))
 
 
 def _entry(m: Manifest) -> EntryOut:
@@ -141,7 +145,9 @@ def entry(ref: str, caller: Caller, request: Request) -> EntryDetail:
 def consent(ref: str, caller: Caller, request: Request, name: str | None = None) -> ConsentOut:
     """The first step: exactly what installing ``ref`` (as ``name``) asks consent to."""
     cfg = config(request)
-    plan = installs.plan_install(cfg.engine, caller.actor, _fetch(cfg, caller.actor), ref, name)
+    plan = asyncio.run(
+        installs.plan_from_registry(cfg.engine, caller.actor, cfg.registry, ref, name)
+    )
     return ConsentOut(
         server=plan.server,
         ref=plan.ref,
@@ -158,8 +164,8 @@ def install(body: InstallIn, caller: Caller, request: Request) -> Installed:
     cfg = config(request)
     if cfg.install_target is None:
         raise ConfigurationError("this gateway has no packages folder to install into")
-    plan = installs.plan_install(
-        cfg.engine, caller.actor, _fetch(cfg, caller.actor), body.ref, body.name
+    plan = asyncio.run(
+        installs.plan_from_registry(cfg.engine, caller.actor, cfg.registry, body.ref, body.name)
     )
     asyncio.run(
         installs.install_agreed(
