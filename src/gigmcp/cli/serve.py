@@ -13,7 +13,6 @@ import sys
 import typer
 from sqlalchemy import Engine
 
-from gigmcp.app import EgressParts, Gateway, attach_egress, egress_parts
 from gigmcp.cli.login import login_link_url
 from gigmcp.config import ConfigError, Settings, ensure_master_key, load_settings
 from gigmcp.control import loginlinks
@@ -38,7 +37,11 @@ def serve(
     ),
 ) -> None:
     """Start the gateway: MCP endpoints at /mcp/p/<profile>."""
+    # Imported here, not at the top: every other command would otherwise pay for the
+    # whole gateway (the web framework, the proxy) at each start, about half a second.
     import uvicorn
+
+    from gigmcp.app import EgressParts, Gateway, attach_egress, egress_parts
 
     try:
         settings = load_settings()
