@@ -4,7 +4,6 @@ nothing older than asked."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,18 +12,12 @@ from sqlalchemy.orm import Session
 
 from gigmcp.control import overview, users
 from gigmcp.control.users import Identity, RolePolicy
-from gigmcp.store.db import make_engine, migrate
 from gigmcp.store.models import AuditRow, EgressAuditRow
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    eng = make_engine(database_url)
-    migrate(eng)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
+def engine(migrated_engine: Engine) -> Engine:
+    return migrated_engine
 
 
 def test_calls_errors_and_egress_are_counted_per_day_server_and_tool(engine: Engine) -> None:

@@ -5,7 +5,6 @@ the MCP endpoints reload."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,7 +16,6 @@ from gigmcp.control import actor, apitokens, loginlinks, profiles, users, webses
 from gigmcp.control.actor import Actor
 from gigmcp.control.users import Identity, RolePolicy
 from gigmcp.errors import Forbidden, Invalid, NotFound
-from gigmcp.store.db import make_engine, migrate
 from gigmcp.store.models import (
     ApiToken,
     AuditRow,
@@ -37,13 +35,8 @@ LIFE = websessions.Lifetimes(idle=timedelta(minutes=30), absolute=timedelta(hour
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    eng = make_engine(database_url)
-    migrate(eng)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
+def engine(migrated_engine: Engine) -> Engine:
+    return migrated_engine
 
 
 def revision(engine: Engine) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator
 from datetime import timedelta
 
 import dns.message
@@ -36,7 +35,6 @@ from gigmcp.egress.dns import (
 )
 from gigmcp.netpolicy.policy import EgressPolicy
 from gigmcp.sandbox.identity import Identity, SourceTable
-from gigmcp.store.db import make_engine, migrate
 from gigmcp.store.models import EgressAuditRow, utcnow
 from tests.support.gateway import free_port
 
@@ -64,13 +62,8 @@ def query(name: str) -> bytes:
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    eng = make_engine(database_url)
-    migrate(eng)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
+def engine(migrated_engine: Engine) -> Engine:
+    return migrated_engine
 
 
 def rows(engine: Engine) -> list[EgressAuditRow]:

@@ -51,6 +51,7 @@ from tests.support.egress_lab import (
     ws_message,
     ws_parse,
 )
+from tests.support.proxy import proxy_curl
 
 pytestmark = pytest.mark.root
 
@@ -86,15 +87,7 @@ class World:
 
     async def curl(self, *args: str, source: str = SANDBOX_IP) -> tuple[int, str, str]:
         """curl through the explicit proxy; returns (HTTP status, body, stderr)."""
-        proc = await asyncio.create_subprocess_exec(
-            "curl", "-sS", "--max-time", "10", "--interface", source,
-            "--proxy", f"http://{PROXY_IP}:{PORTS.explicit}", "--cacert", str(self.gateway_ca),
-            "-w", "\n%{http_code}", *args,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, err = await proc.communicate()
-        body, _, code = out.decode().rpartition("\n")
-        return int(code or 0), body, err.decode()
+        return await proxy_curl(self.gateway_ca, source, *args)
 
     def audit_rows(self) -> list[EgressAuditRow]:
         engine = make_engine(f"sqlite:///{self.db}")

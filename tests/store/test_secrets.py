@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ from gigmcp.control import actor, credentials, servers
 from gigmcp.control.actor import Actor
 from gigmcp.errors import GigError, VaultError
 from gigmcp.store import secrets as vault_store
-from gigmcp.store.db import make_engine, migrate
 from gigmcp.store.models import CredentialValue
 from gigmcp.vault import envelope
 from gigmcp.vault.keys import Keyring, MasterKey
@@ -34,13 +32,8 @@ SLACK = {"id": "slack_token", "type": "api_key", "inject": {"env": "SLACK_TOKEN"
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    eng = make_engine(database_url)
-    migrate(eng)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
+def engine(migrated_engine: Engine) -> Engine:
+    return migrated_engine
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 
 def _pg_bin() -> Path | None:
@@ -96,3 +97,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     with psycopg.connect(host=socket_dir, user="gig", dbname="postgres", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return f"postgresql://gig@/{name}?host={socket_dir}"
+
+
+@pytest.fixture
+def migrated_engine(database_url: str) -> Iterator[Engine]:
+    """An engine on each database (SQLite and PostgreSQL), migrated to the head."""
+    from gigmcp.store.db import make_engine, migrate
+
+    eng = make_engine(database_url)
+    migrate(eng)
+    try:
+        yield eng
+    finally:
+        eng.dispose()

@@ -46,15 +46,7 @@ class ProxyRun:
     async def curl(self, *args: str) -> tuple[int, str, str]:
         """curl through the explicit proxy from the sandbox's address; (status, body,
         stderr). An http:// URL gets the proxy's own answer (a refusal's JSON)."""
-        proc = await asyncio.create_subprocess_exec(
-            "curl", "-sS", "--max-time", "10", "--interface", SANDBOX_IP,
-            "--proxy", f"http://{PROXY_IP}:{PORTS.explicit}", "--cacert", str(self.gateway_ca),
-            "-w", "\n%{http_code}", *args,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, err = await proc.communicate()
-        body, _, code = out.decode().rpartition("\n")
-        return int(code or 0), body, err.decode()
+        return await proxy_curl(self.gateway_ca, SANDBOX_IP, *args)
 
     async def audit_rows(self) -> list[EgressAuditRow]:
         await self.proxy.audit.flush()
@@ -125,3 +117,16 @@ async def running_proxy(
         await proxy.aclose()
         await audit.aclose()
         engine.dispose()
+
+
+async def proxy_curl(gateway_ca: Path, source: str, *args: str) -> tuple[int, str, str]:
+    """curl through the explicit proxy from ``source``; (HTTP status, body, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        "curl", "-sS", "--max-time", "10", "--interface", source,
+        "--proxy", f"http://{PROXY_IP}:{PORTS.explicit}", "--cacert", str(gateway_ca),
+        "-w", "\n%{http_code}", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    body, _, code = out.decode().rpartition("\n")
+    return int(code or 0), body, err.decode()

@@ -12,7 +12,7 @@ import binascii
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from gigmcp.api.auth import Principal, config, principal
@@ -148,35 +148,27 @@ class AuditPageOut(BaseModel):
     next: str | None = Field(description="Pass as ?after= for the next (older) page.")
 
 
+class AuditQuery(BaseModel):
+    """The audit page's query: a cursor, a size, and the service layer's filters."""
+
+    after: str | None = None
+    limit: int = 50
+    action: str | None = None
+    user_id: int | None = None
+    profile: str | None = None
+    server: str | None = None
+    tool: str | None = None
+    outcome: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
 @router.get("/audit")
 def audit_page(
-    caller: Caller,
-    request: Request,
-    after: str | None = None,
-    limit: int = 50,
-    action: str | None = None,
-    user_id: int | None = None,
-    profile: str | None = None,
-    server: str | None = None,
-    tool: str | None = None,
-    outcome: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    caller: Caller, request: Request, query: Annotated[AuditQuery, Query()]
 ) -> AuditPageOut:
-    page = audit.events(
-        config(request).engine,
-        caller.actor,
-        _cursor(after),
-        limit=limit,
-        action=action,
-        user_id=user_id,
-        profile=profile,
-        server=server,
-        tool=tool,
-        outcome=outcome,
-        since=since,
-        until=until,
-    )
+    filters = query.model_dump(exclude={"after"})
+    page = audit.events(config(request).engine, caller.actor, _cursor(query.after), **filters)
     return AuditPageOut(
         items=[AuditOut.model_validate(e, from_attributes=True) for e in page.items],
         next=_token(page.next) if page.next else None,
