@@ -137,28 +137,14 @@ class ApiTokenIn(BaseModel):
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
 
 
-class ApiTokenOut(BaseModel):
-    id: int
-    name: str
-    scope: str
-    display: str
-    created_at: datetime
-    expires_at: datetime | None
-    revoked: bool
-    last_used_at: datetime | None
-
-
 class ApiTokenMinted(BaseModel):
     id: int
     token: str = Field(description="Shown once: store it now.")
 
 
 @router.get("/api/v1/api-tokens")
-def list_api_tokens(caller: Caller, request: Request) -> list[ApiTokenOut]:
-    return [
-        ApiTokenOut.model_validate(t, from_attributes=True)
-        for t in apitokens.list_tokens(config(request).engine, caller.actor)
-    ]
+def list_api_tokens(caller: Caller, request: Request) -> list[apitokens.ApiTokenInfo]:
+    return apitokens.list_tokens(config(request).engine, caller.actor)
 
 
 @router.post("/api/v1/api-tokens", status_code=201)

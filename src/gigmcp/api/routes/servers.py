@@ -129,22 +129,8 @@ def unset_credential(name: str, credential_id: str, caller: Caller, request: Req
 # --- audit -------------------------------------------------------------------------------
 
 
-class AuditOut(BaseModel):
-    id: int
-    at: datetime
-    action: str
-    outcome: str
-    user_id: int | None
-    profile_id: int | None
-    server: str | None
-    tool: str | None
-    duration_ms: float | None
-    arg_bytes: int | None
-    detail: str | None
-
-
 class AuditPageOut(BaseModel):
-    items: list[AuditOut]
+    items: list[audit.AuditEntry]
     next: str | None = Field(description="Pass as ?after= for the next (older) page.")
 
 
@@ -170,7 +156,7 @@ def audit_page(
     filters = query.model_dump(exclude={"after"})
     page = audit.events(config(request).engine, caller.actor, _cursor(query.after), **filters)
     return AuditPageOut(
-        items=[AuditOut.model_validate(e, from_attributes=True) for e in page.items],
+        items=list(page.items),
         next=_token(page.next) if page.next else None,
     )
 

@@ -21,23 +21,10 @@ router = APIRouter(prefix="/api/v1")
 Caller = Annotated[Principal, Depends(principal)]
 
 
-class UserOut(BaseModel):
-    id: int
-    issuer: str
-    subject: str
-    email: str | None
-    name: str | None
-    role: str
-    created_at: datetime
-    last_sign_in_at: datetime | None
-
-
 @router.get("/users")
-def list_users(caller: Caller, request: Request) -> list[UserOut]:
-    return [
-        UserOut.model_validate(u, from_attributes=True)
-        for u in users.list_users(config(request).engine, caller.actor)
-    ]
+def list_users(caller: Caller, request: Request) -> list[users.UserInfo]:
+    # The service layer's own type is the response: its fields are the API's.
+    return list(users.list_users(config(request).engine, caller.actor))
 
 
 class ImpersonateIn(BaseModel):
