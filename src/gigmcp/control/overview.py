@@ -1,26 +1,30 @@
 """What a person sees first: their tool calls and errors per day and per server, the
 busiest tools, and what their servers' traffic through the egress proxy came to.
 
-Owns the aggregates, computed by the database (grouped counts over indexed columns,
-never rows carried to Python), over the actor's own rows (every row, for an
-administrator), for the last ``days``. It must never return an argument value, a path
-or anything but names and counts.
+Owns the reading of the roll-up counters that store/activity.py keeps as audit rows are
+written: a few hundred counters, never a scan of the audit tables, however many rows
+they hold. An actor reads their own counters (the whole gateway's, for an
+administrator), for the last ``days`` UTC days, today included. Server totals count the
+weeks (from Monday) that the period touches and tool rankings its calendar months: the
+grains the counters keep. It must never return an argument value, a path or anything
+but names and counts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import ColumnElement, Engine, func, select
 from sqlalchemy.orm import Session
 
 from gigmcp.control.actor import Actor
 from gigmcp.errors import Invalid
-from gigmcp.store.models import AuditRow, EgressAuditRow
+from gigmcp.store import activity
+from gigmcp.store.models import CallCount, EgressCount
 
-CALL = "tools/call"
 MAX_DAYS = 366
+MAX_TOP = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +42,14 @@ class Count:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerWeek:
+    week: str  # the Monday, YYYY-MM-DD
+    server: str
+    calls: int
+    errors: int
+
+
+@dataclass(frozen=True, slots=True)
 class Egress:
     decision: str  # allowed | denied | error
     requests: int
@@ -45,51 +57,63 @@ class Egress:
 
 @dataclass(frozen=True, slots=True)
 class Overview:
-    days: tuple[Day, ...]
-    servers: tuple[Count, ...]
-    tools: tuple[Count, ...]
+    since: str  # the first day counted, YYYY-MM-DD
+    days: tuple[Day, ...]  # days without calls are left out
+    servers: tuple[Count, ...]  # busiest first, at most ``top``
+    server_weeks: tuple[ServerWeek, ...]  # the same servers, week by week
+    tools: tuple[Count, ...]  # busiest first, at most ``top``
     egress: tuple[Egress, ...]
 
 
 def overview(engine: Engine, actor: Actor, days: int = 182, top: int = 10) -> Overview:
     if not 1 <= days <= MAX_DAYS:
         raise Invalid(f"days: 1 to {MAX_DAYS}")
-    since = datetime.now(UTC) - timedelta(days=days)
-    calls = [AuditRow.action == CALL, AuditRow.at >= since]
-    if not actor.admin:
-        calls.append(AuditRow.user_id == actor.user_id)
-    failed = func.sum(case((AuditRow.outcome != "ok", 1), else_=0))
-    day = func.date(AuditRow.at)
+    if not 1 <= top <= MAX_TOP:
+        raise Invalid(f"top: 1 to {MAX_TOP}")
+    first = datetime.now(UTC).date() - timedelta(days=days - 1)
+    scope = activity.EVERYONE if actor.admin else actor.user_id
+    calls, errors = func.sum(CallCount.calls), func.sum(CallCount.errors)
+
+    def grain(g: str, start: date) -> list[ColumnElement[bool]]:
+        return [CallCount.scope == scope, CallCount.grain == g, CallCount.start >= start]
+
     with Session(engine) as s:
         per_day = s.execute(
-            select(day, func.count(), failed).where(*calls).group_by(day).order_by(day)
+            select(CallCount.start, CallCount.calls, CallCount.errors)
+            .where(*grain(activity.DAY, first))
+            .order_by(CallCount.start)
         ).all()
-        per_server = s.execute(
-            select(AuditRow.server, func.count(), failed)
-            .where(*calls)
-            .group_by(AuditRow.server)
-            .order_by(func.count().desc())
-        ).all()
-        tool_name = AuditRow.server + "_" + AuditRow.tool
+        weeks = grain(activity.WEEK, activity.week_of(first))
         busiest = s.execute(
-            select(tool_name, func.count(), failed)
-            .where(*calls)
-            .group_by(AuditRow.server, AuditRow.tool)
-            .order_by(func.count().desc())
+            select(CallCount.server, calls, errors)
+            .where(*weeks)
+            .group_by(CallCount.server)
+            .order_by(calls.desc(), CallCount.server)
             .limit(top)
         ).all()
-        eg = [EgressAuditRow.at >= since]
-        if not actor.admin:
-            eg.append(EgressAuditRow.owner_id == actor.user_id)
+        series = s.execute(
+            select(CallCount.start, CallCount.server, CallCount.calls, CallCount.errors)
+            .where(*weeks, CallCount.server.in_([name for name, _, _ in busiest]))
+            .order_by(CallCount.start, CallCount.server)
+        ).all()
+        tools = s.execute(
+            select(CallCount.server, CallCount.tool, calls, errors)
+            .where(*grain(activity.MONTH, activity.month_of(first)))
+            .group_by(CallCount.server, CallCount.tool)
+            .order_by(calls.desc(), CallCount.server, CallCount.tool)
+            .limit(top)
+        ).all()
         egress = s.execute(
-            select(EgressAuditRow.decision, func.sum(EgressAuditRow.count))
-            .where(*eg)
-            .group_by(EgressAuditRow.decision)
-            .order_by(EgressAuditRow.decision)
+            select(EgressCount.decision, func.sum(EgressCount.requests))
+            .where(EgressCount.scope == scope, EgressCount.day >= first)
+            .group_by(EgressCount.decision)
+            .order_by(EgressCount.decision)
         ).all()
     return Overview(
-        tuple(Day(str(d), int(n), int(e or 0)) for d, n, e in per_day),
-        tuple(Count(str(name), int(n), int(e or 0)) for name, n, e in per_server),
-        tuple(Count(str(name), int(n), int(e or 0)) for name, n, e in busiest),
-        tuple(Egress(str(d), int(n or 0)) for d, n in egress),
+        first.isoformat(),
+        tuple(Day(d.isoformat(), n, e) for d, n, e in per_day),
+        tuple(Count(name, int(n), int(e)) for name, n, e in busiest),
+        tuple(ServerWeek(w.isoformat(), name, n, e) for w, name, n, e in series),
+        tuple(Count(f"{srv}_{tool}", int(n), int(e)) for srv, tool, n, e in tools),
+        tuple(Egress(d, int(n)) for d, n in egress),
     )

@@ -10,7 +10,7 @@ store: ``store/catalog.py`` builds the snapshots.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 from gigmcp.core.definitions import CredentialDef, Egress
@@ -104,6 +104,8 @@ class AuditEvent:
     duration_ms: float | None = None
     arg_bytes: int | None = None
     detail: str | None = None
+    # When it happened, not when the batch holding it reached the database.
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 class Catalog(Protocol):

@@ -25,6 +25,7 @@ from gigmcp.auth import tokens
 from gigmcp.core.definitions import DefinitionError, parse_credentials, parse_egress
 from gigmcp.core.pins import PinBook, PinChange
 from gigmcp.core.views import Assignment, AuditEvent, ProfileView, ServerDef, TokenGrant
+from gigmcp.store import activity
 from gigmcp.store.db import make_engine, migrate
 from gigmcp.store.models import (
     AuditRow,
@@ -227,6 +228,7 @@ class StoreCatalog:
                 _write_pin(s, change)
             s.add_all(
                 AuditRow(
+                    at=e.at,
                     action=e.action,
                     outcome=e.outcome,
                     user_id=e.user_id,
@@ -238,6 +240,14 @@ class StoreCatalog:
                     detail=e.detail,
                 )
                 for e in audit
+            )
+            activity.add_calls(
+                s,
+                (
+                    activity.Call(e.at, e.user_id, e.server, e.tool, e.outcome != "ok")
+                    for e in audit
+                    if e.action == activity.CALL
+                ),
             )
             for token_id, at in used.items():
                 # Last-used is bookkeeping: it does not bump the revision.

@@ -14,13 +14,18 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, insert
 
+from gigmcp.store import activity
 from gigmcp.store.models import EgressAuditRow
 
 
 def insert_rows(engine: Engine, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert ``rows`` (column name → value) in one transaction."""
+    """Insert ``rows`` (column name → value) and count them into the overview's egress
+    counters, in one transaction."""
     with engine.begin() as conn:
         conn.execute(insert(EgressAuditRow), list(rows))
+        activity.add_egress(
+            conn, ((r["at"], r.get("owner_id"), r["decision"], r.get("count", 1)) for r in rows)
+        )
 
 
 def delete_before(engine: Engine, before: datetime) -> int:

@@ -6,12 +6,13 @@ no column here ever holds a secret in clear.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -209,18 +210,25 @@ class ProfileToken(Base):
 
 class AuditRow(Base):
     __tablename__ = "audit_events"
-    # Keyset pages, newest first, for everyone and for one user: each page one index
-    # range scan, however many rows the table holds.
+    # Keyset pages, newest first: each page is one index range scan, however many rows
+    # the table holds, for everyone, for one user, and for the filters the audit page
+    # offers: a profile (one user's), a server (everyone's or one user's), a kind. Each
+    # index ends in (at, id), the page's order. Other combinations read the nearest
+    # index's range and filter it. The prune (at < …) uses the first.
     __table_args__ = (
         Index("ix_audit_events_at_id", "at", "id"),
         Index("ix_audit_events_user_at_id", "user_id", "at", "id"),
+        Index("ix_audit_events_profile_at_id", "profile_id", "at", "id"),
+        Index("ix_audit_events_server_at_id", "server", "at", "id"),
+        Index("ix_audit_events_user_server_at_id", "user_id", "server", "at", "id"),
+        Index("ix_audit_events_action_at_id", "action", "at", "id"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     action: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(32))
-    user_id: Mapped[int | None] = mapped_column(Integer, index=True)
-    profile_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    profile_id: Mapped[int | None] = mapped_column(Integer)
     server: Mapped[str | None] = mapped_column(String(63))
     tool: Mapped[str | None] = mapped_column(String(255))
     duration_ms: Mapped[float | None] = mapped_column(Float)
@@ -228,6 +236,33 @@ class AuditRow(Base):
     detail: Mapped[str | None] = mapped_column(String(1024))
     # Set when an administrator acted while viewing the gateway as ``user_id``.
     real_user_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class CallCount(Base):
+    """Tool calls and errors rolled up per grain, scope, period, server and tool, kept in
+    step by store/activity.py as audit rows are written. ``scope`` is the acting user's
+    id, or 0 for the whole gateway; ``server``/``tool`` are '' where the grain does not
+    split by them (a primary key column cannot be NULL)."""
+
+    __tablename__ = "call_counts"
+    # Every overview query fixes scope and grain and reads a range of periods.
+    scope: Mapped[int] = mapped_column(Integer, primary_key=True)
+    grain: Mapped[str] = mapped_column(String(1), primary_key=True)  # d | w | m
+    start: Mapped[date] = mapped_column(Date, primary_key=True)  # the period's first day
+    server: Mapped[str] = mapped_column(String(63), primary_key=True)
+    tool: Mapped[str] = mapped_column(String(255), primary_key=True)
+    calls: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[int] = mapped_column(Integer)
+
+
+class EgressCount(Base):
+    """Egress requests per scope (the owner, or 0 for everyone), UTC day and decision."""
+
+    __tablename__ = "egress_counts"
+    scope: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    decision: Mapped[str] = mapped_column(String(16), primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer)
 
 
 class WebSession(Base):

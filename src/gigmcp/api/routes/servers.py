@@ -180,36 +180,11 @@ def _cursor(token: str | None) -> audit.Cursor | None:
 # --- overview ----------------------------------------------------------------------------
 
 
-class DayOut(BaseModel):
-    day: str
-    calls: int
-    errors: int
-
-
-class CountOut(BaseModel):
-    name: str
-    calls: int
-    errors: int
-
-
-class EgressOut(BaseModel):
-    decision: str
-    requests: int
-
-
-class OverviewOut(BaseModel):
-    days: list[DayOut]
-    servers: list[CountOut]
-    tools: list[CountOut]
-    egress: list[EgressOut]
-
-
 @router.get("/overview")
-def get_overview(caller: Caller, request: Request, days: int = 182) -> OverviewOut:
-    o = overview.overview(config(request).engine, caller.actor, days)
-    return OverviewOut(
-        days=[DayOut.model_validate(d, from_attributes=True) for d in o.days],
-        servers=[CountOut.model_validate(c, from_attributes=True) for c in o.servers],
-        tools=[CountOut.model_validate(c, from_attributes=True) for c in o.tools],
-        egress=[EgressOut.model_validate(e, from_attributes=True) for e in o.egress],
-    )
+def get_overview(
+    caller: Caller, request: Request, days: int = 182, top: int = 10
+) -> overview.Overview:
+    """Calls and errors per day, the busiest servers (with their weeks) and tools, and
+    egress by decision, from the roll-up counters: the caller's own, or the whole
+    gateway's for an administrator."""
+    return overview.overview(config(request).engine, caller.actor, days, top)
