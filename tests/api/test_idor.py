@@ -3,7 +3,7 @@ called by another (non-admin) user with Alice's object in the path, and answers 
 the same as for an object that does not exist (403 only where the route itself is for
 administrators). Every route is in the table below or in NOT_PER_OBJECT with a reason,
 so a new route cannot be added without deciding its case here. In-process, over the
-real API app and a real store and vault key."""
+real API app and a real store (SQLite and PostgreSQL) and vault key."""
 
 from __future__ import annotations
 
@@ -78,8 +78,9 @@ NOT_PER_OBJECT = {
 @pytest.fixture
 async def world(
     tmp_path: Path,
+    database_url: str,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str], dict[str, str]]]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'g.db'}")
+    engine = make_engine(database_url)
     migrate(engine)
     cfg = ApiConfig(
         engine, "http://127.0.0.1:1", False, keyring=RING, logs_dir=tmp_path / "logs",

@@ -1,7 +1,7 @@
-"""Impersonation, in-process over the real API app and store: off unless enabled, only
-an administrator's browser session, never oneself, read-only while it lasts (any change
-refused except ending it), at most an hour, and audited on the impersonated user's own
-record with the administrator's name."""
+"""Impersonation, in-process over the real API app and store (SQLite and PostgreSQL): off
+unless enabled, only an administrator's browser session, never oneself, read-only while
+it lasts (any change refused except ending it), at most an hour, and audited on the
+impersonated user's own record with the administrator's name."""
 
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ class World:
         return {"Origin": ORIGIN, "X-CSRF-Token": self.session.csrf}
 
 
-async def world_of(tmp_path: Path, enabled: bool = True) -> AsyncIterator[World]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'g.db'}")
+async def world_of(tmp_path: Path, database_url: str, enabled: bool = True) -> AsyncIterator[World]:
+    engine = make_engine(database_url)
     migrate(engine)
     admin = users.sign_in(
         engine, Identity("https://idp.test", "root"), RolePolicy(admin_subjects=frozenset({"root"}))
@@ -56,8 +56,8 @@ async def world_of(tmp_path: Path, enabled: bool = True) -> AsyncIterator[World]
 
 
 @pytest.fixture
-async def w(tmp_path: Path) -> AsyncIterator[World]:
-    async for world in world_of(tmp_path):
+async def w(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
+    async for world in world_of(tmp_path, database_url):
         yield world
 
 
@@ -140,7 +140,7 @@ async def test_refused_as_oneself_over_an_hour_from_a_token_or_by_a_user(w: Worl
     assert r.status_code == 403
 
 
-async def test_impersonation_is_off_unless_enabled(tmp_path: Path) -> None:
-    async for w in world_of(tmp_path, enabled=False):
+async def test_impersonation_is_off_unless_enabled(tmp_path: Path, database_url: str) -> None:
+    async for w in world_of(tmp_path, database_url, enabled=False):
         r = await w.c.post("/api/v1/impersonation", json={"user_id": w.bob.user_id}, headers=w.h)
         assert r.status_code == 404

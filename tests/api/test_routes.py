@@ -1,7 +1,7 @@
-"""The REST API's resource routes in-process over the real API app, a real store and a
-real vault key: credentials go in and never come out, every user's objects are theirs
-alone (404 for anyone else's, by name or id), the catalog is shared, and audit pages
-are keyset-paged with an opaque cursor."""
+"""The REST API's resource routes in-process over the real API app, a real store (SQLite
+and PostgreSQL) and a real vault key: credentials go in and never come out, every user's
+objects are theirs alone (404 for anyone else's, by name or id), the catalog is shared,
+and audit pages are keyset-paged with an opaque cursor."""
 
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ def bearer(cfg: ApiConfig, who: actor.Actor) -> dict[str, str]:
 
 
 @pytest.fixture
-async def w(tmp_path: Path) -> AsyncIterator[World]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'g.db'}")
+async def w(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
+    engine = make_engine(database_url)
     migrate(engine)
     cfg = ApiConfig(
         engine,
