@@ -21,7 +21,6 @@ from typing import Any
 from sqlalchemy import Engine
 
 from gigmcp import errors
-from gigmcp.api.app import build_api, disabled_api
 from gigmcp.api.context import ApiConfig
 from gigmcp.config import ConfigError, Settings, master_keys
 from gigmcp.control import installs
@@ -54,14 +53,16 @@ from gigmcp.supervisor.launcher import PlainLauncher
 from gigmcp.supervisor.supervisor import Supervisor
 from gigmcp.upstream.connection import WireLimits
 from gigmcp.vault.keys import Keyring, MasterKey
+from gigmcp.web.app import build_control_plane, disabled_control_plane
 
 log = logging.getLogger(__name__)
 
 
 def control_plane(settings: Settings, engine: Engine) -> ASGIApp:
-    """The API (every path the MCP endpoint does not serve), or the answer that it is off."""
+    """The API and the dashboard (every path the MCP endpoint does not serve), or the
+    answer that they are off."""
     if settings.sign_in == "off":
-        return disabled_api()
+        return disabled_control_plane()
     try:
         current, previous = master_keys(settings)
     except ConfigError as err:
@@ -70,7 +71,7 @@ def control_plane(settings: Settings, engine: Engine) -> ASGIApp:
     oidc: dict[str, Any] = {}
     if settings.sign_in == "oidc":
         oidc = oidc_parts(settings, engine, keyring)
-    return build_api(
+    return build_control_plane(
         ApiConfig(
             engine=engine,
             public_origin=settings.public_origin,

@@ -4,9 +4,10 @@ Owns :func:`build_api` (the ASGI app the MCP endpoint hands every path it does n
 serve) and :func:`disabled_api` (the answer when the control plane is off: a problem
 document saying so and how to turn it on). Also the request limits that apply before any
 route: a body larger than the limit is refused from its declared length, and a body
-that is not JSON where JSON is expected is refused. It must never serve a route without
-the problem handlers in place, and never answer a path outside ``/api`` with anything
-but a 404.
+that is not JSON where JSON is expected is refused. :class:`Guarded` puts the body limit
+and the per-address rate limits in front of the API and of the dashboard alike. It must
+never serve a route without the problem handlers in place, and never answer a path
+outside ``/api`` with anything but a 404 (the dashboard, web/, serves those).
 """
 
 from __future__ import annotations
@@ -29,6 +30,17 @@ HOW_TO_ENABLE = (
 
 
 def build_api(cfg: ApiConfig) -> ASGIApp:
+    """The API alone behind its guards (the gateway serves it with the dashboard:
+    web/app.py)."""
+    api = api_app(cfg)
+    return Guarded(
+        api, cfg.max_body_bytes, ratelimit.parse_proxies(cfg.trusted_proxies), cfg.address_rate
+    )
+
+
+def api_app(cfg: ApiConfig) -> FastAPI:
+    """The API's routes and problem handlers, without the guards (whoever serves it puts
+    :class:`Guarded` in front)."""
     api = FastAPI(
         title="Gig'MCP control plane",
         version="1",
@@ -56,9 +68,7 @@ def build_api(cfg: ApiConfig) -> ASGIApp:
         return response
 
     api.state.user_buckets = ratelimit.Buckets(cfg.user_rate)
-    return Guarded(
-        api, cfg.max_body_bytes, ratelimit.parse_proxies(cfg.trusted_proxies), cfg.address_rate
-    )
+    return api
 
 
 class BodyTooLarge(ProtocolError):

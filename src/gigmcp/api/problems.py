@@ -79,13 +79,27 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
-async def gig_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, GigError)
+def status_of(exc: GigError) -> tuple[int, str] | None:
+    """The status and problem code of an error of the tree; None for one that should
+    not have reached a client (answered as unexpected). The dashboard maps alike."""
     for cls, status, code in _STATUS:
         if isinstance(exc, cls):
-            headers = {"Retry-After": "60"} if status == 429 else None
-            return problem(status, code, str(exc), headers=headers)
-    return await unexpected(request, exc)
+            return status, code
+    return None
+
+
+def title(status: int) -> str:
+    return _TITLES.get(status, "Error")
+
+
+async def gig_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, GigError)
+    found = status_of(exc)
+    if found is None:
+        return await unexpected(request, exc)
+    status, code = found
+    headers = {"Retry-After": "60"} if status == 429 else None
+    return problem(status, code, str(exc), headers=headers)
 
 
 async def validation(request: Request, exc: Exception) -> JSONResponse:
