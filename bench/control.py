@@ -63,7 +63,7 @@ FILTERED = [
 ]
 
 
-def seed_people(engine: Engine) -> tuple[Any, Any]:
+def seed_people(engine: Engine, profiles_count: int = PROFILES) -> tuple[Any, Any]:
     policy = RolePolicy(admin_subjects=frozenset({"root"}))
     admin = users.sign_in(engine, Identity("https://idp.bench", "root"), policy)
     people = [
@@ -85,7 +85,10 @@ def seed_people(engine: Engine) -> tuple[Any, Any]:
         )
         conn.execute(
             insert(Profile),
-            [{"slug": f"p-{i}", "owner_id": people[i % USERS].user_id} for i in range(PROFILES)],
+            [
+                {"slug": f"p-{i}", "owner_id": people[i % USERS].user_id}
+                for i in range(profiles_count)
+            ],
         )
     return admin, people[0]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ from gigmcp.config import ConfigError, Settings, master_keys
 from gigmcp.control import installs
 from gigmcp.control.users import RolePolicy
 from gigmcp.core.asgi import ASGIApp, Receive, Scope, Send
-from gigmcp.core.instances import InstanceKey
+from gigmcp.core.instances import InstanceKey, InstanceView
 from gigmcp.core.launch import JailLimits, Launcher, LaunchSpec
 from gigmcp.core.server_info import GATEWAY_INFO
 from gigmcp.core.views import ServerDef
@@ -58,9 +59,13 @@ from gigmcp.web.app import build_control_plane, disabled_control_plane
 log = logging.getLogger(__name__)
 
 
-def control_plane(settings: Settings, engine: Engine) -> ASGIApp:
+def control_plane(
+    settings: Settings,
+    engine: Engine,
+    instances: Callable[[], Sequence[InstanceView]] | None = None,
+) -> ASGIApp:
     """The API and the dashboard (every path the MCP endpoint does not serve), or the
-    answer that they are off."""
+    answer that they are off. ``instances``: the supervisor's status snapshot."""
     if settings.sign_in == "off":
         return disabled_control_plane()
     try:
@@ -88,6 +93,7 @@ def control_plane(settings: Settings, engine: Engine) -> ASGIApp:
                 else None
             ),
             install_target=installs.target(settings),
+            instances=instances,
             **oidc,
         )
     )
@@ -166,7 +172,7 @@ class Gateway:
                 buffer_bytes=settings.client_buffer_bytes,
             ),
             buffer_bytes=settings.client_buffer_bytes,
-            fallback=control_plane(settings, self.catalog.engine),
+            fallback=control_plane(settings, self.catalog.engine, self.supervisor.status),
         )
 
     def owner_of(self, key: InstanceKey) -> int | None:

@@ -100,6 +100,9 @@ async def test_the_catalog_lists_and_shows_what_an_entry_may_do(w: World) -> Non
     assert {c["id"] for c in detail["credentials"]}
     tools = {t["name"]: t["enabled_by_default"] for t in detail["tools"]}
     assert tools["list_channels"] is True and tools["publish_message_to_channel"] is False
+    # A ref the index does not have is the caller's mistake: 404, not a 500.
+    missing = await w.c.get("/api/v1/catalog/no-such-entry", headers=w.user)
+    assert missing.status_code == 404 and missing.json()["code"] == "not-found"
 
 
 async def test_install_takes_two_steps_and_acts_on_the_consent_shown(w: World) -> None:

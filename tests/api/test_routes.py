@@ -160,6 +160,23 @@ async def test_audit_pages_follow_an_opaque_cursor_and_show_only_ones_own(w: Wor
     assert too_big.status_code == 422
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        # A cursor whose id no database column holds (a driver error, once).
+        "after=MjAyNi0xMi0wM1QwMDowMDowMCswMDowMHw5OTk5OTk5OTk5OTk5OTk5OTk5OTk5",
+        "after=MjAyNi0xMi0wM1QwMDowMDowMCswMDowMHwtMQ",  # a negative id
+        "server=a%00b",  # PostgreSQL refuses a NUL in text (a driver error, once)
+        "action=x%00",
+        "profile=%00",
+    ],
+)
+async def test_attack_a_forged_cursor_or_a_nul_is_a_clear_422(w: World, query: str) -> None:
+    r = await w.c.get(f"/api/v1/audit?{query}", headers=w.bob)
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "invalid" and "Traceback" not in r.text
+
+
 async def test_audit_filters_and_a_profile_filter_only_for_ones_own(w: World) -> None:
     await w.c.post("/api/v1/profiles", json={"slug": "bob-f"}, headers=w.bob)
     await w.c.post("/api/v1/profiles/bob-f/tokens", json={}, headers=w.bob)

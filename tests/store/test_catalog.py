@@ -5,16 +5,18 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, update
+from sqlalchemy.orm import Session
 
 from gigmcp.control import actor, profiles, servers, tokens, tools
 from gigmcp.core.views import AuditEvent
 from gigmcp.errors import GigError
 from gigmcp.store.catalog import StoreCatalog
+from gigmcp.store.models import ProfileToken
 
 
 @pytest.fixture
@@ -92,7 +94,11 @@ def test_revocation_by_another_process_applies_on_the_next_request(
 
 def test_expired_tokens_open_nothing(cat: StoreCatalog) -> None:
     me, _ = setup(cat)
-    token = tokens.mint_token(cat.engine, me, "p1", None, timedelta(seconds=-1))
+    token = tokens.mint_token(cat.engine, me, "p1", None, timedelta(minutes=5))
+    # Five minutes on: the token has expired (the row says so; a lifetime of zero or
+    # less is refused when minting).
+    with Session(cat.engine) as s, s.begin():
+        s.execute(update(ProfileToken).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
     assert cat.authenticate(token) is None
 
 

@@ -32,6 +32,11 @@ ORIGIN = "http://127.0.0.1:8080"
 ISSUER = "https://idp.test"
 POLICY = RolePolicy(admin_subjects=frozenset({"root"}))
 PLENTY = Rate(per_second=1e6, burst=1e6)
+# What every dashboard answer must say (web/security.py), checked by assert_safe_headers.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 @dataclass
@@ -107,3 +112,13 @@ async def dashboard(database_url: str, tmp: Path, **overrides: Any) -> AsyncIter
         for c in dash.clients:
             await c.aclose()
         engine.dispose()
+
+
+def assert_safe_headers(headers: dict[str, str] | object) -> None:
+    h = {k.lower(): v for k, v in headers.items()}  # type: ignore[attr-defined]
+    assert h["content-security-policy"] == CSP
+    assert "unsafe" not in h["content-security-policy"]
+    assert h["x-frame-options"] == "DENY"
+    assert h["x-content-type-options"] == "nosniff"
+    assert h["referrer-policy"] == "same-origin"
+    assert h["cache-control"] == "no-store"

@@ -28,28 +28,13 @@ import pytest
 from gigmcp.control import impersonation, websessions
 from gigmcp.core.views import AuditEvent
 from gigmcp.store.catalog import StoreCatalog
-from tests.support.dashboard import ORIGIN, Dash, dashboard
-
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
+from tests.support.dashboard import ORIGIN, Dash, assert_safe_headers, dashboard
 
 
 @pytest.fixture
 async def dash(database_url: str, tmp_path: Path) -> AsyncIterator[Dash]:
     async with dashboard(database_url, tmp_path, impersonation=True) as d:
         yield d
-
-
-def assert_safe_headers(headers: dict[str, str] | object) -> None:
-    h = {k.lower(): v for k, v in headers.items()}  # type: ignore[attr-defined]
-    assert h["content-security-policy"] == CSP
-    assert "unsafe" not in h["content-security-policy"]
-    assert h["x-frame-options"] == "DENY"
-    assert h["x-content-type-options"] == "nosniff"
-    assert h["referrer-policy"] == "same-origin"
-    assert h["cache-control"] == "no-store"
 
 
 async def test_attack_a_page_without_a_session_asks_to_sign_in(dash: Dash) -> None:

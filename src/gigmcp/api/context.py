@@ -1,9 +1,11 @@
 """What the API is given by the one place that wires the gateway (app.py): the store,
 session lifetimes, the public origin, whether cookies are Secure, and whether the
-one-time sign-in link of the embedded default is on. Plain values; no behaviour."""
+one-time sign-in link of the embedded default is on; and where the instances' status
+comes from. Plain values; no behaviour."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from sqlalchemy import Engine
 from gigmcp.api.ratelimit import API_PER_ADDRESS, API_PER_USER, Rate
 from gigmcp.control.users import RolePolicy
 from gigmcp.control.websessions import Lifetimes
+from gigmcp.core.instances import InstanceView
 from gigmcp.installer.index_fetch import RegistrySource
 from gigmcp.installer.materialize import Target
 from gigmcp.oidc.provider import Provider
@@ -46,6 +49,9 @@ class ApiConfig:
     # Calls per user (tests make it small; see api/ratelimit.py for the default).
     user_rate: Rate = API_PER_USER
     address_rate: Rate = API_PER_ADDRESS
+    # The supervisor's status snapshot (Supervisor.status; callable from a worker
+    # thread); None where no supervisor runs (the API alone, in tests): no instances.
+    instances: Callable[[], Sequence[InstanceView]] | None = None
 
     @property
     def cookie_name(self) -> str:

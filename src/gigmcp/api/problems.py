@@ -23,11 +23,14 @@ from gigmcp.errors import (
     ControlError,
     Forbidden,
     GigError,
+    InstallError,
     Invalid,
     NotFound,
     RateLimited,
+    RegistryError,
     Unauthenticated,
 )
+from gigmcp.registry.errors import ManifestResolveError
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,12 @@ _STATUS: list[tuple[type[GigError], int, str]] = [
     # The gateway is not set up for this (no registry, no vault): the operator's words,
     # which never carry a secret (errors.py).
     (ConfigurationError, 503, "not-configured"),
+    # A ref the signed index does not have is the caller's mistake; anything else the
+    # registry refused (signature, rollback, a broken index) or an install that failed
+    # is the upstream's, in its own words.
+    (ManifestResolveError, 404, "not-found"),
+    (RegistryError, 502, "registry"),
+    (InstallError, 502, "install-failed"),
 ]
 _TITLES = {
     400: "Bad request",
@@ -55,6 +64,7 @@ _TITLES = {
     415: "Unsupported media type",
     422: "Invalid request",
     429: "Too many requests",
+    502: "Upstream refused",
     503: "Not available",
     500: "Internal error",
 }

@@ -47,6 +47,8 @@ class AuditEntry:
     duration_ms: float | None
     arg_bytes: int | None
     detail: str | None
+    # The administrator who acted while viewing the gateway as ``user_id``; None otherwise.
+    real_user_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,11 @@ def events(
     administrator's filter); ``profile`` must be one the actor may see."""
     if not 1 <= limit <= MAX_PAGE:
         raise Invalid(f"limit must be 1-{MAX_PAGE}, not {limit}")
+    named = {"action": action, "profile": profile, "server": server, "tool": tool}
+    for name, text in (*named.items(), ("outcome", outcome)):
+        # PostgreSQL refuses a NUL in text outright (a driver error, not an answer).
+        if text is not None and "\x00" in text:
+            raise Invalid(f"{name}: contains a NUL character")
     query = select(AuditRow)
     if not actor.admin:
         query = query.where(AuditRow.user_id == actor.user_id)
@@ -119,6 +126,7 @@ def events(
             r.duration_ms,
             r.arg_bytes,
             r.detail,
+            r.real_user_id,
         )
         for r in found[:limit]
     )

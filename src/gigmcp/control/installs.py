@@ -11,6 +11,14 @@ same for the newest version (or a given one); a runtime change waits for consent
 a presentation-only change applies at once. Uninstall removes the row (assignments,
 tool selections, pins, credential values) and the files no other server uses.
 
+For a skin that cannot hold a callback across two requests (the dashboard), the same
+flows in two steps: :func:`consent_digest` / :func:`install_agreed` for an install, and
+for an upgrade :func:`upgrade_from_registry` (which stages it), :func:`review_upgrade`
+(what it changes, and its digest) and :func:`apply_upgrade_agreed` (acts on that
+digest only). The catalog's own questions are answered here too, so no skin re-decides
+them: :func:`catalog_entries` (search and filters), :func:`catalog_facets`,
+:func:`entry_versions` and :func:`installed_entries` (which entries are installed).
+
 Owns these flows and turning the installer's and the registry's failures into the one
 error tree. It must never install anything without consent, or before its digest or
 hashes were verified.
@@ -18,6 +26,7 @@ hashes were verified.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import hmac
 from collections.abc import Callable, Sequence
@@ -25,7 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from gigmcp import errors
 from gigmcp.config import Settings
@@ -53,8 +63,10 @@ from gigmcp.packages.oci.pull import PullOptions
 from gigmcp.registry import gostruct
 from gigmcp.registry.errors import RegistryDataError
 from gigmcp.registry.hashing import manifest_hash
+from gigmcp.registry.index import Index, semver_key
 from gigmcp.registry.manifest import Manifest
 from gigmcp.store import index_state
+from gigmcp.store.models import Server
 
 # What a refused or failed materialisation raises (every error of the gateway is on the
 # tree; the file system's are not); each becomes one InstallError.
@@ -302,6 +314,178 @@ def uninstall(engine: Engine, actor: Actor, packages_dir: Path, server: str) -> 
     origin = install_rows.uninstall(engine, actor, server)
     if origin is not None:
         remove_files(origin, packages_dir, install_rows.paths_in_use(engine))
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledEntry:
+    """A server installed from the registry, as the catalog shows it."""
+
+    server: str
+    name: str  # the registry entry it came from
+    version: str
+    # The version of an upgrade waiting for consent, if one is.
+    pending_version: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeReview:
+    """A pending upgrade as a skin shows it before consent: the new consent text, the
+    running version's, the lines that differ, and the digest to send back."""
+
+    pending: PendingUpgrade
+    current: tuple[str, ...]
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    digest: str
+
+
+Outcome = Literal["up_to_date", "applied", "pending"]
+
+
+def catalog_entries(
+    index: Index, q: str | None = None, category: str | None = None, tier: str | None = None
+) -> list[Manifest]:
+    """The catalog's entries that match a search, each name once (its newest version;
+    the others are on its page), by name: ``q`` found in the name, display name or
+    description (case ignored), ``category`` and ``tier`` equal when given. The same
+    matching as the API's list, which lists every version."""
+    needle = (q or "").strip().lower()
+    out = []
+    for name in sorted(index.servers):
+        entry = index.servers[name]
+        m = entry.versions.get(entry.latest)
+        if m is None:
+            continue
+        if category and m.category != category:
+            continue
+        if tier and m.tier != tier:
+            continue
+        if needle and needle not in f"{m.name} {m.display_name} {m.description}".lower():
+            continue
+        out.append(m)
+    return out
+
+
+def catalog_facets(index: Index) -> tuple[list[str], list[str]]:
+    """The categories and the tiers the entries' newest versions use, sorted: what a
+    catalog offers to filter by."""
+    newest = [s.versions[s.latest] for s in index.servers.values() if s.latest in s.versions]
+    categories = sorted({m.category for m in newest if m.category})
+    tiers = sorted({m.tier for m in newest if m.tier})
+    return categories, tiers
+
+
+def entry_versions(index: Index, name: str) -> list[str]:
+    """Every version the index has of ``name``, newest first."""
+    server = index.servers.get(name)
+    if server is None:
+        return []
+    return sorted(server.versions, key=semver_key, reverse=True)
+
+
+def installed_entries(engine: Engine, actor: Actor) -> list[InstalledEntry]:
+    """The servers installed from the registry that the actor may use (theirs and the
+    administrators', as :func:`servers.list_servers`; every one for an admin), by name."""
+    with Session(engine) as s:
+        query = select(Server).order_by(Server.name)
+        if not actor.admin:
+            query = query.where(Server.owner_id.in_([actor.user_id, *rows.shared_owner_ids(s)]))
+        out = []
+        for srv in s.scalars(query):
+            origin = srv.origin
+            if not isinstance(origin, dict) or not origin.get("name"):
+                continue  # added by hand, not from the registry
+            staged = (srv.pending or {}).get("origin") or {}
+            out.append(
+                InstalledEntry(
+                    srv.name,
+                    str(origin["name"]),
+                    str(origin.get("version", "")),
+                    str(staged["version"]) if staged.get("version") else None,
+                )
+            )
+        return out
+
+
+async def upgrade_from_registry(
+    engine: Engine,
+    actor: Actor,
+    source: RegistrySource | None,
+    where: Target | None,
+    server: str,
+    to: str | None = None,
+    progress: Progress | None = None,
+) -> tuple[UpgradePlan, Outcome]:
+    """Move ``server`` to ``to`` (or the newest) from the index fetched now, for an
+    administrator: nothing to do when it is up to date; applied at once when only its
+    presentation changes; else fetched, laid out and left pending for
+    :func:`review_upgrade` and :func:`apply_upgrade_agreed`. The installed version
+    keeps running until then."""
+    users.require_admin(engine, actor)
+    rows.writable(actor)
+    registry_name(engine, actor, server)  # from the registry, before anything is fetched
+    if source is None:
+        raise errors.ConfigurationError(
+            "no registry configured (GIG_REGISTRY_INDEX_URL and GIG_REGISTRY_PUBKEY)"
+        )
+    if where is None:
+        raise errors.ConfigurationError("this gateway has no packages folder to install into")
+    plan = plan_upgrade(engine, actor, await fetch_index(engine, actor, source), server, to)
+    if plan.up_to_date:
+        return plan, "up_to_date"
+    return plan, await upgrade(engine, actor, where, plan, progress)
+
+
+def upgrade_digest(pending: PendingUpgrade) -> str:
+    """What consent to a pending upgrade is given to, as one value (as
+    :func:`consent_digest` for an install): the server, the version, the runtime hash
+    and every line of the consent text shown."""
+    text = "\n".join(
+        (pending.server, pending.name, pending.version, pending.runtime_hash, *pending.consent)
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def review_upgrade(engine: Engine, actor: Actor, server: str) -> UpgradeReview:
+    """The upgrade of ``server`` waiting for consent, beside what its running version
+    was consented to: the lines the upgrade removes and adds, in order."""
+    pending = pending_upgrade(engine, actor, server)
+    with Session(engine) as s:
+        srv = rows.server(s, actor, server)
+        origin, egress = dict(srv.origin or {}), dict(srv.egress or {})
+    current: list[str] = []
+    if isinstance(origin.get("manifest"), dict):
+        ports = egress.get("ports") or DEFAULT_PORTS  # the grant the running version holds
+        current = consent_text.describe(
+            origin["manifest"], str(origin.get("kind", "")), str(origin.get("package", "")), ports
+        )
+    added: list[str] = []
+    removed: list[str] = []
+    matcher = difflib.SequenceMatcher(a=current, b=list(pending.consent), autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op in ("replace", "delete"):
+            removed.extend(current[i1:i2])
+        if op in ("replace", "insert"):
+            added.extend(pending.consent[j1:j2])
+    return UpgradeReview(
+        pending, tuple(current), tuple(added), tuple(removed), upgrade_digest(pending)
+    )
+
+
+def apply_upgrade_agreed(
+    engine: Engine, actor: Actor, packages_dir: Path, server: str, agreed_digest: str
+) -> PendingUpgrade:
+    """The second step of a pending upgrade, for an administrator: apply it only if it
+    is what the consent with ``agreed_digest`` was given to; a changed one is refused
+    and the installed version keeps running."""
+    users.require_admin(engine, actor)
+    rows.writable(actor)
+    pending = pending_upgrade(engine, actor, server)
+    if not hmac.compare_digest(upgrade_digest(pending).encode(), agreed_digest.encode()):
+        raise Conflict(f"the upgrade of {server!r} changed since it was shown: read it again")
+    # install_rows.consent checks the runtime hash again inside its transaction.
+    apply_upgrade(engine, actor, packages_dir, pending)
+    return pending
 
 
 def _resolve(fetched: Fetched, ref: str) -> tuple[Manifest, dict[str, Any] | None]:

@@ -22,6 +22,11 @@ from gigmcp.control.actor import Actor
 from gigmcp.errors import Invalid, NotFound
 from gigmcp.store.models import Profile, ProfileToken
 
+MAX_NAME = 255  # the column's size
+# The longest lifetime the API and the dashboard offer (the command line reads any
+# duration: parse_duration).
+MAX_LIFETIME_DAYS = 3650
+
 
 @dataclass(frozen=True, slots=True)
 class TokenInfo:
@@ -39,6 +44,10 @@ class TokenInfo:
 def mint_token(
     engine: Engine, actor: Actor, slug: str, name: str | None, expires_in: timedelta | None
 ) -> str:
+    if name is not None and len(name) > MAX_NAME:
+        raise Invalid(f"a token's name is at most {MAX_NAME} characters")
+    if expires_in is not None and expires_in <= timedelta(0):
+        raise Invalid("a token's lifetime must be positive")
     token = tokens.mint()
     with rows.change(engine, actor, "token.mint", detail=slug) as s:
         p = rows.profile(s, actor, slug)

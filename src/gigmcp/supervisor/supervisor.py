@@ -4,13 +4,15 @@ Owns starting (once, even under concurrent first uses; a failed start is not cac
 crash handling (in-flight requests fail at once via the connection, then a restart with
 exponential backoff while the instance is in use), idle reaping, retiring (an instance
 taken out of service synchronously, its grant revoked through ``on_retire`` hooks before
-it is stopped), and shutdown (TERM, then KILL). There is never more than one process per
-instance key: a next use waits until the retired one is gone, so a key's grant belongs to
-one process. A failed start is reported with its cause, in the operator's words, to the
-gateway's log and the instance's own under a reference; whoever waits gets only
-:class:`InstanceUnavailable` (the server's name and that reference). It launches only
-through the :class:`Launcher` seam and only from the event-loop thread, and must never
-leave a process behind or hand a client a host path, a subnet or bubblewrap's words.
+it is stopped), shutdown (TERM, then KILL), and each instance's status (state, restarts,
+last error, memory, last use: :meth:`Supervisor.status`). There is never more than one
+process per instance key: a next use waits until the retired one is gone, so a key's
+grant belongs to one process. A failed start is reported with its cause, in the
+operator's words, to the gateway's log and the instance's own under a reference; whoever
+waits gets only :class:`InstanceUnavailable` (the server's name and that reference), and
+the status only that reference. It launches only through the :class:`Launcher` seam and
+only from the event-loop thread, and must never leave a process behind or hand a client
+a host path, a subnet or bubblewrap's words.
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
-from gigmcp.core.instances import InstanceKey, new_ref
+from gigmcp.core.instances import InstanceKey, InstanceState, InstanceView, new_ref
 from gigmcp.core.jsontypes import JSON
 from gigmcp.core.launch import LaunchedProcess, Launcher, LaunchSpec
 from gigmcp.core.views import ServerDef
 from gigmcp.errors import LaunchError
+from gigmcp.sandbox.cgroups import NAME as CGROUP_NAME
+from gigmcp.sandbox.cgroups import PARENT as CGROUP_PARENT
 from gigmcp.supervisor.logs import InstanceLog
 from gigmcp.upstream.connection import StdioUpstream, WireLimits
 from gigmcp.upstream.handshake import StartError, connect
@@ -36,25 +41,18 @@ from gigmcp.upstream.types import InstanceUnavailable, Upstream, UpstreamPeer
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InstanceStatus", "InstanceUnavailable", "StartError", "Supervisor"]
+__all__ = ["InstanceUnavailable", "InstanceView", "StartError", "Supervisor"]
 
 # Failures whose message says it all; anything else also gets its traceback in the
 # gateway's log (never anywhere a client reads).
 _EXPECTED = (StartError, LaunchError, OSError, RuntimeError, TimeoutError, asyncio.CancelledError)
+# How many instances that went idle the status keeps reporting (their last use, restarts
+# and last error) once their process is gone; the oldest are forgotten first.
+RESTED_KEPT = 4096
 
 
 def default_spec(key: InstanceKey, server: ServerDef) -> LaunchSpec:
     return LaunchSpec(key, server.command, dict(server.env), server.cwd)
-
-
-@dataclass
-class InstanceStatus:
-    key: InstanceKey
-    pid: int | None
-    state: str
-    started_at: float | None
-    restarts: int
-    last_exit: str | None
 
 
 @dataclass(eq=False)
@@ -67,9 +65,20 @@ class _Instance:
     starting: asyncio.Future[StdioUpstream] | None = None
     started_at: float | None = None
     last_used: float = field(default_factory=time.monotonic)
+    # Wall-clock twins of the two above, for the status (monotonic time means nothing
+    # to a reader).
+    started_wall: float | None = None
+    used_wall: float = field(default_factory=time.time)
     restarts: int = 0
     backoff: float = 0.0
     last_exit: str | None = None
+    # The last crash or failed start (see InstanceView.last_error), and whether it is
+    # the latest news: set when a process ends on its own or a start fails, cleared by
+    # a start that succeeds.
+    last_error: str | None = None
+    crashed: bool = False
+    # Stopped by the idle reaper (remembered as idle once gone), not by a change.
+    reaped: bool = False
     stopping: bool = False
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -110,6 +119,9 @@ class Supervisor:
         # set by the router. An instance starts from it, not from the view a call began
         # with: a call under way across a change must not bring the old grant back.
         self.current: Callable[[InstanceKey], ServerDef | None] | None = None
+        # Instances the idle reaper stopped, as the status last saw them (state idle, or
+        # crashed if that is how they ended), until they are used again; bounded.
+        self._rested: dict[InstanceKey, InstanceView] = {}
 
     # ------------------------------------------------------------ use
 
@@ -134,8 +146,12 @@ class Supervisor:
             break
         if inst is None:
             inst = _Instance(key, server, InstanceLog(self._logs_dir, key))
+            rested = self._rested.pop(key, None)
+            if rested is not None:
+                # The key's history goes on across idling: restarts and the last error.
+                inst.restarts, inst.last_error = rested.restarts, rested.last_error
             self._instances[key] = inst
-        inst.last_used = time.monotonic()
+        inst.last_used, inst.used_wall = time.monotonic(), time.time()
         self._ensure_reaper()
         conn = inst.conn
         if conn is not None and not conn.closed:
@@ -173,7 +189,8 @@ class Supervisor:
                 limits=self._wire_limits,
             )
             inst.conn = conn
-            inst.started_at = time.monotonic()
+            inst.started_at, inst.started_wall = time.monotonic(), time.time()
+            inst.crashed = False
             inst.log.write(f"ready: {conn.era} protocol {conn.protocol_version}")
             self._track(inst, self._watch(inst, process, conn))
             done.set_result(conn)
@@ -191,6 +208,10 @@ class Supervisor:
                 detail,
                 exc_info=not isinstance(exc, _EXPECTED),
             )
+            if not isinstance(exc, asyncio.CancelledError):
+                # The status says where to look, not the cause: that is the log's (the
+                # operator's words), on the line with this reference.
+                inst.crashed, inst.last_error = True, f"start failed (ref {ref})"
             err = InstanceUnavailable(inst.key.server_name, ref)
             if not done.done():
                 done.set_exception(err)
@@ -234,6 +255,7 @@ class Supervisor:
         inst.process = None
         if inst.stopping or self._instances.get(inst.key) is not inst:
             return
+        inst.crashed, inst.last_error = True, inst.last_exit
         # Crashed: restart in the background while it is in use, with growing backoff.
         if time.monotonic() - inst.last_used < self._idle:
             inst.restarts += 1
@@ -274,8 +296,15 @@ class Supervisor:
         stops it (None when nothing runs under the key)."""
         inst = self._instances.pop(key, None)
         if inst is None:
+            self._rested.pop(key, None)
             ending = self._ending.get(key)
             return ending if ending is not None and not ending.done() else None
+        if inst.reaped:
+            self._rest(inst)
+        else:
+            # Retired by a change (a grant, an unassignment, a shutdown): what the key
+            # did before says nothing about the instance its next use starts.
+            self._rested.pop(key, None)
         inst.stopping = True
         if reason:
             inst.log.write(f"stopping: {reason}")
@@ -352,24 +381,114 @@ class Supervisor:
                 busy = inst.conn is not None and inst.conn.pending_count > 0
                 if not busy and inst.starting is None and now - inst.last_used >= self._idle:
                     inst.log.write("idle: stopping")
+                    inst.reaped = True
                     await self.stop(key)
 
-    def status(self) -> list[InstanceStatus]:
-        return [
-            InstanceStatus(
-                key,
-                inst.process.pid if inst.process else None,
-                "running"
-                if inst.conn and not inst.conn.closed
-                else ("starting" if inst.starting else "stopped"),
-                inst.started_at,
-                inst.restarts,
-                inst.last_exit,
-            )
-            for key, inst in self._instances.items()
-        ]
+    # ------------------------------------------------------------ status
+
+    def status(self) -> list[InstanceView]:
+        """Every instance the gateway runs or has let go idle, by key: what each is doing,
+        how often it was restarted, its last error, its memory and its last use.
+
+        Safe to call from a worker thread (the control plane's routes run in one): it
+        copies the tables before reading them and reads only plain attributes, so the
+        worst a concurrent change does is make one entry a moment old."""
+        live = [self._view(inst) for inst in list(self._instances.values())]
+        seen = {v.key for v in live}
+        rested = [v for k, v in list(self._rested.items()) if k not in seen]
+        return sorted(live + rested, key=lambda v: (v.key.server_name, v.key.profile_id))
+
+    def _view(self, inst: _Instance) -> InstanceView:
+        conn, process = inst.conn, inst.process
+        state: InstanceState
+        if conn is not None and not conn.closed:
+            state = "running"
+        elif inst.crashed:
+            state = "crashed"
+        elif inst.starting is not None:
+            state = "starting"
+        else:
+            state = "idle"
+        # A failed start leaves its (ended) process behind until the next one: a pid
+        # is reported only while it can be the instance's.
+        live = process if state in ("running", "starting") else None
+        return InstanceView(
+            key=inst.key,
+            state=state,
+            pid=live.pid if live is not None else None,
+            restarts=inst.restarts,
+            last_error=inst.last_error,
+            memory_bytes=(
+                cgroup_memory(live.pid) if state == "running" and live is not None else None
+            ),
+            started_at=_wall(inst.started_wall),
+            last_used=_wall(inst.used_wall),
+        )
+
+    def _rest(self, inst: _Instance) -> None:
+        """Remember an instance the reaper stops, as it was, without its process."""
+        self._rested.pop(inst.key, None)
+        self._rested[inst.key] = InstanceView(
+            key=inst.key,
+            state="crashed" if inst.crashed else "idle",
+            pid=None,
+            restarts=inst.restarts,
+            last_error=inst.last_error,
+            memory_bytes=None,
+            started_at=_wall(inst.started_wall),
+            last_used=_wall(inst.used_wall),
+        )
+        while len(self._rested) > RESTED_KEPT:
+            del self._rested[next(iter(self._rested))]
 
 
 def _retrieve(future: asyncio.Future[StdioUpstream]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+def _wall(at: float | None) -> datetime | None:
+    return datetime.fromtimestamp(at, UTC) if at is not None else None
+
+
+def cgroup_memory(pid: int, proc: Path = Path("/proc")) -> int | None:
+    """The memory charged to ``pid``'s instance cgroup: ``memory.current`` (v2) or
+    ``memory.usage_in_bytes`` (v1) of the cgroup the sandbox made for it (named by the
+    sandbox's rules, inside its ``gigmcp`` directory). None when the process is in no
+    such cgroup (run unjailed, its cgroup is the gateway's or the session's, whose figure
+    is not the instance's) or when it cannot be read (gone, no memory controller).
+
+    Read from the kernel by pid rather than asked of the launched process: the launcher
+    seam (core/launch.py) does not report memory. Small reads of virtual files, cheap
+    enough for a status page."""
+    try:
+        memberships = (proc / str(pid) / "cgroup").read_text().splitlines()
+        mounts = (proc / "self" / "mounts").read_text().splitlines()
+    except OSError:
+        return None
+    v2_mount, v1_mount = None, None
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        if fields[2] == "cgroup2" and v2_mount is None:
+            v2_mount = fields[1]
+        elif fields[2] == "cgroup" and "memory" in fields[3].split(",") and v1_mount is None:
+            v1_mount = fields[1]
+    candidates: list[Path] = []
+    for line in memberships:
+        _id, controllers, path = [*line.split(":", 2), "", ""][:3]
+        parts = [p for p in path.split("/") if p]
+        # Only an instance cgroup: <anything>/gigmcp/<instance name>.
+        if len(parts) < 2 or parts[-2] != CGROUP_PARENT or not CGROUP_NAME.match(parts[-1]):
+            continue
+        if controllers == "" and v2_mount is not None:
+            candidates.append(Path(v2_mount, *parts, "memory.current"))
+        elif "memory" in controllers.split(",") and v1_mount is not None:
+            candidates.append(Path(v1_mount, *parts, "memory.usage_in_bytes"))
+    for file in candidates:
+        try:
+            return int(file.read_text().strip())
+        except (OSError, ValueError):
+            continue  # v2 without the memory controller there: the v1 hierarchy has it
+    return None

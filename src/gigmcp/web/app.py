@@ -29,11 +29,21 @@ from gigmcp.errors import GigError
 from gigmcp.web import render
 from gigmcp.web.assets import YEAR, assets
 from gigmcp.web.messages import translate
-from gigmcp.web.pages import account, overview
+from gigmcp.web.pages import (
+    account,
+    audit,
+    catalog,
+    credentials,
+    overview,
+    profiles,
+    servers,
+    users,
+)
 from gigmcp.web.security import SignInNeeded, headers, viewer
 
 log = logging.getLogger(__name__)
-PAGES = (account, overview)
+# In the order of the navigation: a page module with a NAV_ITEM is listed there.
+PAGES = (account, overview, catalog, servers, profiles, credentials, audit, users)
 
 
 def build_dashboard(cfg: ApiConfig) -> FastAPI:
@@ -48,6 +58,7 @@ def build_dashboard(cfg: ApiConfig) -> FastAPI:
     web.add_api_route("/static/{name}", _static, methods=["GET", "HEAD"])
     for module in PAGES:
         web.include_router(module.router)
+    web.state.nav = [m.NAV_ITEM for m in PAGES if getattr(m, "NAV_ITEM", None) is not None]
     return web
 
 

@@ -33,10 +33,6 @@ class NavItem:
     admin: bool = False
 
 
-# The pages in the navigation, in order. A page module adds itself here when it exists.
-NAV: list[NavItem] = []
-
-
 def when(at: datetime | None) -> str:
     if at is None:
         return "—"
@@ -68,7 +64,8 @@ def page(
     status: int = 200,
 ) -> HTMLResponse:
     cfg = config(request)
-    nav = [n for n in NAV if viewer is not None and (not n.admin or viewer.actor.admin)]
+    items: list[NavItem] = getattr(request.app.state, "nav", [])
+    nav = [n for n in items if viewer is not None and (not n.admin or viewer.actor.admin)]
     html = (
         environment()
         .get_template(template)

@@ -22,14 +22,15 @@ from gigmcp.api.auth import config, same_origin
 from gigmcp.api.context import ApiConfig
 from gigmcp.control import users, websessions
 from gigmcp.control.actor import Actor
-from gigmcp.errors import Forbidden, Invalid
+from gigmcp.errors import Forbidden, Invalid, Unauthenticated
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_FIELDS = 200
 
 
-class SignInNeeded(Exception):
-    """The page needs a signed-in browser; the app sends it to the sign-in page."""
+class SignInNeeded(Unauthenticated):
+    """The page needs a signed-in browser: web/app.py answers it with a redirect to the
+    sign-in page (a more specific handler than the error page of its parent)."""
 
 
 def policy(cfg: ApiConfig | None) -> str:

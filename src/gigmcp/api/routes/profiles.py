@@ -1,8 +1,9 @@
 """Profiles, their servers and tools, and the profile tokens clients connect with.
 
 Owns ``/api/v1/profiles`` and ``/api/v1/profile-tokens``. A token is returned once,
-at minting, with configuration ready to paste into the clients people use. It must
-never decide who may see what (the service layer does) or return a token again."""
+at minting, with configuration ready to paste into the clients people use (built by
+``control/clientconfig.py``, as the dashboard's is). It must never decide who may see
+what (the service layer does) or return a token again."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from gigmcp.api.auth import Principal, config, principal
-from gigmcp.control import profiles, tokens, tools
+from gigmcp.control import clientconfig, profiles, tokens, tools
 
 router = APIRouter(prefix="/api/v1")
 Caller = Annotated[Principal, Depends(principal)]
@@ -129,8 +130,8 @@ def _detail(request: Request, caller: Principal, slug: str) -> ProfileDetailOut:
 
 
 class TokenIn(BaseModel):
-    name: str | None = Field(default=None, max_length=255)
-    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+    name: str | None = Field(default=None, max_length=tokens.MAX_NAME)
+    expires_in_days: int | None = Field(default=None, ge=1, le=tokens.MAX_LIFETIME_DAYS)
 
 
 class TokenOut(BaseModel):
@@ -146,7 +147,11 @@ class TokenOut(BaseModel):
 class TokenMinted(BaseModel):
     token: str = Field(description="Shown once: store it now.")
     url: str
-    clients: dict[str, object]
+    clients: dict[str, object] = Field(
+        description="Ready-to-paste configuration, one entry per client: "
+        + ", ".join(clientconfig.CLIENTS)
+        + " (a command, or a configuration file's JSON)."
+    )
 
 
 @router.get("/profile-tokens")
@@ -164,27 +169,11 @@ def mint_token(
     cfg = config(request)
     ttl = timedelta(days=body.expires_in_days) if body.expires_in_days else None
     token = tokens.mint_token(cfg.engine, caller.actor, slug, body.name, ttl)
-    url = f"{cfg.public_origin}/mcp/p/{slug}"
+    url = clientconfig.endpoint(cfg.public_origin, slug)
     response.headers["Cache-Control"] = "no-store"
-    return TokenMinted(token=token, url=url, clients=client_configs(slug, url, token))
+    return TokenMinted(token=token, url=url, clients=clientconfig.for_clients(slug, url, token))
 
 
 @router.delete("/profile-tokens/{token_id}", status_code=204)
 def revoke_token(token_id: int, caller: Caller, request: Request) -> None:
     tokens.revoke_token(config(request).engine, caller.actor, token_id)
-
-
-def client_configs(slug: str, url: str, token: str) -> dict[str, object]:
-    """Ready-to-paste configuration for the clients people use, as each documents it."""
-    header = f"Bearer {token}"
-    name = f"gigmcp-{slug}"
-    return {
-        "claude_code": f"claude mcp add --transport http {name} {url} "
-        f'--header "Authorization: {header}"',
-        "cursor": {"mcpServers": {name: {"url": url, "headers": {"Authorization": header}}}},
-        "vscode": {
-            "servers": {name: {"type": "http", "url": url, "headers": {"Authorization": header}}}
-        },
-        "inspector": f"npx @modelcontextprotocol/inspector --transport http --server-url {url} "
-        f'--header "Authorization: {header}"',
-    }

@@ -1,5 +1,6 @@
-"""Servers, their tools' pins, credentials (write-only) and audit rows:
-``/api/v1/servers``, ``/api/v1/credentials``, ``/api/v1/audit``.
+"""Servers (with the caller's instances of each), their tools' pins, credentials
+(write-only) and audit rows: ``/api/v1/servers``, ``/api/v1/credentials``,
+``/api/v1/audit``.
 
 Owns translating these to the service layer. A credential value goes in, once, and never
 comes out: not in a response, an error, or a log. Audit pages are keyset-paged with an
@@ -7,20 +8,38 @@ opaque cursor. It must never decide who may see what (the service layer does).""
 
 from __future__ import annotations
 
-import base64
-import binascii
+from collections import defaultdict
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from gigmcp.api.auth import Principal, config, principal
-from gigmcp.control import audit, credentials, overview, pins, servers
+from gigmcp.control import audit, auditexport, credentials, instances, overview, pins, servers
+from gigmcp.core.instances import InstanceState
 from gigmcp.errors import ConfigurationError, Invalid
 
 router = APIRouter(prefix="/api/v1")
 Caller = Annotated[Principal, Depends(principal)]
+
+
+class InstanceOut(BaseModel):
+    profile: str = Field(description="The profile (slug) this instance serves.")
+    state: InstanceState = Field(
+        description="running; starting; idle (no process: the next call starts one); "
+        "crashed (the last process ended on its own or could not start)."
+    )
+    restarts: int = Field(description="Restarts after a crash since the gateway started.")
+    last_error: str | None = Field(
+        description="The last crash or failed start: an exit status, or a reference to "
+        "the line of the instance's log with the cause."
+    )
+    memory_bytes: int | None = Field(
+        description="Memory charged to the instance's cgroup (jailed and running only)."
+    )
+    started_at: datetime | None
+    last_used: datetime | None
 
 
 class ServerOut(BaseModel):
@@ -28,13 +47,38 @@ class ServerOut(BaseModel):
     command: list[str]
     cwd: str | None
     rootfs: str | None
+    instances: list[InstanceOut] = Field(
+        description="The caller's instances of this server, one per profile it is "
+        "assigned to (every profile's, for an administrator)."
+    )
 
 
 @router.get("/servers")
 def list_servers(caller: Caller, request: Request) -> list[ServerOut]:
+    cfg = config(request)
+    snapshot = cfg.instances() if cfg.instances is not None else None
+    mine: defaultdict[str, list[InstanceOut]] = defaultdict(list)
+    for i in instances.visible(cfg.engine, caller.actor, snapshot):
+        mine[i.server].append(
+            InstanceOut(
+                profile=i.profile,
+                state=i.state,
+                restarts=i.restarts,
+                last_error=i.last_error,
+                memory_bytes=i.memory_bytes,
+                started_at=i.started_at,
+                last_used=i.last_used,
+            )
+        )
     return [
-        ServerOut(name=s.name, command=list(s.command), cwd=s.cwd, rootfs=s.rootfs)
-        for s in servers.list_servers(config(request).engine, caller.actor)
+        ServerOut(
+            name=s.name,
+            command=list(s.command),
+            cwd=s.cwd,
+            rootfs=s.rootfs,
+            instances=mine.get(s.name, []),
+        )
+        for s in servers.list_servers(cfg.engine, caller.actor)
     ]
 
 
@@ -134,47 +178,35 @@ class AuditPageOut(BaseModel):
     next: str | None = Field(description="Pass as ?after= for the next (older) page.")
 
 
-class AuditQuery(BaseModel):
-    """The audit page's query: a cursor, a size, and the service layer's filters."""
-
-    after: str | None = None
-    limit: int = 50
-    action: str | None = None
-    user_id: int | None = None
-    profile: str | None = None
-    server: str | None = None
-    tool: str | None = None
-    outcome: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+# The audit page's query: a cursor, a size, and the service layer's filters, whose list
+# is written once (auditexport.Filters: the dashboard asks the same).
+_FILTERS = {name: (hint, None) for name, hint in get_type_hints(auditexport.Filters).items()}
+if TYPE_CHECKING:
+    AuditQuery = BaseModel
+else:
+    AuditQuery = create_model(
+        "AuditQuery",
+        __doc__="The audit page's query: a cursor, a size, and the service layer's filters.",
+        after=(str | None, None),
+        limit=(int, 50),
+        **_FILTERS,
+    )
 
 
 @router.get("/audit")
 def audit_page(
     caller: Caller, request: Request, query: Annotated[AuditQuery, Query()]
 ) -> AuditPageOut:
-    filters = query.model_dump(exclude={"after"})
-    page = audit.events(config(request).engine, caller.actor, _cursor(query.after), **filters)
+    params = query.model_dump()
+    try:
+        after = auditexport.cursor(params.pop("after"))
+    except Invalid as exc:
+        raise Invalid(f"after: {exc}") from None
+    page = audit.events(config(request).engine, caller.actor, after, **params)
     return AuditPageOut(
         items=list(page.items),
-        next=_token(page.next) if page.next else None,
+        next=auditexport.token(page.next) if page.next else None,
     )
-
-
-def _token(cursor: audit.Cursor) -> str:
-    raw = f"{cursor.at.isoformat()}|{cursor.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _cursor(token: str | None) -> audit.Cursor | None:
-    if token is None:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        at, _, rid = raw.partition("|")
-        return audit.Cursor(datetime.fromisoformat(at), int(rid))
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise Invalid("after: not a cursor this API gave") from None
 
 
 # --- overview ----------------------------------------------------------------------------

@@ -17,11 +17,11 @@ from fastapi.responses import Response
 from gigmcp.api.auth import config
 from gigmcp.control import audit, overview
 from gigmcp.web import charts, render
-from gigmcp.web.render import NAV, NavItem
+from gigmcp.web.render import NavItem
 from gigmcp.web.security import Signed
 
 router = APIRouter()
-NAV.append(NavItem("nav.overview", "/"))
+NAV_ITEM = NavItem("nav.overview", "/")
 DAYS = 182  # 26 weeks
 
 
