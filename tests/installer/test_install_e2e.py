@@ -30,7 +30,6 @@ import pytest
 import yaml
 from mcp.shared.exceptions import MCPError
 
-from gigmcp.sandbox import runtime
 from tests.support import oci_images as images
 from tests.support.gateway import GatewayProc, gateway
 from tests.support.mcp_client import connect, text_of
@@ -40,37 +39,11 @@ from tests.support.oci_registry import (
     start_registry,
     stop_registry,
 )
+from tests.support.shecho import manifest, shecho_layer
 
 pytestmark = pytest.mark.root
 
 HERE = Path(__file__).parent
-
-
-def shecho_layer(image_id: str) -> bytes:
-    """dash and its libraries, the server script, and an id the tool answers with."""
-    plan = runtime.plan(("/bin/sh",), None)
-    files = sorted(p for p in plan.ro_paths if os.path.isfile(p))
-    entries = images.copy_host_tree(files, list(plan.symlinks))
-    entries.append(images.file("server.sh", (HERE / "shecho.sh").read_bytes(), 0o755))
-    entries.append(images.file("image-id", image_id + "\n"))
-    return images.tar(entries)
-
-
-def manifest(name: str, version: str, ref: str, digest: str, **extra: object) -> dict[str, object]:
-    doc: dict[str, object] = {
-        "schemaVersion": 1,
-        "name": name,
-        "version": version,
-        "source": {"repo": "github.com/gigmcp/tests", "tag": f"v{version}"},
-        "image": {"ref": ref, "digest": digest, "entrypoint": "/server.sh"},
-        "tier": "sealed",
-        "displayName": "Shell echo",
-        "category": "dev-tools",
-        "entitlements": {"egress": ["api.example.test"]},
-        "tools": [{"name": "hello", "default": True}, {"name": "wipe", "default": False}],
-    }
-    doc.update(extra)
-    return doc
 
 
 @dataclass
