@@ -281,6 +281,25 @@ async def test_a_broken_index_is_a_clear_page_not_an_error(dash: Dash, registry:
         assert "signature" in r.text  # the registry's own words: what to look at
 
 
+async def test_attack_browsing_does_not_make_the_gateway_fetch_the_index_each_time(
+    dash: Dash, registry: Registry
+) -> None:
+    """Any signed-in user could make the gateway download and verify the index at every
+    page view (and hold its workers while a slow registry answers): browsing reuses an
+    index verified within the last minute; installing fetches anew."""
+    alice = dash.browser(dash.alice)
+    assert (await alice.get("/catalog")).status_code == 200
+    sig = registry.root / "index" / "index.json.sig"
+    sig.write_text("0" * 128)  # from now on, a fetch would fail
+    for path in ("/catalog", "/catalog/ably", "/catalog?q=ably"):
+        assert (await alice.get(path)).status_code == 200, path
+    assert (await dash.browser(dash.admin).get("/catalog/ably")).status_code == 200
+    # Acting fetches anew, and the broken signature is seen at once.
+    admin = dash.browser(dash.admin)
+    consent = await admin.get("/catalog/ably/install")
+    assert consent.status_code == 502 and "signature" in consent.text
+
+
 # --- Installing ------------------------------------------------------------------
 
 

@@ -537,3 +537,26 @@ async def test_attack_a_read_only_viewer_changes_nothing(dash: Dash, database_ur
         assert r.status_code == 403, (path, r.status_code)
         assert "gig_pt_" not in r.text
     assert state(dash) == before
+
+
+async def test_attack_a_server_cannot_make_a_profile_page_costly_with_a_huge_change(
+    dash: Dash, database_url: str
+) -> None:
+    """A hostile server lists a tool, then changes it into thousands of repeated lines
+    (a line diff is quadratic in them), and several tools at once: the page shows a
+    bounded part of each, a bounded number of changes, and never diffs more than a
+    budget of line pairs (a larger change is shown as its two versions)."""
+    lines = "\n".join(f"step {i % 7}: read the file" for i in range(5000))
+    before = [
+        {"name": f"t{i}", "description": lines, "inputSchema": {"type": "object"}}
+        for i in range(30)
+    ]
+    after = [dict(t, description=lines.replace("read", "send")) for t in before]
+    await seen(database_url, "alice-p", "alice-srv", before, after)
+    html = (await dash.browser(dash.alice).get("/profiles/alice-p")).text
+    assert "Tools that changed" in html
+    shown = html.count('class="pf-line')
+    assert shown <= page.MAX_CHANGES * 2 * 2 * page.DIFF_LINES, shown
+    assert html.count("Approve the new version") == page.MAX_CHANGES
+    assert "more tools changed" in html
+    assert "Only the beginning of this tool" in html

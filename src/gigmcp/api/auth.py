@@ -97,7 +97,10 @@ def set_session_cookie(response: Response, cfg: ApiConfig, session: websessions.
         path="/",
         secure=cfg.secure_cookies,
         httponly=False,
-        samesite="strict",
+        # Lax, like the session: a page opened from a link on another site must have its
+        # token for its forms. The value alone opens nothing (checked against the
+        # session's hash, with the origin).
+        samesite="lax",
     )
     response.set_cookie(
         cfg.cookie_name,

@@ -26,9 +26,12 @@ hashes were verified.
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import hashlib
 import hmac
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,6 +163,30 @@ async def fetch_index(engine: Engine, actor: Actor, source: RegistrySource) -> F
     if not fetched.from_cache:
         index_state.accept(engine, fetched.generated, fetched.sha256)
     return fetched
+
+
+# Browsing the catalog reuses an index verified this recently, fetched once however many
+# people browse at the same moment: a page view must not make the gateway download and
+# verify the index again (any signed-in user could make it hammer the registry and hold
+# the workers while it answers slowly). Acting (install, upgrade) always fetches afresh.
+BROWSE_REUSE_S = 60.0
+_browsed: dict[tuple[str, str], tuple[float, Fetched]] = {}
+_browsing = threading.Lock()
+
+
+def browse_index(engine: Engine, actor: Actor, source: RegistrySource) -> Fetched:
+    """The signed index for reading the catalog: :func:`fetch_index`'s, reused for
+    ``BROWSE_REUSE_S``. Runs the fetch on its own event loop (callers are worker threads)."""
+    key = (source.url, source.pubkey)
+    with _browsing:  # one fetch at a time; the ones waiting then find it done
+        found = _browsed.get(key)
+        if found is not None and time.monotonic() - found[0] < BROWSE_REUSE_S:
+            return found[1]
+        fetched = asyncio.run(fetch_index(engine, actor, source))
+        if len(_browsed) >= 16:  # one registry in practice; never a growing map
+            _browsed.clear()
+        _browsed[key] = (time.monotonic(), fetched)
+        return fetched
 
 
 def plan_install(

@@ -96,8 +96,12 @@ def open_session(
         return NewSession(row.id, token, csrf, row.expires_at)
 
 
-def resolve(engine: Engine, token: str | None, lifetimes: Lifetimes) -> Current | None:
-    """The session a cookie names, or None when it is unknown, revoked or expired."""
+def resolve(
+    engine: Engine, token: str | None, lifetimes: Lifetimes, *, touch: bool = True
+) -> Current | None:
+    """The session a cookie names, or None when it is unknown, revoked or expired.
+    ``touch``: the request is the person's (it keeps the session from idling out); a
+    page's background poll is not."""
     if not token or not tokens.SESSION.well_formed(token):
         return None
     now = datetime.now(UTC)
@@ -118,7 +122,7 @@ def resolve(engine: Engine, token: str | None, lifetimes: Lifetimes) -> Current 
             if target is not None:
                 actor = Actor(target.id, target.role == ADMIN_ROLE, user.id, read_only=True)
         current = Current(row.id, actor, row.csrf_hash, user.issuer == LOCAL_ISSUER)
-        if now - utc(row.last_seen_at) >= TOUCH_EVERY:
+        if touch and now - utc(row.last_seen_at) >= TOUCH_EVERY:
             s.execute(update(WebSession).where(WebSession.id == row.id).values(last_seen_at=now))
             s.commit()
         return current

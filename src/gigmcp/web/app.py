@@ -66,6 +66,8 @@ def build_control_plane(cfg: ApiConfig) -> ASGIApp:
     """``/api/…`` to the API, every other path to the dashboard, both behind the guards
     (body limit, per-address rate limits, the last-resort 500)."""
     api, web = api_app(cfg), build_dashboard(cfg)
+    # One allowance per user for the API and the pages together.
+    web.state.user_buckets = api.state.user_buckets
 
     async def split(scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")

@@ -18,11 +18,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import Depends, Request
 
+from gigmcp.api import ratelimit
 from gigmcp.api.auth import config, same_origin
 from gigmcp.api.context import ApiConfig
 from gigmcp.control import users, websessions
 from gigmcp.control.actor import Actor
-from gigmcp.errors import Forbidden, Invalid, Unauthenticated
+from gigmcp.errors import Forbidden, Invalid, RateLimited, Unauthenticated
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_FIELDS = 200
@@ -73,12 +74,20 @@ class Viewer:
         return self.session.actor
 
 
-def viewer(request: Request) -> Viewer:
+def viewer(request: Request, *, activity: bool = True) -> Viewer:
+    """The signed-in browser, charged to its user's rate limit (one allowance with the
+    API's). ``activity=False`` for a page's own background polls: they do not count as
+    the person being there, so an unattended tab still reaches the idle expiry."""
     cfg = config(request)
-    current = websessions.resolve(cfg.engine, request.cookies.get(cfg.cookie_name), cfg.lifetimes)
+    cookie = request.cookies.get(cfg.cookie_name)
+    current = websessions.resolve(cfg.engine, cookie, cfg.lifetimes, touch=activity)
     # As in the API: the local administrator's sessions are worth nothing once links are off.
     if current is None or (current.local and not cfg.login_links):
         raise SignInNeeded
+    buckets: ratelimit.Buckets | None = getattr(request.app.state, "user_buckets", None)
+    real = current.actor.real_user_id or current.actor.user_id
+    if buckets is not None and not buckets.allow(f"user:{real}"):
+        raise RateLimited("too many requests for this user; try again later")
     me = users.me(cfg.engine, current.actor)
     return Viewer(current, me, request.cookies.get(cfg.csrf_cookie_name, ""))
 

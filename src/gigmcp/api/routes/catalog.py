@@ -88,7 +88,8 @@ def _source(cfg: ApiConfig) -> RegistrySource:
 
 
 def _fetch(cfg: ApiConfig, actor: Actor) -> Fetched:
-    return asyncio.run(installs.fetch_index(cfg.engine, actor, _source(cfg)))
+    # Browsing: an index verified in the last minute is reused (installs fetch anew).
+    return installs.browse_index(cfg.engine, actor, _source(cfg))
 
 
 def _entry(m: Manifest) -> EntryOut:

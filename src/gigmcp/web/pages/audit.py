@@ -125,9 +125,11 @@ def asked(sent: dict[str, str], after: str | None) -> Asked:
         raise Invalid(translate("audit.bad_range"))
     user_id = None
     if sent["user"]:
-        if not sent["user"].isdigit() or not 0 < int(sent["user"]) < 2**63:
+        # isascii: str.isdigit accepts '²', which int() does not.
+        user = sent["user"]
+        if not (user.isascii() and user.isdigit()) or not 0 < int(user) < 2**63:
             raise Invalid(translate("audit.bad_user"))
-        user_id = int(sent["user"])
+        user_id = int(user)
     try:
         cursor = auditexport.cursor(after)
     except Invalid:
@@ -288,7 +290,9 @@ def cell(value: object) -> str:
 
 def _csv(pages: Iterable[auditexport.Chunk], cap: int) -> Iterator[str]:
     buffer = io.StringIO()
-    out = csv.writer(buffer)  # every field quoted as needed, CRLF lines (RFC 4180)
+    # Every field quoted (RFC 4180, CRLF lines): a ';' inside a cell never starts another
+    # in spreadsheets whose list separator it is (OWASP's CSV injection advice).
+    out = csv.writer(buffer, quoting=csv.QUOTE_ALL)
     out.writerow(COLUMNS)
     for chunk in pages:
         out.writerows([cell(v) for v in record(e, chunk.names).values()] for e in chunk.items)

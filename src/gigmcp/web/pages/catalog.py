@@ -98,7 +98,8 @@ def _fetch(cfg: ApiConfig, who: Viewer) -> Fetched:
     if cfg.registry is None:
         raise _Unavailable("catalog.unconfigured", "", 503)
     try:
-        return asyncio.run(installs.fetch_index(cfg.engine, who.actor, cfg.registry))
+        # Browsing: an index verified in the last minute is reused (installs fetch anew).
+        return installs.browse_index(cfg.engine, who.actor, cfg.registry)
     except RegistryError as exc:
         raise _Unavailable("catalog.registry_failed", str(exc), 502) from exc
 

@@ -36,9 +36,14 @@ from gigmcp.web.security import Form, Signed, Viewer
 
 router = APIRouter()
 NAV_ITEM = NavItem("nav.profiles", "/profiles")
-# A tool's text comes from its server: a diff shows at most this much of each side, so
-# a server cannot make a page (or difflib) arbitrarily slow.
-DIFF_LIMIT = 20_000
+# A tool's text comes from its server, which may be hostile: a diff shows at most this
+# much of each side and of each page, so a server cannot make a page (or difflib, which
+# is quadratic in repeated lines) costly. Past DIFF_PAIRS line pairs the two versions
+# are shown one after the other instead of diffed.
+DIFF_LIMIT = 20_000  # characters a side
+DIFF_LINES = 200  # lines a side
+DIFF_PAIRS = 10_000  # old lines × new lines that difflib may compare
+MAX_CHANGES = 10  # changed tools shown on one page (the rest are counted)
 Search = Annotated[str, Query(max_length=200)]
 
 
@@ -131,7 +136,9 @@ def _detail(
         )
         for a in assigned
     ]
-    changes = [_change(a, t) for a in assigned for t in a.tools if t.changed]
+    changed = [(a, t) for a in assigned for t in a.tools if t.changed]
+    changes = [_change(a, t) for a, t in changed[:MAX_CHANGES]]
+    more_changes = len(changed) - len(changes)
     now = datetime.now(UTC)
     listed = tokens.list_tokens(engine, who.actor, slug)
     return render.page(
@@ -146,6 +153,7 @@ def _detail(
                 s.name for s in servers.list_servers(engine, who.actor) if s.name not in names
             ],
             "changes": changes,
+            "more_changes": more_changes,
             "tokens": [(t, _token_state(t, now)) for t in listed],
             "max_days": tokens.MAX_LIFETIME_DAYS,
             "max_name": tokens.MAX_NAME,
@@ -356,7 +364,12 @@ def _json(value: object) -> str:
 
 
 def _bounded(text: str) -> tuple[str, bool]:
-    return (text[:DIFF_LIMIT], True) if len(text) > DIFF_LIMIT else (text, False)
+    cut = len(text) > DIFF_LIMIT
+    text = text[:DIFF_LIMIT]
+    lines = text.splitlines()
+    if len(lines) > DIFF_LINES:
+        return "\n".join(lines[:DIFF_LINES]), True
+    return text, cut
 
 
 def _diff(old: str, new: str) -> tuple[tuple[str, str], ...]:
@@ -364,6 +377,8 @@ def _diff(old: str, new: str) -> tuple[tuple[str, str], ...]:
     if old == new:
         return ()
     a, b = old.splitlines(), new.splitlines()
+    if len(a) * len(b) > DIFF_PAIRS:
+        return (*(("del", line) for line in a), *(("add", line) for line in b))
     out: list[tuple[str, str]] = []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
         if op == "equal":

@@ -107,7 +107,7 @@ def log_block(request: Request, name: str, profile: str) -> Response:
     with a block saying so and the status that stops the polling, rather than a redirect
     to the sign-in page that htmx would follow and swap into the block."""
     try:
-        who = viewer(request)
+        who = viewer(request, activity=False)  # a poll: the person may be long gone
     except SignInNeeded:
         stopped = Log(name, profile, (), "servers.log_signed_out", polling=False)
         return render.page(request, "server_log.html", None, {"log": stopped}, STOP_POLLING)
