@@ -138,7 +138,7 @@ def test_sign_in_install_build_a_profile_mint_and_call_then_see_it(stack: Any) -
         chrome.oidc_sign_in(page, gw.base, "ada", "ada-pw")
         # The catalog: read the consent, then act on it.
         page.goto(gw.base + "/catalog")
-        page.get_by_role("link", name="shecho").first.click()
+        page.get_by_role("link", name="Shell echo").click()
         page.get_by_role("link", name=re.compile(r"^Install shecho")).click()
         consent = page.locator("pre.catalog-consent").inner_text()
         assert "shecho@1.0.0" in consent and "api.example.test" in consent
