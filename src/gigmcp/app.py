@@ -47,6 +47,7 @@ from gigmcp.netpolicy.resolver import DnsResolver, SystemResolver
 from gigmcp.oidc.flow import KEY_BYTES as flow_key_bytes
 from gigmcp.oidc.provider import SCOPES, ClientConfig, Provider
 from gigmcp.router.gateway import Router
+from gigmcp.sandbox.doctor import Check
 from gigmcp.store import secrets as vault_store
 from gigmcp.store.catalog import StoreCatalog
 from gigmcp.store.db import make_engine, migrate
@@ -63,6 +64,7 @@ def control_plane(
     settings: Settings,
     engine: Engine,
     instances: Callable[[], Sequence[InstanceView]] | None = None,
+    host_checks: Callable[[], Sequence[Check]] | None = None,
 ) -> ASGIApp:
     """The API and the dashboard (every path the MCP endpoint does not serve), or the
     answer that they are off. ``instances``: the supervisor's status snapshot."""
@@ -94,6 +96,7 @@ def control_plane(
             ),
             install_target=installs.target(settings),
             instances=instances,
+            host_checks=host_checks,
             **oidc,
         )
     )
@@ -139,6 +142,7 @@ class Gateway:
         launcher: Launcher | None = None,
         credentials: CredentialProvider | None = None,
         egress: EgressProxy | None = None,
+        host_checks: Callable[[], Sequence[Check]] | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = StoreCatalog(settings.database_url)
@@ -172,7 +176,9 @@ class Gateway:
                 buffer_bytes=settings.client_buffer_bytes,
             ),
             buffer_bytes=settings.client_buffer_bytes,
-            fallback=control_plane(settings, self.catalog.engine, self.supervisor.status),
+            fallback=control_plane(
+                settings, self.catalog.engine, self.supervisor.status, host_checks
+            ),
         )
 
     def owner_of(self, key: InstanceKey) -> int | None:

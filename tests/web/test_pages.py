@@ -174,3 +174,23 @@ async def test_concurrent_pages_render(dash: Dash) -> None:
     alice = dash.browser(dash.alice)
     got = await asyncio.gather(*(alice.get("/") for _ in range(20)))
     assert {r.status_code for r in got} == {200}
+
+
+async def test_an_administrator_sees_the_gateways_health_and_a_user_does_not(
+    database_url: str, tmp_path: Path
+) -> None:
+    from gigmcp.sandbox.doctor import recurring, run_checks
+
+    checks = run_checks()  # the real host checks, as `gigmcp serve` runs them at start
+    async with dashboard(
+        database_url, tmp_path, host_checks=recurring(first=checks), instances=lambda: []
+    ) as d:
+        admin = (await d.browser(d.admin).get("/")).text
+        assert "Gateway health" in admin
+        assert "0 values sealed" in admin  # a vault with nothing in it yet
+        assert "No signed registry is configured" in admin
+        for c in checks:
+            assert c.name in admin
+        assert "No instance is running" in admin
+        user = (await d.browser(d.alice).get("/")).text
+        assert "Gateway health" not in user and "No instance is running" in user

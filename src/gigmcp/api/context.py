@@ -18,6 +18,7 @@ from gigmcp.core.instances import InstanceView
 from gigmcp.installer.index_fetch import RegistrySource
 from gigmcp.installer.materialize import Target
 from gigmcp.oidc.provider import Provider
+from gigmcp.sandbox.doctor import Check
 from gigmcp.vault.keys import Keyring
 
 
@@ -52,6 +53,9 @@ class ApiConfig:
     # The supervisor's status snapshot (Supervisor.status; callable from a worker
     # thread); None where no supervisor runs (the API alone, in tests): no instances.
     instances: Callable[[], Sequence[InstanceView]] | None = None
+    # What the host checks (``gigmcp doctor``) found, re-run now and then; None when the
+    # servers are not jailed here (administrators' overview).
+    host_checks: Callable[[], Sequence[Check]] | None = None
 
     @property
     def cookie_name(self) -> str:

@@ -9,6 +9,8 @@ refuses to run untrusted servers unjailed unless the operator asks for it loudly
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import typer
 from sqlalchemy import Engine
@@ -19,6 +21,9 @@ from gigmcp.control import loginlinks
 from gigmcp.core.launch import Launcher
 from gigmcp.errors import GigError
 from gigmcp.supervisor.launcher import PlainLauncher
+
+if TYPE_CHECKING:
+    from gigmcp.sandbox.doctor import Check
 
 
 def _split_listen(listen: str) -> tuple[str, int]:
@@ -55,6 +60,8 @@ def serve(
         typer.echo(notice, err=True)
     launcher: Launcher
     parts: EgressParts | None = None
+    # What the administrators' overview shows of this host (checked again now and then).
+    host_checks: Callable[[], list[Check]] | None = None
     if insecure_no_sandbox:
         typer.echo(
             "gigmcp: WARNING: --insecure-no-sandbox: MCP servers run WITHOUT the jail, with "
@@ -63,10 +70,11 @@ def serve(
         )
         launcher = PlainLauncher()
     else:
-        from gigmcp.sandbox.doctor import run_checks, summary
+        from gigmcp.sandbox.doctor import recurring, run_checks, summary
         from gigmcp.sandbox.launcher import SandboxConfig, SandboxLauncher
 
-        problems = summary(run_checks(settings.sandbox_mode))
+        checks = run_checks(settings.sandbox_mode)
+        problems = summary(checks)
         if problems:
             typer.echo(
                 f"gigmcp: cannot jail MCP servers on this host, refusing to start: {problems}. "
@@ -88,6 +96,7 @@ def serve(
         except GigError as err:
             typer.echo(f"gigmcp: {err}", err=True)
             raise typer.Exit(2) from err
+        host_checks = recurring(settings.sandbox_mode, first=checks)
         launcher = SandboxLauncher(
             SandboxConfig(
                 subnet=settings.sandbox_subnet,
@@ -98,7 +107,7 @@ def serve(
             )
         )
     host, port = _split_listen(settings.listen)
-    gateway = Gateway(settings, launcher=launcher)
+    gateway = Gateway(settings, launcher=launcher, host_checks=host_checks)
     if parts is not None:
         attach_egress(gateway, settings, parts)
     config = uvicorn.Config(

@@ -17,6 +17,8 @@ import shutil
 import stat
 import subprocess
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gigmcp.sandbox import cgroups, mode, nft, runtime, seccomp
@@ -281,6 +283,23 @@ def run_checks(setting: str = "auto") -> list[Check]:
         check_cgroups(),
         check_seccomp(),
     ]
+
+
+def recurring(
+    setting: str = "auto", every_s: float = 600.0, first: list[Check] | None = None
+) -> Callable[[], list[Check]]:
+    """The checks, run again at most every ``every_s`` seconds (they start processes:
+    a page that shows them must not run them); ``first``: a result found just now."""
+    lock = threading.Lock()
+    last: list[tuple[float, list[Check]]] = [(time.monotonic(), first)] if first else []
+
+    def current() -> list[Check]:
+        with lock:
+            if not last or time.monotonic() - last[0][0] > every_s:
+                last[:] = [(time.monotonic(), run_checks(setting))]
+            return last[0][1]
+
+    return current
 
 
 def summary(checks: list[Check]) -> str:

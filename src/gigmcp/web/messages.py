@@ -41,8 +41,13 @@ def _flatten(table: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
     return out
 
 
-def translate(key: str, language: str = DEFAULT, **fields: object) -> str:
-    """The text for ``key``, with ``{name}`` replaced by ``fields[name]``."""
+def translate(key: str, /, **fields: object) -> str:
+    """The text for ``key``, with ``{name}`` replaced by ``fields[name]`` (positional
+    ``key``: a message may have a field of any name)."""
+    return translate_in(DEFAULT, key, **fields)
+
+
+def translate_in(language: str, key: str, /, **fields: object) -> str:
     text = catalogue(language)[key]
     return text.format(**fields) if fields else text
 

@@ -1,8 +1,10 @@
 """The overview: what the viewer's tools did lately (everything, for an administrator).
 
 Owns the overview page: the activity heatmap of the last 26 weeks, calls and errors per
-server week by week, the busiest tools, egress by decision and the latest audit events,
-all from the service layer's roll-up counters and audit pages (never a scan). It must
+server week by week, the busiest tools, egress by decision, the latest audit events and
+the instances running now, all from the service layer (roll-up counters and audit
+pages, never a scan); and, for administrators, the gateway's health (vault, registry
+freshness, the host checks). It must
 never show another user's activity to a user who is not an administrator (the service
 layer scopes every read to the viewer's actor).
 """
@@ -15,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from gigmcp.api.auth import config
-from gigmcp.control import audit, overview
+from gigmcp.control import audit, health, instances, overview
 from gigmcp.web import charts, render
 from gigmcp.web.render import NavItem
 from gigmcp.web.security import Signed
@@ -33,6 +35,19 @@ def overview_page(request: Request, who: Signed) -> Response:
     series, series_width = charts.server_series(o, first, today)
     recent = audit.events(engine, who.actor, limit=10)
     top_tool = max((t.calls for t in o.tools), default=0)
+    cfg = config(request)
+    snapshot = cfg.instances() if cfg.instances is not None else None
+    running = [i for i in instances.visible(engine, who.actor, snapshot) if i.state == "running"]
+    gateway = None
+    if who.actor.admin:
+        gateway = health.health(
+            engine,
+            who.actor,
+            cfg.keyring,
+            cfg.registry is not None,
+            cfg.registry.max_age if cfg.registry is not None else None,
+            cfg.host_checks() if cfg.host_checks is not None else None,
+        )
     return render.page(
         request,
         "overview.html",
@@ -49,5 +64,7 @@ def overview_page(request: Request, who: Signed) -> Response:
             "total_calls": sum(d.calls for d in o.days),
             "total_errors": sum(d.errors for d in o.days),
             "recent": recent.items,
+            "running": running,
+            "health": gateway,
         },
     )
