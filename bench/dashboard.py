@@ -3,12 +3,13 @@ large store.
 
 Seeds a store (SQLite, and a throwaway PostgreSQL) with 200 servers, 100 profiles, 101
 users and 1 000 000 audit rows (``--quick``: 100 000) through the writers' own roll-up
-function, then requests each page in-process from the real control plane (the API and
-the dashboard behind their guards; no network: the time is the page's, database
-included) as a user and as an administrator. Reports p50/p95/p99 per page, the bytes of
-the HTML (a warm cache holds the static files, which are named by content and kept for a
-year, so the HTML is all a page transfers), and each static file's size, against the
-budgets: p95 at most 50 ms, at most 100 KB. Results: ``bench/results/dashboard-<time>.json``.
+function, signs the whole registry catalog of ../shared (221 entries) as its index, then
+requests each page in-process from the real control plane (the API and the dashboard
+behind their guards; no network: the time is the page's, database included) as a user
+and as an administrator. Reports p50/p95/p99 per page, the bytes of the HTML (a warm
+cache holds the static files, which are named by content and kept for a year, so the
+HTML is all a page transfers), and each static file's size, against the budgets: p95
+at most 50 ms, at most 100 KB. Results: ``bench/results/dashboard-<time>.json``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import json
 import platform
 import random
 import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,11 +36,13 @@ from sqlalchemy import Engine
 from bench.control import UNLIMITED, add_audit, seed_people
 from gigmcp.api.context import ApiConfig
 from gigmcp.control import profiles, websessions
+from gigmcp.installer.index_fetch import RegistrySource
 from gigmcp.store.db import make_engine, migrate
 from gigmcp.vault.keys import Keyring, MasterKey
 from gigmcp.web.app import build_control_plane
 
 ROOT = Path(__file__).resolve().parent.parent
+CATALOG = ROOT.parent / "shared" / "registry-catalog" / "manifests"
 ORIGIN = "http://127.0.0.1:8080"
 P95_BUDGET_MS, SIZE_BUDGET = 50.0, 100 * 1024
 # (who, path): the pages a user and an administrator open with this store.
@@ -45,6 +50,7 @@ PAGES = [
     ("user", "/"),
     ("admin", "/"),
     ("user", "/catalog"),
+    ("user", "/catalog/slack"),
     ("user", "/servers"),
     ("user", "/servers/srv-7"),
     ("user", "/profiles"),
@@ -58,10 +64,30 @@ PAGES = [
 ]
 
 
+def signed_catalog(tmp: Path) -> RegistrySource:
+    """The whole registry catalog of ../shared (221 entries), signed by the real CLI."""
+    root = tmp / "registry"
+    (root / "index").mkdir(parents=True)
+    shutil.copytree(CATALOG, root / "manifests")
+    env = {"PATH": "/usr/bin:/bin", "GIG_DATA_DIR": str(tmp / "cli"), "HOME": str(tmp)}
+    gigmcp = str(Path(sys.executable).parent / "gigmcp")
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([gigmcp, *args], env=env, check=True, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    pub = cli("registry", "keygen", "--out", str(root / "key"))
+    idx = root / "index" / "index.json"
+    cli("registry", "build-index", str(root / "manifests"), "--out", str(idx))
+    cli("registry", "sign", str(idx), "--key", str(root / "key"))
+    return RegistrySource(f"file://{idx}", pub, tmp / "cache")
+
+
 async def measure(engine: Engine, people: dict[str, Any], n: int, tmp: Path) -> dict[str, Any]:
     cfg = ApiConfig(
         engine, ORIGIN, False, keyring=Keyring(MasterKey(bytes(range(32)))),
         logs_dir=tmp / "logs", user_rate=UNLIMITED, address_rate=UNLIMITED,
+        registry=signed_catalog(tmp) if CATALOG.is_dir() else None,
     )  # fmt: skip
     app = build_control_plane(cfg)
     out: dict[str, Any] = {}

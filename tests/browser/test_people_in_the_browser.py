@@ -194,6 +194,38 @@ def test_an_administrator_viewing_as_bob_changes_nothing(world: World) -> None:
         w.close()
 
 
+def test_a_profile_is_made_and_a_token_minted_with_the_keyboard_alone(world: World) -> None:
+    w = world.person("carol")
+    page = w.page
+    try:
+        world.go(w, "/profiles")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent") == "Skip to the content"
+
+        def tab_to(selector: str) -> None:
+            for _ in range(60):
+                if page.evaluate(f"document.activeElement.matches({selector!r})"):
+                    return
+                page.keyboard.press("Tab")
+            raise AssertionError(f"Tab never reached {selector}")
+
+        tab_to("#slug")
+        page.keyboard.type("carols")
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"{world.gw.base}/profiles/carols*")
+        tab_to("#mint-name")
+        page.keyboard.type("keyboard")
+        page.keyboard.press("Enter")
+        page.wait_for_load_state("networkidle")
+        assert TOKEN.fullmatch(page.locator("#minted-token").inner_text().strip())
+        # The focus is visible where it lands (an outline, from the stylesheet).
+        tab_to("button[data-copy]")
+        outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+        assert outline not in ("none", ""), outline
+    finally:
+        w.close()
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_every_page_passes_axe_and_the_csp(world: World, scheme: str) -> None:
     pages = {

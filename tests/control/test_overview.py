@@ -165,7 +165,7 @@ def test_over_random_traffic_the_overview_adds_up_what_the_audit_rows_hold(
         mine = [r for r in written if who.admin or r.user_id == who.user_id]
         day = Counter(r.at.date() for r in mine if r.at.date() >= first)
         fail = Counter(r.at.date() for r in mine if r.at.date() >= first and r.outcome != "ok")
-        got = overview.overview(catalog.engine, who, days=days, top=50)
+        got = overview.overview(catalog.engine, who, days=days, top=50, tool_days=days)
         assert [(d.day, d.calls, d.errors) for d in got.days] == [
             (d.isoformat(), day[d], fail[d]) for d in sorted(day)
         ]
@@ -177,3 +177,17 @@ def test_over_random_traffic_the_overview_adds_up_what_the_audit_rows_hold(
         in_months = [r for r in mine if r.at.date() >= month_of(first)]
         per_tool = Counter(f"{r.server}_{r.tool}" for r in in_months)
         assert {(c.name, c.calls) for c in got.tools} == set(per_tool.items())
+
+
+def test_the_tool_ranking_counts_this_month_and_the_last_by_default(
+    catalog: StoreCatalog,
+) -> None:
+    _, bob, _ = _people(catalog)
+    old = NOW - timedelta(days=100)
+    _write(catalog, [_call(bob, NOW, "s", "new"), _call(bob, old, "s", "old")], [])
+    o = overview.overview(catalog.engine, bob)
+    assert o.tools_since == month_of(NOW.date() - timedelta(days=30)).isoformat()
+    assert [t.name for t in o.tools] == ["s_new"]
+    assert sum(d.calls for d in o.days) == 2  # the days still reach 26 weeks back
+    longer = overview.overview(catalog.engine, bob, tool_days=182)
+    assert {t.name for t in longer.tools} == {"s_new", "s_old"}

@@ -5,8 +5,9 @@ Owns the reading of the roll-up counters that store/activity.py keeps as audit r
 written: a few hundred counters, never a scan of the audit tables, however many rows
 they hold. An actor reads their own counters (the whole gateway's, for an
 administrator), for the last ``days`` UTC days, today included. Server totals count the
-weeks (from Monday) that the period touches and tool rankings its calendar months: the
-grains the counters keep. It must never return an argument value, a path or anything
+weeks (from Monday) that the period touches, and the tool ranking the calendar months
+that the last ``tool_days`` touch (by default this month and the last): the grains the
+counters keep. It must never return an argument value, a path or anything
 but names and counts.
 """
 
@@ -58,6 +59,7 @@ class Egress:
 @dataclass(frozen=True, slots=True)
 class Overview:
     since: str  # the first day counted, YYYY-MM-DD
+    tools_since: str  # the first day of the first month the tool ranking counts
     days: tuple[Day, ...]  # days without calls are left out
     servers: tuple[Count, ...]  # busiest first, at most ``top``
     server_weeks: tuple[ServerWeek, ...]  # the same servers, week by week
@@ -65,12 +67,21 @@ class Overview:
     egress: tuple[Egress, ...]
 
 
-def overview(engine: Engine, actor: Actor, days: int = 182, top: int = 10) -> Overview:
+def overview(
+    engine: Engine, actor: Actor, days: int = 182, top: int = 10, tool_days: int = 31
+) -> Overview:
+    """``days`` of calls per day and per server; the busiest tools over the months that
+    the last ``tool_days`` touch (a tool ranking reads a counter per tool and month, so
+    its window is kept short by default: the current and the previous month)."""
     if not 1 <= days <= MAX_DAYS:
         raise Invalid(f"days: 1 to {MAX_DAYS}")
+    if not 1 <= tool_days <= MAX_DAYS:
+        raise Invalid(f"tool_days: 1 to {MAX_DAYS}")
     if not 1 <= top <= MAX_TOP:
         raise Invalid(f"top: 1 to {MAX_TOP}")
-    first = datetime.now(UTC).date() - timedelta(days=days - 1)
+    today = datetime.now(UTC).date()
+    first = today - timedelta(days=days - 1)
+    tools_first = today - timedelta(days=tool_days - 1)
     scope = activity.EVERYONE if actor.admin else actor.user_id
     calls, errors = func.sum(CallCount.calls), func.sum(CallCount.errors)
 
@@ -98,7 +109,7 @@ def overview(engine: Engine, actor: Actor, days: int = 182, top: int = 10) -> Ov
         ).all()
         tools = s.execute(
             select(CallCount.server, CallCount.tool, calls, errors)
-            .where(*grain(activity.MONTH, activity.month_of(first)))
+            .where(*grain(activity.MONTH, activity.month_of(tools_first)))
             .group_by(CallCount.server, CallCount.tool)
             .order_by(calls.desc(), CallCount.server, CallCount.tool)
             .limit(top)
@@ -111,6 +122,7 @@ def overview(engine: Engine, actor: Actor, days: int = 182, top: int = 10) -> Ov
         ).all()
     return Overview(
         first.isoformat(),
+        activity.month_of(tools_first).isoformat(),
         tuple(Day(d.isoformat(), n, e) for d, n, e in per_day),
         tuple(Count(name, int(n), int(e)) for name, n, e in busiest),
         tuple(ServerWeek(w.isoformat(), name, n, e) for w, name, n, e in series),

@@ -214,9 +214,9 @@ def audit_page(
 
 @router.get("/overview")
 def get_overview(
-    caller: Caller, request: Request, days: int = 182, top: int = 10
+    caller: Caller, request: Request, days: int = 182, top: int = 10, tool_days: int = 31
 ) -> overview.Overview:
-    """Calls and errors per day, the busiest servers (with their weeks) and tools, and
-    egress by decision, from the roll-up counters: the caller's own, or the whole
-    gateway's for an administrator."""
-    return overview.overview(config(request).engine, caller.actor, days, top)
+    """Calls and errors per day, the busiest servers (with their weeks) and tools (over
+    the calendar months the last ``tool_days`` touch), and egress by decision, from the
+    roll-up counters: the caller's own, or the whole gateway's for an administrator."""
+    return overview.overview(config(request).engine, caller.actor, days, top, tool_days)
