@@ -159,6 +159,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="100 000 audit rows, fewer requests")
     ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument("--no-sqlite", action="store_true")
     args = ap.parse_args()
     rows, n = (100_000, 60) if args.quick else (1_000_000, 200)
     results: dict[str, Any] = {
@@ -171,8 +172,9 @@ def main() -> None:
         "requests_per_page": n,
         "budgets": {"p95_ms": P95_BUDGET_MS, "html_bytes": SIZE_BUDGET},
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        results["sqlite"] = run_on(f"sqlite:///{tmp}/bench.db", rows, n)
+    if not args.no_sqlite:
+        with tempfile.TemporaryDirectory() as tmp:
+            results["sqlite"] = run_on(f"sqlite:///{tmp}/bench.db", rows, n)
     if not args.no_postgres:
         sys.path.insert(0, str(ROOT))
         from tests.support.databases import throwaway_postgres
