@@ -22,12 +22,8 @@ import pytest
 from tests.support import browser as chrome
 from tests.support.gateway import TIME, GatewayProc, free_port, gateway
 from tests.support.oidc import Account, Client, OidcProvider, start_provider
-from tests.support.oidc import missing as oidc_missing
 
-pytestmark = pytest.mark.skipif(
-    (chrome.missing() or oidc_missing()) is not None,
-    reason=chrome.missing() or oidc_missing() or "",
-)
+pytestmark = pytest.mark.skipif(chrome.unavailable() is not None, reason=chrome.unavailable() or "")
 
 ACCOUNTS = [
     Account("alice", "alice-pw", "alice@example.test", True, "Alice", groups=["gig-admins"]),
@@ -63,12 +59,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         g.add_server("time", TIME)
         g.start(
             port=port,
-            GIG_OIDC_ISSUER=idp.issuer,
-            GIG_OIDC_CLIENT_ID="gigmcp",
-            GIG_OIDC_REDIRECT_URL=callback,
-            GIG_OIDC_SCOPES="groups",
-            GIG_OIDC_ROLES_CLAIM="groups",
-            GIG_OIDC_ADMIN_ROLE="gig-admins",
+            **chrome.oidc_settings(idp.issuer, callback),
         )
         yield World(g, idp, browser)
 

@@ -29,15 +29,11 @@ from tests.support.gateway import GatewayProc, free_port, gateway
 from tests.support.mcp_client import connect, text_of
 from tests.support.oci_registry import binary_available, start_registry, stop_registry
 from tests.support.oidc import Account, Client, OidcProvider, start_provider
-from tests.support.oidc import missing as oidc_missing
 from tests.support.shecho import manifest, shecho_layer
 
 pytestmark = [
     pytest.mark.root,
-    pytest.mark.skipif(
-        (chrome.missing() or oidc_missing()) is not None,
-        reason=chrome.missing() or oidc_missing() or "",
-    ),
+    pytest.mark.skipif(chrome.unavailable() is not None, reason=chrome.unavailable() or ""),
 ]
 
 ACCOUNTS = [Account("ada", "ada-pw", "ada@example.test", True, "Ada", groups=["gig-admins"])]
@@ -91,12 +87,7 @@ def stack(
             g.cli("registry", "sign", str(idx), "--key", str(root / "key"))
             g.start(
                 port=port,
-                GIG_OIDC_ISSUER=idp.issuer,
-                GIG_OIDC_CLIENT_ID="gigmcp",
-                GIG_OIDC_REDIRECT_URL=callback,
-                GIG_OIDC_SCOPES="groups",
-                GIG_OIDC_ROLES_CLAIM="groups",
-                GIG_OIDC_ADMIN_ROLE="gig-admins",
+                **chrome.oidc_settings(idp.issuer, callback),
             )
             yield g, idp, browser
     finally:

@@ -141,3 +141,24 @@ def oidc_sign_in(page: Any, base: str, login: str, password: str, return_to: str
     if page.locator("form#consent").count():
         page.click("form#consent button[type=submit]")
     page.wait_for_url(f"{base}{return_to}*")
+
+
+def oidc_settings(issuer: str, callback: str, **extra: str) -> dict[str, str]:
+    """The gateway's settings for the browser tests' identity provider: the client
+    ``gigmcp``, and the ``groups`` claim's ``gig-admins`` as the administrators."""
+    return {
+        "GIG_OIDC_ISSUER": issuer,
+        "GIG_OIDC_CLIENT_ID": "gigmcp",
+        "GIG_OIDC_REDIRECT_URL": callback,
+        "GIG_OIDC_SCOPES": "groups",
+        "GIG_OIDC_ROLES_CLAIM": "groups",
+        "GIG_OIDC_ADMIN_ROLE": "gig-admins",
+        **extra,
+    }
+
+
+def unavailable() -> str | None:
+    """Why the browser tests with the identity provider cannot run here, or None."""
+    from tests.support.oidc import missing as oidc_missing
+
+    return missing() or oidc_missing()

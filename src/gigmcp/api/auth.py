@@ -90,27 +90,22 @@ def set_session_cookie(response: Response, cfg: ApiConfig, session: websessions.
     """The session cookie (HttpOnly) and, readable by the gateway's own pages, the CSRF
     token they send back in X-CSRF-Token. The CSRF cookie alone is worth nothing: the
     server checks the header against the hash bound to the session."""
-    response.set_cookie(
-        cfg.csrf_cookie_name,
-        session.csrf,
-        max_age=int(cfg.lifetimes.absolute.total_seconds()),
-        path="/",
-        secure=cfg.secure_cookies,
-        httponly=False,
-        # Lax, like the session: a page opened from a link on another site must have its
-        # token for its forms. The value alone opens nothing (checked against the
-        # session's hash, with the origin).
-        samesite="lax",
-    )
-    response.set_cookie(
-        cfg.cookie_name,
-        session.token,
-        max_age=int(cfg.lifetimes.absolute.total_seconds()),
-        path="/",
-        secure=cfg.secure_cookies,
-        httponly=True,
-        samesite="lax",
-    )
+    # Both Lax: a page opened from a link on another site must have its CSRF token for
+    # its forms; the value alone opens nothing (checked against the session's hash, with
+    # the origin). Only the session is HttpOnly: the pages read the CSRF token.
+    for name, value, httponly in (
+        (cfg.csrf_cookie_name, session.csrf, False),
+        (cfg.cookie_name, session.token, True),
+    ):
+        response.set_cookie(
+            name,
+            value,
+            max_age=int(cfg.lifetimes.absolute.total_seconds()),
+            path="/",
+            secure=cfg.secure_cookies,
+            httponly=httponly,
+            samesite="lax",
+        )
 
 
 def clear_session_cookie(response: Response, cfg: ApiConfig) -> None:
