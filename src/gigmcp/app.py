@@ -31,6 +31,7 @@ from gigmcp.core.instances import InstanceKey, InstanceView
 from gigmcp.core.launch import JailLimits, Launcher, LaunchSpec
 from gigmcp.core.server_info import GATEWAY_INFO
 from gigmcp.core.views import ServerDef
+from gigmcp.credentials.oauth_broker import TokenBroker
 from gigmcp.credentials.provider import CredentialProvider, NoCredentials, launch_environment
 from gigmcp.credentials.vault_provider import VaultCredentials
 from gigmcp.egress import authority
@@ -43,7 +44,8 @@ from gigmcp.endpoint.sessions import SessionStore
 from gigmcp.errors import LaunchError, VaultError
 from gigmcp.netpolicy.hostaddr import HostAddresses
 from gigmcp.netpolicy.policy import PortRules
-from gigmcp.netpolicy.resolver import DnsResolver, SystemResolver
+from gigmcp.netpolicy.resolver import DnsResolver, Resolver, SystemResolver
+from gigmcp.oauthclient.outbound import Outbound
 from gigmcp.oidc.flow import KEY_BYTES as flow_key_bytes
 from gigmcp.oidc.provider import SCOPES, ClientConfig, Provider
 from gigmcp.router.gateway import Router
@@ -97,9 +99,23 @@ def control_plane(
             install_target=installs.target(settings),
             instances=instances,
             host_checks=host_checks,
+            outbound=outbound(settings),
             **oidc,
         )
     )
+
+
+def resolver(settings: Settings) -> Resolver:
+    """The resolver of every outbound name the gateway vets (the proxy's, the vendors')."""
+    host = HostAddresses(settings.egress_allow_host_addresses)
+    return DnsResolver(settings.egress_dns, host) if settings.egress_dns else SystemResolver(host)
+
+
+def outbound(settings: Settings) -> Outbound:
+    """The guarded transport of the gateway's own requests to authorization servers:
+    the egress resolver, and the trust the proxy has toward upstreams."""
+    extra = settings.egress_ca_bundle.read_bytes() if settings.egress_ca_bundle else None
+    return Outbound(resolver=resolver(settings), verify=upstream_context(extra))
 
 
 def oidc_parts(settings: Settings, engine: Engine, keyring: Keyring) -> dict[str, Any]:
@@ -152,6 +168,7 @@ class Gateway:
         self.credentials: CredentialProvider = credentials or NoCredentials()
         self.launcher: Launcher = launcher or PlainLauncher()
         self.egress = egress
+        self.tokens: TokenBroker | None = None  # connected accounts' tokens (jailed only)
         self.supervisor = Supervisor(
             self.launcher,
             self.router,
@@ -282,17 +299,19 @@ def attach_egress(gateway: Gateway, settings: Settings, parts: EgressParts) -> N
     from gigmcp.sandbox.launcher import SandboxLauncher
 
     assert isinstance(gateway.launcher, SandboxLauncher)
-    provider = VaultCredentials(parts.engine, parts.keyring, gateway.owner_of)
+    broker = TokenBroker(
+        parts.engine, parts.keyring, outbound(settings),
+        reconnect_at=settings.public_origin + "/connections",
+    )  # fmt: skip
+    provider = VaultCredentials(parts.engine, parts.keyring, gateway.owner_of, tokens=broker)
     extra = settings.egress_ca_bundle.read_bytes() if settings.egress_ca_bundle else None
     p = settings.egress_port
     gateway.credentials = provider
-    host = HostAddresses(settings.egress_allow_host_addresses)
+    gateway.tokens = broker
     proxy = gateway.egress = EgressProxy(
         identities=gateway.launcher.identities,
         grants=provider.for_instance,
-        resolver=(
-            DnsResolver(settings.egress_dns, host) if settings.egress_dns else SystemResolver(host)
-        ),
+        resolver=resolver(settings),
         leaves=LeafCache(parts.ca),
         upstream_tls=upstream_context(extra),
         audit=EgressAudit(parts.engine, settings.egress_audit_days),

@@ -84,6 +84,24 @@ class VaultError(GigError):
     message never holds key material or plaintext."""
 
 
+class AccountError(GigError):
+    """A connected account (an OAuth grant at a vendor) cannot give a token now. The
+    message names the vendor and what to do; it never holds a token."""
+
+    def __init__(self, vendor: str, message: str) -> None:
+        super().__init__(message)
+        self.vendor = vendor
+
+
+class ConnectionNeeded(AccountError):
+    """The user has no connection to the vendor, or must connect again (the vendor
+    refused the refresh token: revoked, expired, rotated away)."""
+
+
+class TokenUnavailable(AccountError):
+    """The vendor's token endpoint could not be reached or failed; a later try may work."""
+
+
 class UpstreamError(GigError):
     """An MCP server connection failed, closed, or sent what the gateway will not take."""
 

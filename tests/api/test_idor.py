@@ -62,6 +62,11 @@ NOT_PER_OBJECT = {
     "/api/v1/audit": "the caller's own rows; another's profile as a filter is 404 (test_routes)",
     "/api/v1/catalog": "the shared index",
     "/api/v1/catalog/{ref}": "the shared index",
+    "/api/v1/connections": "the caller's own (tests/api/test_connections.py)",
+    "/api/v1/connections/{vendor}": "the caller's own connection to a shared app "
+    "(tests/api/test_connections.py)",
+    "/api/v1/oauth-apps": "shared; changes by administrators only (tests/api/test_connections.py)",
+    "/api/v1/oauth-apps/{vendor}": "administrators only (tests/api/test_connections.py)",
     "/api/v1/credentials": "the caller's own status (test_routes)",
     "/api/v1/impersonation": "administrators only (tests/api/test_impersonation.py)",
     "/api/v1/installs": "administrators only (tests/api/test_catalog.py)",

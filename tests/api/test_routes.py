@@ -6,21 +6,15 @@ and audit pages are keyset-paged with an opaque cursor."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx2 as httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gigmcp.api.app import build_api
-from gigmcp.api.context import ApiConfig
-from gigmcp.control import actor, apitokens, profiles, servers, users
-from gigmcp.control.users import Identity, RolePolicy
-from gigmcp.store.db import make_engine, migrate
+from gigmcp.control import profiles, servers
 from gigmcp.store.models import AuditRow, CredentialValue
-from gigmcp.vault.keys import Keyring, MasterKey
+from tests.support.api_world import World, api_world
 
 SECRET = "sk_live_gigAPI_9f8e7d6c5b4a3210"
 API_KEY = {
@@ -31,46 +25,18 @@ API_KEY = {
 }
 
 
-@dataclass
-class World:
-    c: httpx.AsyncClient
-    cfg: ApiConfig
-    alice: dict[str, str]
-    bob: dict[str, str]
-    admin: dict[str, str]
-
-
-def bearer(cfg: ApiConfig, who: actor.Actor) -> dict[str, str]:
-    _, token = apitokens.mint(cfg.engine, who, "test", "write", None)
-    return {"Authorization": f"Bearer {token}"}
-
-
 @pytest.fixture
 async def w(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
-    engine = make_engine(database_url)
-    migrate(engine)
-    cfg = ApiConfig(
-        engine,
-        "http://127.0.0.1:1",
-        False,
-        keyring=Keyring(MasterKey(bytes(range(32)))),
-        logs_dir=tmp_path / "logs",
-    )
-    policy = RolePolicy(admin_subjects=frozenset({"root"}))
-    admin = users.sign_in(engine, Identity("https://idp.test", "root"), policy)
-    alice = users.sign_in(engine, Identity("https://idp.test", "alice"), policy)
-    bob = users.sign_in(engine, Identity("https://idp.test", "bob"), policy)
-    hosts = {"hosts": ["api.example.test"]}
-    servers.add_server(
-        engine, admin, "catalog", ["/bin/true"], {}, [], None, egress=hosts, credentials=[API_KEY]
-    )
-    servers.add_server(
-        engine, alice, "alices", ["/bin/true"], {}, [], None, egress=hosts, credentials=[API_KEY]
-    )
-    profiles.create_profile(engine, alice, "alice-p")
-    transport = httpx.ASGITransport(app=build_api(cfg))
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-        yield World(c, cfg, bearer(cfg, alice), bearer(cfg, bob), bearer(cfg, admin))
+    async with api_world(database_url, tmp_path) as world:
+        engine, admin, alice = world.cfg.engine, world.people["root"], world.people["alice"]
+        hosts = {"hosts": ["api.example.test"]}
+        for owner, name in ((admin, "catalog"), (alice, "alices")):
+            servers.add_server(
+                engine, owner, name, ["/bin/true"], {}, [], None, egress=hosts,
+                credentials=[API_KEY],
+            )  # fmt: skip
+        profiles.create_profile(engine, alice, "alice-p")
+        yield world
 
 
 async def test_a_credential_goes_in_and_never_comes_out(w: World) -> None:

@@ -201,6 +201,8 @@ def start_provider(
     accounts: Sequence[Account],
     ttl: Mapping[str, int] | None = None,
     port: int = 0,
+    resources: Mapping[str, Mapping[str, Any]] | None = None,
+    rotate_refresh_tokens: bool = False,
 ) -> Iterator[OidcProvider]:
     """Run the provider on 127.0.0.1 (``port`` 0: a free one) until the block ends."""
     reason = missing()
@@ -215,6 +217,8 @@ def start_provider(
                 "clients": [c.metadata() for c in clients],
                 "accounts": [a.config() for a in accounts],
                 "ttl": {**DEFAULT_TTL, **(ttl or {})},
+                "resources": {k: dict(v) for k, v in (resources or {}).items()},
+                "rotate_refresh_tokens": rotate_refresh_tokens,
             },
             indent=2,
         )

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gigmcp.api import problems, ratelimit
 from gigmcp.api.context import ApiConfig
-from gigmcp.api.routes import account, catalog, oidc, profiles, servers, users
+from gigmcp.api.routes import account, catalog, connections, oidc, profiles, servers, users
 from gigmcp.errors import GigError, ProtocolError
 
 HOW_TO_ENABLE = (
@@ -59,6 +59,7 @@ def api_app(cfg: ApiConfig) -> FastAPI:
     api.include_router(users.router)
     api.include_router(servers.router)
     api.include_router(catalog.router)
+    api.include_router(connections.router)
 
     @api.middleware("http")
     async def headers(request: Request, call_next):  # type: ignore[no-untyped-def]

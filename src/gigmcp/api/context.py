@@ -17,6 +17,7 @@ from gigmcp.control.websessions import Lifetimes
 from gigmcp.core.instances import InstanceView
 from gigmcp.installer.index_fetch import RegistrySource
 from gigmcp.installer.materialize import Target
+from gigmcp.oauthclient.outbound import Outbound
 from gigmcp.oidc.provider import Provider
 from gigmcp.sandbox.doctor import Check
 from gigmcp.vault.keys import Keyring
@@ -56,6 +57,9 @@ class ApiConfig:
     # What the host checks (``gigmcp doctor``) found, re-run now and then; None when the
     # servers are not jailed here (administrators' overview).
     host_checks: Callable[[], Sequence[Check]] | None = None
+    # The gateway's own requests to vendors' authorization servers (connected accounts),
+    # through the SSRF guard; None: the system resolver and trust store.
+    outbound: Outbound | None = None
 
     @property
     def cookie_name(self) -> str:

@@ -3,7 +3,8 @@
 An installed server is an ordinary ``servers`` row (command, cwd, egress, credentials)
 plus ``origin`` (kind, ref, the manifest and its hashes, where its files are) and the
 runtime hash its owner consented to. An upgrade with the same runtime hash is applied at
-once (presentation-only changes: name, description, category, icon, credential vendor);
+once (presentation-only changes: name, description, category, icon; a credential's vendor
+is outside the runtime hash too, but a change of it waits for consent);
 one with another runtime hash waits in ``pending``, the installed version still running,
 until consented. Every change bumps the revision, so the running gateway picks it up.
 
@@ -66,12 +67,20 @@ def upgrade(
         if srv.origin is None:
             raise Invalid(f"server {name!r} was not installed from the registry")
         checked = dataclasses.replace(run, egress=egress, credentials=credentials)
-        if not needs_consent(srv.consented_runtime_hash, run.runtime_hash):
+        # The vendor of an oauth2 credential is outside the runtime hash (the reference's
+        # rule) yet says whose connected account's token the proxy injects: a change of
+        # it is consented like a runtime change, never applied quietly.
+        same_vendors = _vendors(srv.credentials) == _vendors(credentials)
+        if same_vendors and not needs_consent(srv.consented_runtime_hash, run.runtime_hash):
             _apply(srv, checked)
             srv.pending = None
             return "applied"
         srv.pending = dataclasses.asdict(checked)
         return "pending"
+
+
+def _vendors(credentials: list[dict[str, Any]] | None) -> dict[str, str]:
+    return {str(c.get("id")): str(c.get("vendor") or "") for c in credentials or []}
 
 
 def pending(engine: Engine, actor: Actor, name: str) -> dict[str, Any] | None:

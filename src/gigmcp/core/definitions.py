@@ -29,6 +29,9 @@ CREDENTIAL_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # RFC 9110 token characters: a header name can hold nothing else.
 HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$")
+VENDOR = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+SCOPE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,256}$")
 TYPES = ("api_key", "oauth2", "basic", "custom_env")
 # Headers the proxy owns or that would change how a request is framed or routed.
 FORBIDDEN_HEADERS = frozenset(
@@ -63,6 +66,10 @@ class CredentialDef:
     header: str | None = None  # sealed: the header the proxy sets
     format: str | None = None  # sealed: e.g. "Bearer {token}"
     hosts: tuple[str, ...] = ()  # canonical patterns; empty = every egress host
+    # oauth2: the vendor whose connected account supplies the token (a slug), and the
+    # scopes the manifest asks of it.
+    vendor: str | None = None
+    scopes: tuple[str, ...] = ()
 
     @property
     def sealed(self) -> bool:
@@ -104,7 +111,16 @@ class CredentialDef:
             out["env"] = self.env
         if self.hosts:
             out["hosts"] = list(self.hosts)
+        if self.vendor:
+            out["vendor"] = self.vendor
+        if self.scopes:
+            out["scopes"] = list(self.scopes)
         return out
+
+    @property
+    def connected(self) -> bool:
+        """A sealed oauth2 credential with a vendor: a connected account can supply it."""
+        return self.type == "oauth2" and self.vendor is not None and self.sealed
 
 
 def parse_egress(raw: Mapping[str, Any] | None) -> Egress:
@@ -162,10 +178,23 @@ def parse_credential(raw: Mapping[str, Any], egress: Egress) -> CredentialDef:
             raise DefinitionError(
                 f"credential {cid}: host {pattern} is not in the server's egress allowlist"
             )
+    vendor = raw.get("vendor") or None
+    if vendor is not None and (not isinstance(vendor, str) or not VENDOR.match(vendor)):
+        raise DefinitionError(
+            f"credential {cid}: vendor {str(vendor)[:64]!r}: a slug of a-z, 0-9, '-'"
+        )
+    scopes = raw.get("scopes") or []
+    if not isinstance(scopes, list) or not all(
+        isinstance(x, str) and SCOPE.match(x) for x in scopes
+    ):
+        raise DefinitionError(f"credential {cid}: scopes are a list of OAuth scope tokens")
+    scope_list = tuple(dict.fromkeys(scopes))
     if "env" in inject:
         if "header" in inject or "format" in inject or "env" in raw:
             raise DefinitionError(f"credential {cid}: inject is either env, or header+format")
-        return CredentialDef(cid, ctype, _env(cid, inject["env"]), hosts=hosts)
+        return CredentialDef(
+            cid, ctype, _env(cid, inject["env"]), hosts=hosts, vendor=vendor, scopes=scope_list
+        )
     header, fmt = inject.get("header"), inject.get("format")
     if not isinstance(header, str) or not HEADER_NAME.match(header):
         raise DefinitionError(f"credential {cid}: inject.header {header!r} is not a header name")
@@ -182,7 +211,7 @@ def parse_credential(raw: Mapping[str, Any], egress: Egress) -> CredentialDef:
             "value (it begins or ends with a space, or holds a control character)"
         )
     env = _env(cid, raw.get("env", cid.upper().replace("-", "_")))
-    return CredentialDef(cid, ctype, env, header, fmt, hosts)
+    return CredentialDef(cid, ctype, env, header, fmt, hosts, vendor, scope_list)
 
 
 def _env(cid: str, name: Any) -> str:

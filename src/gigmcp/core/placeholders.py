@@ -13,6 +13,7 @@ import re
 import secrets
 import string
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from gigmcp.core.definitions import CredentialDef
 from gigmcp.core.instances import InstanceKey
@@ -53,14 +54,24 @@ def new_placeholder() -> str:
     return placeholder(PLACEHOLDER_PREFIX).decode()
 
 
+class TokenSource(Protocol):
+    """Where a connected account's current access token comes from (the token broker,
+    ``credentials/oauth_broker.py``). Raises an ``AccountError`` when it has none."""
+
+    async def access_token(self, user_id: int, vendor: str) -> bytes: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Sealed:
     credential: CredentialDef
     placeholder: str
     value: bytes | None = field(repr=False)  # None: the owner has not set it
+    # A connected account's vendor: the value is asked of the token source at each
+    # request instead (``value`` is then None).
+    vendor: str | None = None
 
     def __repr__(self) -> str:
-        state = "set" if self.value else "not set"
+        state = f"account {self.vendor}" if self.vendor else "set" if self.value else "not set"
         return f"Sealed({self.credential.id}, {state})"
 
 
@@ -70,6 +81,7 @@ class InstanceCredentials:
     owner_id: int
     server: ServerDef
     sealed: tuple[Sealed, ...] = ()
+    tokens: TokenSource | None = None  # for the sealed credentials with a vendor
 
     def scrub_pairs(self) -> dict[bytes, bytes]:
         """Real value → placeholder, for every sealed value that is set."""

@@ -3,8 +3,10 @@ swaps back.
 
 At every launch an instance gets, for each *sealed* credential of its server, a fresh
 high-entropy placeholder in the credential's variable; the real value, read from the
-vault for the profile owner, stays here for the egress proxy to inject toward the
-credential's hosts and to scrub from whatever comes back. *Entrusted* credentials go
+vault for the profile owner (or, for an oauth2 credential with no value pasted, the
+owner's connected account at its vendor, asked of the token broker at each request),
+stays here for the egress proxy to inject toward the credential's hosts and to scrub
+from whatever comes back. *Entrusted* credentials go
 into the environment as they are (the egress allowlist still applies to them).
 
 Owns the per-instance table instance → (placeholder, real value, definition). Values of
@@ -24,7 +26,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 
 from gigmcp.core.instances import InstanceKey
-from gigmcp.core.placeholders import InstanceCredentials, Sealed, new_placeholder
+from gigmcp.core.placeholders import InstanceCredentials, Sealed, TokenSource, new_placeholder
 from gigmcp.core.views import ServerDef
 from gigmcp.errors import VaultError
 from gigmcp.store import secrets as vault_store
@@ -37,11 +39,16 @@ class VaultCredentials:
     """A :class:`~gigmcp.credentials.provider.CredentialProvider` backed by the vault."""
 
     def __init__(
-        self, engine: Engine, keyring: Keyring, owner_of: Callable[[InstanceKey], int | None]
+        self,
+        engine: Engine,
+        keyring: Keyring,
+        owner_of: Callable[[InstanceKey], int | None],
+        tokens: TokenSource | None = None,
     ) -> None:
         self._engine = engine
         self._keyring = keyring
         self._owner_of = owner_of
+        self._tokens = tokens
         self._instances: dict[InstanceKey, InstanceCredentials] = {}
 
     def environment_for(self, key: InstanceKey, server: ServerDef) -> dict[str, str]:
@@ -63,11 +70,18 @@ class VaultCredentials:
             value = values.get(cred.id)
             if cred.sealed:
                 ph = new_placeholder()
-                sealed.append(Sealed(cred, ph, value))
+                if value is None and cred.connected and self._tokens is not None:
+                    # No value pasted: the owner's connected account supplies the token,
+                    # asked at each request (a refresh needs no relaunch).
+                    sealed.append(Sealed(cred, ph, None, vendor=cred.vendor))
+                else:
+                    sealed.append(Sealed(cred, ph, value))
                 env[cred.env] = ph
             elif value is not None:
                 env[cred.env] = value.decode("utf-8", "replace")
-        self._instances[key] = InstanceCredentials(key, owner or 0, server, tuple(sealed))
+        self._instances[key] = InstanceCredentials(
+            key, owner or 0, server, tuple(sealed), self._tokens
+        )
         return env
 
     def for_instance(self, key: InstanceKey) -> InstanceCredentials | None:

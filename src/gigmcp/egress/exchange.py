@@ -80,6 +80,7 @@ class Exchange:
         flow.websocket = http1.is_websocket(req)
         flow.headers = http1.request_headers(req, host, port, flow.scheme, flow.websocket)
         try:
+            await self.inject.prepare(flow)
             self.inject.on_request_headers(flow)
             self.audit.on_request_headers(flow)
             self.scrub.on_request_headers(flow)

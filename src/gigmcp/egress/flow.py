@@ -48,6 +48,8 @@ class Flow:
     websocket: bool = False
     headers: Headers = field(default_factory=list)
     injected: list[str] = field(default_factory=list)
+    # Connected accounts' tokens for this request, by credential id (never shown).
+    tokens: dict[str, bytes] = field(default_factory=dict)
     upstream: Upstream | None = None
     # The audit row while the exchange runs, and when it began (time.monotonic()).
     event: EgressEvent | None = None

@@ -59,6 +59,8 @@ def describe(
         if scopes:
             what += f", scopes: {', '.join(scopes)}"
         lines.append(what)
+        if cred.get("type") == "oauth2" and cred.get("vendor"):
+            lines.append(f"      the token of your connected {cred['vendor']} account")
         if inject.get("env"):
             lines.append(f"      given to the server in ${inject['env']}")
         else:

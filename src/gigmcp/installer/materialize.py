@@ -98,6 +98,11 @@ def credential_json(cred: Credential) -> dict[str, Any]:
     }
     if cred.scopes:
         out["scopes"] = list(cred.scopes)
+    if cred.vendor:
+        # Which connected account supplies the token: not in the runtime hash (the
+        # reference's rule), so a change of it waits for consent by its own check
+        # (control/install_rows.py).
+        out["vendor"] = cred.vendor
     return out
 
 

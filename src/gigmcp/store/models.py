@@ -315,6 +315,90 @@ class LoginLink(Base):
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class OAuthApp(Base):
+    """An administrator's OAuth app at one vendor (an authorization server): where its
+    endpoints are, the client it is registered as, what every connection asks for. The
+    client secret is not here: it is an ``oauth_secrets`` row (kind ``client_secret``)."""
+
+    __tablename__ = "oauth_apps"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    vendor: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(255))
+    issuer: Mapped[str | None] = mapped_column(String(2048))
+    authorization_endpoint: Mapped[str] = mapped_column(String(2048))
+    token_endpoint: Mapped[str] = mapped_column(String(2048))
+    revocation_endpoint: Mapped[str | None] = mapped_column(String(2048))
+    client_id: Mapped[str] = mapped_column(String(512))
+    # client_secret_basic | client_secret_post | none (a public client: PKCE only)
+    auth_method: Mapped[str] = mapped_column(String(32))
+    pkce: Mapped[bool] = mapped_column(Boolean, default=True)
+    # RFC 8707: sent in the authorization request, the code exchange and every refresh.
+    resource: Mapped[str | None] = mapped_column(String(2048))
+    default_scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    extra_params: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class OAuthConnection(Base):
+    """A user's connected account at a vendor. The tokens are ``oauth_secrets`` rows
+    (kinds ``access`` and ``refresh``); here is what may be shown and what coordinates a
+    refresh between replicas: ``lease_until`` is the database lock one refresher holds
+    (taken by a conditional update, so exactly one replica wins), ``generation`` counts
+    token writes so that a cached token can tell it is stale."""
+
+    __tablename__ = "oauth_connections"
+    __table_args__ = (UniqueConstraint("user_id", "app_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("oauth_apps.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # connected | reconnect
+    scopes_requested: Mapped[list[str]] = mapped_column(JSON, default=list)
+    scopes_granted: Mapped[list[str]] = mapped_column(JSON, default=list)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_holder: Mapped[str | None] = mapped_column(String(32))
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    problem: Mapped[str | None] = mapped_column(String(512))  # never a token
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    refreshed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class OAuthPending(Base):
+    """One authorization in flight: the hash of its ``state`` (single use: the callback
+    deletes the row it consumes), the user and browser session it was started from, the
+    app it is for. The PKCE verifier is an ``oauth_secrets`` row (kind ``verifier``)."""
+
+    __tablename__ = "oauth_pending"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("oauth_apps.id", ondelete="CASCADE"))
+    session_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    return_to: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class OAuthSecret(Base):
+    """Sealed OAuth material, as vault ciphertext: an app's client secret, a
+    connection's access and refresh tokens, a pending authorization's PKCE verifier.
+    ``kind`` and ``ref_id`` (the app, connection or pending row) and the random
+    ``record_id`` are the ciphertext's associated data, so it opens in its own row only."""
+
+    __tablename__ = "oauth_secrets"
+    __table_args__ = (UniqueConstraint("kind", "ref_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(32), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    ref_id: Mapped[int] = mapped_column(Integer)
+    key_id: Mapped[str] = mapped_column(String(16), index=True)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class ConfigRevision(Base):
     """One row; bumped in the same transaction as every change the gateway must see."""
 

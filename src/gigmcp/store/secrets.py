@@ -1,6 +1,7 @@
-"""Secrets at rest: credential values (rows of ``credential_values``) and the gateway's
-own secrets (rows of ``vault_items``, such as the egress CA's key), each a vault
-ciphertext sealed by ``vault/envelope.py``.
+"""Secrets at rest: credential values (rows of ``credential_values``), the gateway's
+own secrets (rows of ``vault_items``, such as the egress CA's key) and OAuth material
+(rows of ``oauth_secrets``: client secrets, tokens, PKCE verifiers; ``store/oauth.py``
+reads and writes them), each a vault ciphertext sealed by ``vault/envelope.py``.
 
 Owns the associated data that binds a ciphertext to its row, writing and reading values
 within a caller's transaction, and re-wrapping every row under a new master key in one
@@ -19,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gigmcp.errors import VaultError
-from gigmcp.store.models import CredentialValue, VaultItem, utcnow
+from gigmcp.store.models import CredentialValue, OAuthSecret, VaultItem, utcnow
 from gigmcp.vault import envelope
 from gigmcp.vault.keys import Keyring
 
@@ -32,9 +33,20 @@ def row_aad(record_id: str, owner_id: int, server_id: int, credential_id: str) -
     return b"\0".join((_AAD_PREFIX, *(p.encode() for p in parts)))
 
 
-def _aad_of(row: CredentialValue | VaultItem) -> bytes:
+def oauth_aad(record_id: str, kind: str, ref_id: int) -> bytes:
+    return b"\0".join(
+        (b"gigmcp/oauth-secret/v1", record_id.encode(), kind.encode(), str(ref_id).encode())
+    )
+
+
+Sealed = CredentialValue | VaultItem | OAuthSecret
+
+
+def _aad_of(row: Sealed) -> bytes:
     if isinstance(row, VaultItem):
         return item_aad(row.name)
+    if isinstance(row, OAuthSecret):
+        return oauth_aad(row.record_id, row.kind, row.ref_id)
     return row_aad(row.record_id, row.owner_id, row.server_id, row.credential_id)
 
 
@@ -160,8 +172,8 @@ def rotate(engine: Engine, keyring: Keyring) -> Rotation:
     with Session(engine) as s, s.begin():
         # Postgres: lock the rows so a concurrent write cannot slip in between our read
         # and our update (SQLite serialises writers by itself).
-        rows: list[CredentialValue | VaultItem] = []
-        for model in (CredentialValue, VaultItem):
+        rows: list[Sealed] = []
+        for model in (CredentialValue, VaultItem, OAuthSecret):
             query = select(model).order_by(model.id)
             if engine.dialect.name == "postgresql":
                 query = query.with_for_update()
@@ -180,7 +192,7 @@ def key_ids(engine: Engine) -> dict[str, int]:
     """How many values (credentials and gateway secrets) each master key id holds."""
     out: dict[str, int] = {}
     with Session(engine) as s:
-        for column in (CredentialValue.key_id, VaultItem.key_id):
+        for column in (CredentialValue.key_id, VaultItem.key_id, OAuthSecret.key_id):
             for kid in s.scalars(select(column)):
                 out[kid] = out.get(kid, 0) + 1
     return out

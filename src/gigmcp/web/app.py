@@ -33,6 +33,7 @@ from gigmcp.web.pages import (
     account,
     audit,
     catalog,
+    connections,
     credentials,
     overview,
     profiles,
@@ -43,7 +44,7 @@ from gigmcp.web.security import SignInNeeded, headers, viewer
 
 log = logging.getLogger(__name__)
 # In the order of the navigation: a page module with a NAV_ITEM is listed there.
-PAGES = (account, overview, catalog, servers, profiles, credentials, audit, users)
+PAGES = (account, overview, catalog, servers, profiles, credentials, connections, audit, users)
 
 
 def build_dashboard(cfg: ApiConfig) -> FastAPI:

@@ -10,7 +10,7 @@ the templates' own markup is markup).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -62,6 +62,7 @@ def page(
     viewer: Viewer | None,
     context: Mapping[str, Any] | None = None,
     status: int = 200,
+    form_origins: Sequence[str] = (),
 ) -> HTMLResponse:
     cfg = config(request)
     items: list[NavItem] = getattr(request.app.state, "nav", [])
@@ -79,6 +80,6 @@ def page(
         )
     )
     response = HTMLResponse(html, status_code=status)
-    response.headers.update(security.headers(cfg))
+    response.headers.update(security.headers(cfg, form_origins))
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -12,6 +12,7 @@ put a secret it was sent into an error.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import parse_qsl, urlsplit
@@ -34,13 +35,18 @@ class SignInNeeded(Unauthenticated):
     sign-in page (a more specific handler than the error page of its parent)."""
 
 
-def policy(cfg: ApiConfig | None) -> str:
+def policy(cfg: ApiConfig | None, form_origins: Sequence[str] = ()) -> str:
     """The Content-Security-Policy of every dashboard answer. Forms may post to the
-    gateway and, for the sign-out that continues at the identity provider, to it."""
+    gateway and, for the sign-out that continues at the identity provider, to it; a page
+    whose form continues at a vendor (connecting an account: the post is answered with a
+    redirect to the vendor's authorization endpoint, which form-action governs too) names
+    those origins in ``form_origins``."""
     form_action = "'self'"
     if cfg is not None and cfg.oidc is not None:
         issuer = urlsplit(cfg.oidc.client.issuer)
         form_action += f" {issuer.scheme}://{issuer.netloc}"
+    for origin in dict.fromkeys(form_origins):
+        form_action += f" {origin}"
     return (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         f"connect-src 'self'; form-action {form_action}; frame-ancestors 'none'; "
@@ -48,9 +54,9 @@ def policy(cfg: ApiConfig | None) -> str:
     )
 
 
-def headers(cfg: ApiConfig | None) -> dict[str, str]:
+def headers(cfg: ApiConfig | None, form_origins: Sequence[str] = ()) -> dict[str, str]:
     return {
-        "Content-Security-Policy": policy(cfg),
+        "Content-Security-Policy": policy(cfg, form_origins),
         "X-Frame-Options": "DENY",  # for browsers older than frame-ancestors
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "same-origin",

@@ -21,6 +21,16 @@
 //   ttl:      seconds for AccessToken, IdToken, AuthorizationCode, Session, Interaction,
 //             Grant, RefreshToken
 //   scopes:   optional, scope -> [claims]; the defaults are below (SCOPES)
+//   resources: optional, the API resources of RFC 8707, as a vendor's authorization
+//             server has them: indicator -> {scope: "a b", ttl: seconds}. With any,
+//             resource indicators are on: an authorization request or token request
+//             naming one gets a JWT access token whose audience is it (signed with the
+//             provider's keys, so the API can check it with the JWKS); a refresh that
+//             does not name it again gets a token for no resource (useGrantedResource
+//             is false, as by default), which such an API refuses.
+//   rotate_refresh_tokens: optional, true: every refresh answers a new refresh token
+//             and the old one is spent (its reuse revokes the grant, as oidc-provider
+//             does)
 //
 // Plain http: oidc-provider takes an http:// issuer as it is (there is no dev switch to
 // set in 9.x); it only marks cookies `secure` when the request came over TLS, so over
@@ -57,7 +67,7 @@ import { readFileSync } from "node:fs";
 import http from "node:http";
 import { parseArgs } from "node:util";
 
-import Provider from "oidc-provider";
+import Provider, { errors } from "oidc-provider";
 
 const ZITADEL_ROLES = "urn:zitadel:iam:org:project:roles";
 const SCOPES = {
@@ -97,6 +107,7 @@ const port = Number(args.port ?? process.env.OIDC_PORT ?? 0);
 const accounts = new Map((config.accounts ?? []).map((a) => [a.sub, a]));
 const ttl = { ...TTL, ...(config.ttl ?? {}) };
 const scopes = config.scopes ?? SCOPES;
+const resources = config.resources ?? {};
 // One secret per process: cookie signing and the login forms' csrf field. It must outlive
 // a key rotation (the new Provider instance reads cookies signed by the old one).
 const secret = randomBytes(32);
@@ -153,7 +164,24 @@ function build() {
       // required of public clients; confidential clients may use it.
       required: (_ctx, client) => client.clientAuthMethod === "none",
     },
+    rotateRefreshToken: config.rotate_refresh_tokens === true,
     features: {
+      resourceIndicators: {
+        enabled: Object.keys(resources).length > 0,
+        defaultResource: (_ctx, _client, oneOf) => (oneOf ? oneOf : undefined),
+        useGrantedResource: () => false,
+        getResourceServerInfo(_ctx, indicator) {
+          const info = resources[indicator];
+          if (!info) throw new errors.InvalidTarget();
+          return {
+            scope: info.scope,
+            audience: indicator,
+            accessTokenTTL: info.ttl ?? ttl.AccessToken,
+            accessTokenFormat: "jwt",
+            jwt: { sign: { alg: "RS256" } },
+          };
+        },
+      },
       devInteractions: { enabled: false },
       rpInitiatedLogout: { enabled: true, logoutSource },
       revocation: { enabled: true },
@@ -180,7 +208,9 @@ function build() {
       log(`${event} ${detail}`);
     });
   }
-  provider.on("grant.success", (ctx) => log(`token issued to ${ctx.oidc.client?.clientId}`));
+  provider.on("grant.success", (ctx) =>
+    log(`token issued to ${ctx.oidc.client?.clientId} (${ctx.oidc.params?.grant_type})`));
+  provider.on("grant.revoked", (_ctx, grantId) => log(`grant revoked ${grantId}`));
   return { provider, handle: provider.callback() };
 }
 
@@ -287,6 +317,8 @@ async function interaction(req, res, path) {
   }
   if (action === "confirm" && prompt === "consent") {
     const { missingOIDCScope, missingOIDCClaims, missingResourceScopes } = details.prompt.details;
+    // offline_access is an OIDC scope oidc-provider lists among the missing ones only when
+    // the request had prompt=consent; granting what it lists is granting what was asked.
     const grant = details.grantId
       ? await provider.Grant.find(details.grantId)
       : new provider.Grant({ accountId: details.session.accountId, clientId });

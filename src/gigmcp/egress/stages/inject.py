@@ -17,9 +17,24 @@ from __future__ import annotations
 from gigmcp.egress.flow import Flow
 from gigmcp.egress.http1 import Denied
 from gigmcp.egress.inject import Exfiltration, UnusableValue
+from gigmcp.errors import AccountError, ConnectionNeeded
 
 
 class InjectStage:
+    async def prepare(self, flow: Flow) -> None:
+        """The connected accounts' current tokens for this request (``flow.tokens``).
+        Raises Denied naming the vendor when an account cannot give one: 401 when the
+        user must connect (again), 503 when the vendor's token endpoint is failing."""
+        assert flow.host is not None
+        try:
+            flow.tokens = await flow.client.keys.fetch(
+                flow.host, verified_tls=flow.scheme == "https"
+            )
+        except AccountError as exc:
+            if isinstance(exc, ConnectionNeeded):
+                raise Denied(401, "account-reconnect", str(exc)) from None
+            raise Denied(503, "account-unavailable", str(exc)) from None
+
     def on_request_headers(self, flow: Flow) -> None:
         """Rewrites ``flow.headers``: each credential's header set toward its hosts, the
         ids in ``flow.injected``. Raises Denied for a placeholder out of place (403) or a
@@ -28,8 +43,9 @@ class InjectStage:
         keys = flow.client.keys
         try:
             flow.headers, flow.injected = keys.rewrite(
-                flow.host, flow.target.encode(), flow.headers, verified_tls=flow.scheme == "https"
-            )
+                flow.host, flow.target.encode(), flow.headers,
+                verified_tls=flow.scheme == "https", tokens=flow.tokens,
+            )  # fmt: skip
         except (Exfiltration, UnusableValue) as exc:
             status = 403 if isinstance(exc, Exfiltration) else 502
             raise Denied(status, exc.reason, str(exc), exc.credential_id) from None

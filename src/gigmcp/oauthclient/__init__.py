@@ -1,0 +1,1 @@
+"""The gateway as an OAuth client of a vendor's authorization server (connected accounts)."""

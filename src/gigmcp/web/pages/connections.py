@@ -1,0 +1,135 @@
+"""Connected accounts: the viewer's connection to each vendor an administrator set up,
+with Connect, Reconnect and Disconnect; and the callback the vendor sends the browser
+back to.
+
+Owns the page ``/connections``, its posts (connect: answered with a redirect to the
+vendor's authorization endpoint, whose origin the page's CSP lets forms reach;
+disconnect) and ``/connections/<vendor>/callback``. Every rule is the service layer's
+(``control/oauth.py``): the callback completes only an authorization this very browser
+session started for this vendor, once. It must never show a token, a code or a state,
+and never show text a URL brought (a vendor's error is cut to its code by the service
+layer).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from gigmcp.api.auth import config
+from gigmcp.api.context import ApiConfig
+from gigmcp.api.problems import status_of
+from gigmcp.control import oauth
+from gigmcp.errors import ConfigurationError, ControlError, GigError
+from gigmcp.oauthclient.outbound import Outbound
+from gigmcp.vault.keys import Keyring
+from gigmcp.web import render
+from gigmcp.web.render import NavItem
+from gigmcp.web.security import Form, Signed, Viewer
+
+router = APIRouter()
+NAV_ITEM = NavItem("nav.connections", "/connections")
+DONE = {
+    "connected": "connections.done_connected",
+    "disconnected": "connections.done_disconnected",
+    "not-revoked": "connections.done_not_revoked",
+}
+
+
+@router.get("/connections")
+def connections_page(request: Request, who: Signed, done: str | None = None) -> Response:
+    return _page(request, who, notice=DONE.get(done or ""))
+
+
+@router.post("/connections/{vendor}/connect")
+def connect(request: Request, who: Signed, form: Form, vendor: str) -> Response:
+    cfg = config(request)
+    try:
+        url = oauth.begin_connect(
+            cfg.engine, _keyring(cfg), who.actor, vendor,
+            oauth.binding(who.session.id), cfg.public_origin,
+        )  # fmt: skip
+    except ControlError as exc:
+        return _page(request, who, error=str(exc), status=_status(exc))
+    response = RedirectResponse(url, status_code=303)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@router.get("/connections/{vendor}/callback")
+def callback(
+    request: Request,
+    who: Signed,
+    vendor: str,
+    state: str | None = None,
+    code: str | None = None,
+    error: str | None = None,
+    iss: str | None = None,
+) -> Response:
+    cfg = config(request)
+    try:
+        oauth.finish_connect(
+            cfg.engine, _keyring(cfg), cfg.outbound or Outbound(), who.actor, vendor,
+            oauth.Callback(state=state, code=code, error=error, iss=iss),
+            oauth.binding(who.session.id), cfg.public_origin,
+        )  # fmt: skip
+    except GigError as exc:
+        return _page(request, who, error=str(exc), status=_status(exc))
+    response = RedirectResponse("/connections?done=connected", status_code=303)
+    # The URL held a code: it goes nowhere else.
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@router.post("/connections/{vendor}/disconnect")
+def disconnect(request: Request, who: Signed, form: Form, vendor: str) -> Response:
+    cfg = config(request)
+    try:
+        done = oauth.disconnect(
+            cfg.engine, _keyring(cfg), cfg.outbound or Outbound(), who.actor, vendor
+        )
+    except ControlError as exc:
+        return _page(request, who, error=str(exc), status=_status(exc))
+    what = "disconnected" if done.revoked else "not-revoked"
+    return RedirectResponse(f"/connections?done={what}", status_code=303)
+
+
+def _keyring(cfg: ApiConfig) -> Keyring:
+    if cfg.keyring is None:
+        raise ConfigurationError("the vault is not open on this gateway")
+    return cfg.keyring
+
+
+def _status(exc: GigError) -> int:
+    found = status_of(exc)
+    status = found[0] if found is not None else 500
+    # A callback that fails its checks is a bad request of this browser's, not a
+    # missing sign-in (the viewer is signed in).
+    return 400 if status == 401 else status
+
+
+def _page(
+    request: Request,
+    who: Viewer,
+    notice: str | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    cfg = config(request)
+    found = oauth.list_connections(cfg.engine, who.actor)
+    origins = [
+        f"{u.scheme}://{u.netloc}"
+        for a in oauth.list_apps(cfg.engine, who.actor)
+        if (u := urlsplit(a.authorization_endpoint)).scheme in ("https", "http")
+    ]
+    return render.page(
+        request,
+        "connections.html",
+        who,
+        {"connections": found, "notice": notice, "error": error},
+        status,
+        form_origins=origins,
+    )
