@@ -308,6 +308,7 @@ def attach_egress(gateway: Gateway, settings: Settings, parts: EgressParts) -> N
     p = settings.egress_port
     gateway.credentials = provider
     gateway.tokens = broker
+    gateway.router.gate = provider.check_accounts
     proxy = gateway.egress = EgressProxy(
         identities=gateway.launcher.identities,
         grants=provider.for_instance,

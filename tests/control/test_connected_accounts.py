@@ -167,7 +167,7 @@ def test_only_an_administrator_sets_up_apps(
     with pytest.raises(Forbidden):
         oauth.save_app(engine, RING, Outbound(), alice, _app(vendor, "evil"), create=True)
     with pytest.raises(Forbidden):
-        oauth.delete_app(engine, alice, "acme")
+        oauth.delete_app(engine, RING, Outbound(), alice, "acme")
 
 
 def test_an_update_without_a_secret_keeps_the_stored_one(
@@ -618,3 +618,32 @@ def test_attack_a_name_that_resolves_to_a_private_address_is_refused(
             oauth.AppSpec("priv2", "c", issuer=issuer, client_secret=b"s"),
             create=True,
         )
+
+
+def test_deleting_an_app_revokes_every_users_grant_and_hides_counts_from_users(
+    world: tuple[Engine, Actor, Actor], vendor: OidcProvider
+) -> None:
+    engine, admin, alice = world
+    _finish(engine, alice, _connect(engine, vendor, alice))
+    st = store.load_state(engine, RING, alice.user_id, "acme")
+    assert st is not None and st.refresh is not None
+    assert oauth.get_app(engine, admin, "acme").connections == 1
+    assert oauth.get_app(engine, alice, "acme").connections is None  # another user's business
+    assert oauth.delete_app(engine, RING, Outbound(), admin, "acme") == 1
+    r = httpx.post(
+        vendor.discovery["token_endpoint"],
+        data={"grant_type": "refresh_token", "refresh_token": st.refresh.decode()},
+        auth=("gw-acme", SECRET),
+    )
+    assert r.json()["error"] == "invalid_grant"
+    assert oauth.list_connections(engine, alice) == []
+
+
+def test_a_password_typed_into_a_url_is_never_repeated(world: tuple[Engine, Actor, Actor]) -> None:
+    engine, admin, _alice = world
+    spec = oauth.AppSpec(
+        "pw", "c", issuer="https://id:hunter2@idp.example.test/", client_secret=b"s"
+    )
+    with pytest.raises(Invalid) as caught:
+        oauth.save_app(engine, RING, Outbound(), admin, spec, create=True)
+    assert "hunter2" not in str(caught.value) and "user name or password" in str(caught.value)

@@ -84,11 +84,29 @@ def test_no_registry_configured_is_a_configuration_error(tmp_path: Path) -> None
         installs.registry_source(settings)
 
 
-def _run(runtime_hash: str) -> Runnable:
+def _run(runtime_hash: str, vendor: str | None = None) -> Runnable:
     m = good()
     origin = {"kind": "oci", "name": m.name, "version": m.version, "package": "img",
               "runtime_hash": runtime_hash, "manifest": gostruct.to_plain(m)}  # fmt: skip
-    return Runnable(["/server"], None, {}, {"hosts": ["chat.example.com"]}, [], origin)
+    creds = []
+    if vendor is not None:
+        creds = [{"id": "chat_token", "type": "oauth2", "provider": "chat", "vendor": vendor,
+                  "inject": {"header": "Authorization", "format": "Bearer {token}"}}]  # fmt: skip
+    return Runnable(["/server"], None, {}, {"hosts": ["chat.example.com"]}, creds, origin)
+
+
+def test_attack_an_upgrade_that_only_changes_a_credentials_vendor_waits_for_consent(
+    engine: Engine, admin: Actor
+) -> None:
+    """The vendor is outside the reference's runtime hash, yet it says whose connected
+    account's token the proxy puts into the server's requests: same hash, new vendor,
+    pending; same hash and vendor, applied."""
+    install_rows.install(engine, admin, "chat", _run("a" * 64, vendor="acme"))
+    assert install_rows.upgrade(engine, admin, "chat", _run("a" * 64, vendor="google")) == "pending"
+    with Session(engine) as s:
+        row = s.scalars(select(Server).where(Server.name == "chat")).one()
+        assert row.credentials[0]["vendor"] == "acme"
+    assert install_rows.upgrade(engine, admin, "chat", _run("a" * 64, vendor="acme")) == "applied"
 
 
 def test_a_pending_upgrade_applies_only_as_it_was_shown(

@@ -45,7 +45,7 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gigmcp.control import rows
+from gigmcp.control import rows, users
 from gigmcp.control.actor import Actor
 from gigmcp.core.definitions import SCOPE, VENDOR
 from gigmcp.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
@@ -64,6 +64,7 @@ from gigmcp.oauthclient.outbound import (
     check_operator_url,
     is_loopback_host,
     origin_of,
+    shown,
 )
 from gigmcp.store import oauth as store
 from gigmcp.store.models import (
@@ -78,6 +79,7 @@ from gigmcp.vault.keys import Keyring
 
 PENDING_LIFETIME = timedelta(minutes=10)
 MAX_SCOPES = 64
+MAX_URL = 2048
 MAX_EXTRA = 16
 _PARAM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _PRINTABLE = re.compile(r"^[\x20-\x7e]{0,512}$")
@@ -124,13 +126,18 @@ class AppInfo:
     default_scopes: tuple[str, ...]
     extra_params: dict[str, str]
     wanted_scopes: tuple[str, ...]
-    connections: int
+    connections: int | None  # how many users connected: administrators only
     updated_at: datetime
 
 
-def _admin(actor: Actor, what: str) -> None:
-    if not actor.admin:
-        raise Forbidden(f"only an administrator may {what}")
+def _admin(engine: Engine, actor: Actor, what: str) -> None:
+    """The real user's role (an administrator viewing as someone else is one, and is
+    refused by the read-only rule instead; a user viewed by one is not)."""
+    try:
+        users.require_admin(engine, actor)
+    except Forbidden:
+        raise Forbidden(f"only an administrator may {what}") from None
+    rows.writable(actor)
 
 
 def _check_spec(spec: AppSpec) -> None:
@@ -138,8 +145,15 @@ def _check_spec(spec: AppSpec) -> None:
         raise Invalid(f"vendor {spec.vendor[:64]!r}: a slug of a-z, 0-9 and '-'")
     if not spec.client_id or not _PRINTABLE.match(spec.client_id):
         raise Invalid("client id: 1-512 printable characters")
-    if spec.display_name is not None and not _PRINTABLE.match(spec.display_name):
-        raise Invalid("display name: at most 512 printable characters")
+    if spec.display_name is not None and (
+        not _PRINTABLE.match(spec.display_name) or len(spec.display_name) > 255
+    ):
+        raise Invalid("display name: at most 255 printable characters")
+    for name in ("issuer", "authorization_endpoint", "token_endpoint", "revocation_endpoint",
+                 "resource"):  # fmt: skip
+        value = getattr(spec, name)
+        if value is not None and len(value) > MAX_URL:
+            raise Invalid(f"{name.replace('_', ' ')}: at most {MAX_URL} characters")
     if spec.auth_method not in AUTH_METHODS:
         raise Invalid(f"client authentication: one of {', '.join(AUTH_METHODS)}")
     if spec.auth_method == "none" and not spec.pkce:
@@ -174,7 +188,7 @@ async def _endpoints(spec: AppSpec, http: Outbound) -> tuple[str, str, str | Non
     typed = [u for u in (spec.issuer, spec.authorization_endpoint, spec.token_endpoint,
                          spec.revocation_endpoint) if u]  # fmt: skip
     for url in typed:
-        check_operator_url(url, url)
+        check_operator_url(url, shown(url))
     trusted = frozenset(origin_of(u) for u in typed if is_loopback_host(_host(u)))
     auth, token, revoke = spec.authorization_endpoint, spec.token_endpoint, spec.revocation_endpoint
     if spec.issuer:
@@ -206,8 +220,15 @@ def save_app(
     engine: Engine, keyring: Keyring, http: Outbound, actor: Actor, spec: AppSpec, *, create: bool
 ) -> AppInfo:
     """Create (``create``) or replace an app; the secret sealed, never shown again."""
-    _admin(actor, "configure OAuth apps")
+    _admin(engine, actor, "configure OAuth apps")
     _check_spec(spec)
+    with Session(engine) as s:
+        # Before any network call: the answer does not depend on the vendor's metadata.
+        exists = s.scalar(select(OAuthApp.id).where(OAuthApp.vendor == spec.vendor)) is not None
+    if create and exists:
+        raise Conflict(f"an app for {spec.vendor} exists already; edit it")
+    if not create and not exists:
+        raise NotFound(f"no OAuth app for {spec.vendor}")
     try:
         auth, token, revoke = asyncio.run(_endpoints(spec, http))
     except (MetadataError, OutboundRefused) as exc:
@@ -233,7 +254,10 @@ def save_app(
             app.extra_params = dict(spec.extra_params)
             app.updated_at = utcnow()
             s.flush()
-            if spec.client_secret is not None:
+            if spec.auth_method == "none":
+                # A public client: a secret stored before has no use any more.
+                store.drop_secrets(s, ("client_secret",), app.id)
+            elif spec.client_secret is not None:
                 store.put_secret(s, keyring, "client_secret", app.id, spec.client_secret)
             has = store.get_secret(s, keyring, "client_secret", app.id) is not None
             if spec.auth_method != "none" and not has:
@@ -243,9 +267,23 @@ def save_app(
     return get_app(engine, actor, spec.vendor)
 
 
-def delete_app(engine: Engine, actor: Actor, vendor: str) -> None:
-    """Remove an app with every user's connection to it (their tokens deleted)."""
-    _admin(actor, "remove OAuth apps")
+def delete_app(engine: Engine, keyring: Keyring, http: Outbound, actor: Actor, vendor: str) -> int:
+    """Remove an app with every user's connection to it: each connection's grant revoked
+    at the vendor where it can be (best effort), every token deleted. Returns how many
+    grants the vendor was told to revoke."""
+    _admin(engine, actor, "remove OAuth apps")
+    revoked = 0
+    with Session(engine) as s:
+        app = s.scalar(select(OAuthApp).where(OAuthApp.vendor == vendor))
+        if app is None:
+            raise NotFound(f"no OAuth app for {vendor}")
+        owners = list(
+            s.scalars(select(OAuthConnection.user_id).where(OAuthConnection.app_id == app.id))
+        )
+    for user_id in owners:
+        st = store.load_state(engine, keyring, user_id, vendor)
+        if st is not None and _revoke(st, http)[0]:
+            revoked += 1
     with rows.change(engine, actor, "oauth.app.delete", detail=vendor) as s:
         app = s.scalar(select(OAuthApp).where(OAuthApp.vendor == vendor))
         if app is None:
@@ -260,6 +298,7 @@ def delete_app(engine: Engine, actor: Actor, vendor: str) -> None:
         s.execute(delete(OAuthPending).where(OAuthPending.app_id == app.id))
         store.drop_secrets(s, ("client_secret",), app.id)
         s.delete(app)
+    return revoked
 
 
 def wanted_scopes(s: Session, app: OAuthApp) -> tuple[str, ...]:
@@ -273,8 +312,12 @@ def wanted_scopes(s: Session, app: OAuthApp) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def _info(s: Session, app: OAuthApp) -> AppInfo:
-    count = s.scalar(select(func.count()).where(OAuthConnection.app_id == app.id)) or 0
+def _info(s: Session, app: OAuthApp, admin: bool) -> AppInfo:
+    count = (
+        s.scalar(select(func.count()).where(OAuthConnection.app_id == app.id)) or 0
+        if admin
+        else None
+    )
     has = s.scalar(
         select(func.count()).where(
             OAuthSecret.kind == "client_secret", OAuthSecret.ref_id == app.id
@@ -292,9 +335,12 @@ def _info(s: Session, app: OAuthApp) -> AppInfo:
 
 
 def list_apps(engine: Engine, actor: Actor) -> list[AppInfo]:
-    """Every app (every user may see which vendors can be connected, never a secret)."""
+    """Every app (every user may see which vendors can be connected and where the
+    browser will be sent, never a secret; how many users connected, administrators
+    only)."""
     with Session(engine) as s:
-        return [_info(s, a) for a in s.scalars(select(OAuthApp).order_by(OAuthApp.vendor))]
+        apps = s.scalars(select(OAuthApp).order_by(OAuthApp.vendor))
+        return [_info(s, a, actor.admin) for a in apps]
 
 
 def get_app(engine: Engine, actor: Actor, vendor: str) -> AppInfo:
@@ -302,7 +348,7 @@ def get_app(engine: Engine, actor: Actor, vendor: str) -> AppInfo:
         app = s.scalar(select(OAuthApp).where(OAuthApp.vendor == vendor))
         if app is None:
             raise NotFound(f"no OAuth app for {vendor}")
-        return _info(s, app)
+        return _info(s, app, actor.admin)
 
 
 # --- connections (every user) -----------------------------------------------------------
@@ -522,6 +568,26 @@ def finish_connect(
     return return_to
 
 
+def _revoke(st: store.ConnectionState, http: Outbound) -> tuple[bool, str | None]:
+    """Tell the vendor (RFC 7009): the refresh token first (its revocation ends the
+    grant), then the access token where the vendor revokes those. (revoked, problem)."""
+    vendor = st.app.vendor
+    if not st.app.revocation_endpoint:
+        return (
+            False,
+            f"{vendor} has no revocation endpoint: revoke the grant in the vendor's settings",
+        )
+    client = VendorClient(st.app, http)
+    revoked = False
+    try:
+        for token, hint in ((st.refresh, "refresh_token"), (st.access, "access_token")):
+            if token is not None:
+                revoked = asyncio.run(client.revoke(token, hint)) or revoked
+    except (ServerUnavailable, OutboundRefused) as exc:
+        return revoked, str(exc)
+    return revoked, None
+
+
 @dataclass(frozen=True, slots=True)
 class Disconnected:
     vendor: str
@@ -538,17 +604,7 @@ def disconnect(
     st = store.load_state(engine, keyring, actor.user_id, vendor)
     if st is None:
         raise NotFound(f"no {vendor} account is connected")
-    revoked, problem = False, None
-    if st.app.revocation_endpoint:
-        client = VendorClient(st.app, http)
-        try:
-            for token, hint in ((st.refresh, "refresh_token"), (st.access, "access_token")):
-                if token is not None:
-                    revoked = asyncio.run(client.revoke(token, hint)) or revoked
-        except (ServerUnavailable, OutboundRefused) as exc:
-            problem = str(exc)
-    else:
-        problem = f"{vendor} has no revocation endpoint: revoke the grant in the vendor's settings"
+    revoked, problem = _revoke(st, http)
     with rows.account(engine, actor, "oauth.disconnect", detail=vendor) as s:
         store.drop_secrets(s, ("access", "refresh"), st.id)
         s.execute(delete(OAuthConnection).where(OAuthConnection.id == st.id))

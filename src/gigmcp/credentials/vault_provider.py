@@ -84,6 +84,18 @@ class VaultCredentials:
         )
         return env
 
+    async def check_accounts(self, key: InstanceKey) -> None:
+        """Before a tool call: the connected accounts of a launched instance can give a
+        token now (the broker's answer is cached, so this costs nothing while a token
+        is fresh); raises the broker's AccountError otherwise. An instance not launched
+        yet is not checked here: the proxy refuses its request with the same words."""
+        creds = self._instances.get(key)
+        if creds is None or creds.tokens is None:
+            return
+        for s in creds.sealed:
+            if s.vendor:
+                await creds.tokens.access_token(creds.owner_id, s.vendor)
+
     def for_instance(self, key: InstanceKey) -> InstanceCredentials | None:
         return self._instances.get(key)
 

@@ -24,6 +24,7 @@ from gigmcp.router.calls import ParkingLot
 from gigmcp.router.cursor import CursorCodec
 from gigmcp.router.hub import ProfileHub
 from gigmcp.router.tasks import TASK_AFTER_S, TASK_RESULT_BYTES
+from gigmcp.router.toolcalls import CallGate
 from gigmcp.router.upstreams import InstanceSource
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class Router:
         self.task_result_bytes = TASK_RESULT_BYTES
         # Seconds a call may run before it becomes a task (GIG_TASK_AFTER).
         self.task_after = TASK_AFTER_S
+        # Asked before each tool call (connected accounts); set before serving.
+        self.gate: CallGate | None = None
 
     def attach(self, source: InstanceSource) -> None:
         """The supervisor needs the router as its peer and the router needs the supervisor:
@@ -87,6 +90,7 @@ class Router:
                 self.catalog.record,
                 self._timeout,
                 self.catalog.pins,
+                self.gate,
             )
             hub.tasks.result_bytes = self.task_result_bytes
             hub.tasks.task_after = self.task_after

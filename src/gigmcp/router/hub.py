@@ -42,7 +42,7 @@ from gigmcp.router.forwarding import Forwarder
 from gigmcp.router.listing import LIST_TTL_MS, Listing, cacheable
 from gigmcp.router.tasks import EXTENSION as TASKS_EXTENSION
 from gigmcp.router.tasks import TaskTable, declares_tasks
-from gigmcp.router.toolcalls import ToolCalls
+from gigmcp.router.toolcalls import CallGate, ToolCalls
 from gigmcp.router.upstreams import InstanceSource, Upstreams
 
 log = logging.getLogger(__name__)
@@ -58,13 +58,14 @@ class ProfileHub:
         record: Callable[[AuditEvent], None],
         request_timeout: float,
         pins: PinBook | None = None,
+        gate: CallGate | None = None,
     ) -> None:
         self.view = view
         self.fanout = FanOut(self._unsubscribe_released)
         self._upstreams = Upstreams(view.id, source, request_timeout)
         self._listing = Listing(self._current, self._upstreams, cursors, self.fanout, pins)
         self._forwarder = Forwarder(self._upstreams, parking)
-        self._tools = ToolCalls(self._current, self._listing, self._forwarder, record, pins)
+        self._tools = ToolCalls(self._current, self._listing, self._forwarder, record, pins, gate)
         self.parking = parking
         self.tasks = TaskTable()
         # Upstream unsubscribes for URIs whose last holder went away.

@@ -3,7 +3,9 @@
 Owns routing a ``<server>_<tool>`` name to an assignment (a tool the profile does not
 enable, or one the pin book hides, is indistinguishable from an unknown one), the
 2026-07-28 check of ``Mcp-Param-*`` headers against the arguments the tool's schema
-marks ``x-mcp-header``, and one audit event per call with its outcome and duration.
+marks ``x-mcp-header``, the gate that fails a call at once when a connected account
+of the instance must be reconnected (or its vendor is failing), and one audit event
+per call with its outcome and duration.
 
 It must never forward a call to a tool the profile does not enable, and never record an
 argument's value (only its size).
@@ -13,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gigmcp.core.instances import InstanceKey
 from gigmcp.core.jsontypes import JSON
 from gigmcp.core.pins import PinBook
 from gigmcp.core.views import Assignment, AuditEvent, ProfileView
+from gigmcp.errors import AccountError
 from gigmcp.mcp import jsonrpc as rpc
 from gigmcp.mcp.headers import decode_header_value
 from gigmcp.mcp.jsonrpc import RpcError
@@ -26,6 +30,10 @@ from gigmcp.router import naming
 from gigmcp.router.context import RequestContext
 from gigmcp.router.forwarding import Forwarder
 from gigmcp.router.listing import Listing
+
+# Asked before a call is forwarded: raises an AccountError when the instance's connected
+# accounts cannot give a token now (app.py wires the credential provider's check).
+CallGate = Callable[[InstanceKey], Awaitable[None]]
 
 
 class ToolCalls:
@@ -36,12 +44,14 @@ class ToolCalls:
         forwarder: Forwarder,
         record: Callable[[AuditEvent], None],
         pins: PinBook | None,
+        gate: CallGate | None = None,
     ) -> None:
         self._view = view
         self._listing = listing
         self._forwarder = forwarder
         self._record = record
         self._pins = pins
+        self._gate = gate
 
     def _route_tool(self, qualified: object) -> tuple[Assignment, str]:
         if not isinstance(qualified, str):
@@ -66,6 +76,16 @@ class ToolCalls:
         started = time.perf_counter()
         outcome = "error"
         try:
+            if self._gate is not None:
+                try:
+                    await self._gate(InstanceKey(self._view().id, assignment.server.name))
+                except AccountError as exc:
+                    # A connected account that cannot give a token now: said to the
+                    # client (and the model) as the call's error, before the server is
+                    # asked, naming the vendor and where to reconnect.
+                    outcome = "tool_error"
+                    return {"result": {"content": [{"type": "text", "text": str(exc)}],
+                                       "isError": True}}  # fmt: skip
             result = await self._forwarder.forward(ctx, assignment, "tools/call", params, tool)
             if "error" in result:
                 outcome = "rpc_error"

@@ -35,6 +35,7 @@ from gigmcp.web.pages import (
     catalog,
     connections,
     credentials,
+    oauth_apps,
     overview,
     profiles,
     servers,
@@ -44,7 +45,18 @@ from gigmcp.web.security import SignInNeeded, headers, viewer
 
 log = logging.getLogger(__name__)
 # In the order of the navigation: a page module with a NAV_ITEM is listed there.
-PAGES = (account, overview, catalog, servers, profiles, credentials, connections, audit, users)
+PAGES = (
+    account,
+    overview,
+    catalog,
+    servers,
+    profiles,
+    credentials,
+    connections,
+    audit,
+    users,
+    oauth_apps,
+)
 
 
 def build_dashboard(cfg: ApiConfig) -> FastAPI:

@@ -85,7 +85,7 @@ class AppOut(BaseModel):
     wanted_scopes: list[str] = Field(
         description="The default scopes and those installed servers declare for this vendor."
     )
-    connections: int
+    connections: int | None = Field(description="How many users connected (administrators only).")
     updated_at: datetime
 
 
@@ -156,7 +156,8 @@ def update_app(vendor: str, body: AppIn, caller: Caller, request: Request) -> Ap
 
 @router.delete("/oauth-apps/{vendor}", status_code=204)
 def delete_app(vendor: str, caller: Caller, request: Request) -> None:
-    oauth.delete_app(config(request).engine, caller.actor, vendor)
+    cfg = config(request)
+    oauth.delete_app(cfg.engine, _keyring(request), _outbound(request), caller.actor, vendor)
 
 
 @router.get("/connections")

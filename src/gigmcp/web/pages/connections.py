@@ -97,6 +97,15 @@ def disconnect(request: Request, who: Signed, form: Form, vendor: str) -> Respon
     return RedirectResponse(f"/connections?done={what}", status_code=303)
 
 
+def _origin(url: str) -> str:
+    """A CSP source for ``url``'s origin: scheme, host and port, never a user name."""
+    u = urlsplit(url)
+    host = u.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{u.scheme}://{host}" + (f":{u.port}" if u.port else "")
+
+
 def _keyring(cfg: ApiConfig) -> Keyring:
     if cfg.keyring is None:
         raise ConfigurationError("the vault is not open on this gateway")
@@ -120,11 +129,7 @@ def _page(
 ) -> Response:
     cfg = config(request)
     found = oauth.list_connections(cfg.engine, who.actor)
-    origins = [
-        f"{u.scheme}://{u.netloc}"
-        for a in oauth.list_apps(cfg.engine, who.actor)
-        if (u := urlsplit(a.authorization_endpoint)).scheme in ("https", "http")
-    ]
+    origins = [_origin(a.authorization_endpoint) for a in oauth.list_apps(cfg.engine, who.actor)]
     return render.page(
         request,
         "connections.html",
