@@ -28,7 +28,7 @@ from gigmcp.control import installs
 from gigmcp.control.users import RolePolicy
 from gigmcp.core.asgi import ASGIApp, Receive, Scope, Send
 from gigmcp.core.instances import InstanceKey, InstanceView
-from gigmcp.core.launch import JailLimits, Launcher, LaunchSpec
+from gigmcp.core.launch import JailLimits, Launcher, LaunchSpec, RemoteTarget
 from gigmcp.core.server_info import GATEWAY_INFO
 from gigmcp.core.views import ServerDef
 from gigmcp.credentials.oauth_broker import TokenBroker
@@ -39,6 +39,7 @@ from gigmcp.egress.audit import EgressAudit
 from gigmcp.egress.certs import CertificateAuthority, LeafCache, upstream_context
 from gigmcp.egress.listeners import ProxyPorts
 from gigmcp.egress.proxy import EgressProxy
+from gigmcp.egress.remote import RemoteLauncher
 from gigmcp.endpoint.asgi import McpEndpoint
 from gigmcp.endpoint.sessions import SessionStore
 from gigmcp.errors import LaunchError, VaultError
@@ -149,6 +150,14 @@ def oidc_parts(settings: Settings, engine: Engine, keyring: Keyring) -> dict[str
     }
 
 
+def remote_target(server: ServerDef) -> RemoteTarget:
+    """Where a remote server's session goes, within its allowlist, authorized by the
+    owner's connected account at the vendor of its (first) connected credential."""
+    assert server.remote_url is not None
+    vendor = next((c.vendor for c in server.credentials if c.connected), None)
+    return RemoteTarget(server.remote_url, server.egress.hosts, server.egress.ports, vendor)
+
+
 class Gateway:
     """The ASGI application of a running gateway, with its lifespan."""
 
@@ -208,6 +217,8 @@ class Gateway:
         owner = self.owner_of(key)
         if owner is None:
             raise LaunchError(f"profile {key.profile_id} no longer exists")
+        if server.remote_url is not None:
+            return LaunchSpec(key, (), owner_id=owner, remote=remote_target(server))
         env = launch_environment(self.credentials, key, server)
         limits = dataclasses.replace(JailLimits(), **dict(server.limits))
         return LaunchSpec(
@@ -309,6 +320,7 @@ def attach_egress(gateway: Gateway, settings: Settings, parts: EgressParts) -> N
     gateway.credentials = provider
     gateway.tokens = broker
     gateway.router.gate = provider.check_accounts
+    gateway.supervisor.remote = RemoteLauncher(resolver(settings), upstream_context(extra), broker)
     proxy = gateway.egress = EgressProxy(
         identities=gateway.launcher.identities,
         grants=provider.for_instance,

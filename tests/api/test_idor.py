@@ -73,6 +73,8 @@ NOT_PER_OBJECT = {
     "/api/v1/me": "the caller",
     "/api/v1/overview": "the caller's own rows (tests/control/test_overview.py)",
     "/api/v1/profile-tokens": "the caller's own (checked below)",
+    "/api/v1/remote-servers": "makes a server of the caller's own "
+    "(tests/egress/test_remote_server_e2e.py)",
     "/api/v1/profiles": "the caller's own (checked below)",
     "/api/v1/servers": "the catalog and the caller's own (test_routes)",
     "/api/v1/sessions": "the caller's own (checked below)",

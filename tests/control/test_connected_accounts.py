@@ -29,14 +29,27 @@ import pytest
 from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session
 
-from gigmcp.control import oauth, users
+from gigmcp.control import oauth, profiles, servers, users
 from gigmcp.control.actor import Actor
 from gigmcp.control.users import Identity, RolePolicy
+from gigmcp.core.definitions import parse_credentials, parse_egress
+from gigmcp.core.instances import InstanceKey
+from gigmcp.core.views import ServerDef
 from gigmcp.credentials.oauth_broker import TokenBroker
-from gigmcp.errors import ConnectionNeeded, Forbidden, Invalid, TokenUnavailable, Unauthenticated
+from gigmcp.credentials.vault_provider import VaultCredentials
+from gigmcp.egress.inject import InstanceKeys
+from gigmcp.errors import (
+    Conflict,
+    ConnectionNeeded,
+    Forbidden,
+    Invalid,
+    TokenUnavailable,
+    Unauthenticated,
+)
+from gigmcp.netpolicy.hosts import canonical_host
 from gigmcp.oauthclient.outbound import Outbound
 from gigmcp.store import oauth as store
-from gigmcp.store.models import OAuthConnection, Server
+from gigmcp.store.models import OAuthApp, OAuthConnection
 from gigmcp.vault.keys import Keyring, MasterKey
 from tests.support.oidc import (
     Account,
@@ -92,6 +105,7 @@ def _app(vendor: OidcProvider, name: str = "acme", **extra: Any) -> oauth.AppSpe
         "default_scopes": SCOPES,
         # oidc-provider grants offline_access only on a consent prompt (OpenID Core).
         "extra_params": {"prompt": "consent"},
+        "api_hosts": ("api.example.test",),
     }
     fields.update(extra)
     return oauth.AppSpec(**fields)
@@ -135,7 +149,10 @@ def _expire(engine: Engine, user_id: int) -> None:
         s.execute(
             update(OAuthConnection)
             .where(OAuthConnection.user_id == user_id)
-            .values(expires_at=datetime.now(UTC) + timedelta(seconds=5))
+            .values(
+                expires_at=datetime.now(UTC) + timedelta(seconds=5),
+                refreshed_at=datetime.now(UTC) - timedelta(hours=1),
+            )
         )
 
 
@@ -331,21 +348,28 @@ def test_an_administrator_viewing_as_a_user_cannot_connect_for_them(
         oauth.begin_connect(engine, RING, viewing, "acme", oauth.binding(1), ORIGIN)
 
 
-def test_wanted_scopes_follow_the_installed_servers_and_ask_for_consent_again(
+ACME_CREDENTIAL = {
+    "id": "acme_token", "type": "oauth2", "vendor": "acme", "scopes": ["api:write"],
+    "inject": {"header": "Authorization", "format": "Bearer {token}"},
+}  # fmt: skip
+
+
+def test_wanted_scopes_follow_the_users_own_servers_and_ask_for_consent_again(
     world: tuple[Engine, Actor, Actor], vendor: OidcProvider
 ) -> None:
     engine, admin, alice = world
     _finish(engine, alice, _connect(engine, vendor, alice))
-    with Session(engine) as s, s.begin():
-        s.add(
-            Server(
-                name="acme-tools", owner_id=admin.user_id, command=["/bin/true"], env={},
-                env_names=[], limits={}, egress={"hosts": ["api.example.test"]},
-                credentials=[{"id": "acme_token", "type": "oauth2", "vendor": "acme",
-                              "scopes": ["api:write"],
-                              "inject": {"header": "Authorization", "format": "Bearer {token}"}}],
-            )
-        )  # fmt: skip
+    hosts = {"hosts": ["api.example.test"]}
+    servers.add_server(
+        engine, admin, "acme-tools", ["/bin/true"], {}, [], None, egress=hosts,
+        credentials=[ACME_CREDENTIAL],
+    )  # fmt: skip
+    # Installed, but in no profile of alice's: her connection is not asked for its scopes
+    # (each server would otherwise widen every user's token).
+    (info,) = oauth.list_connections(engine, alice)
+    assert "api:write" not in info.wanted_scopes and not info.needs_consent
+    profiles.create_profile(engine, alice, "alice-p")
+    profiles.assign(engine, alice, "alice-p", "acme-tools", True)
     (info,) = oauth.list_connections(engine, alice)
     assert "api:write" in info.wanted_scopes
     assert info.needs_consent
@@ -461,10 +485,12 @@ def test_a_revoked_grant_gives_a_clear_error_at_once_and_no_retry_loop(
 def test_an_unreachable_token_endpoint_backs_off(
     world: tuple[Engine, Actor, Actor], vendor: OidcProvider
 ) -> None:
-    engine, admin, alice = world
+    engine, _admin, alice = world
     _finish(engine, alice, _connect(engine, vendor, alice))
+    # The vendor's token endpoint goes away (nothing listens there any more).
     dead = f"http://127.0.0.1:{_closed_port()}/token"
-    oauth.save_app(engine, RING, Outbound(), admin, _app(vendor, token_endpoint=dead), create=False)
+    with Session(engine) as s, s.begin():
+        s.execute(update(OAuthApp).values(token_endpoint=dead))
     with Session(engine) as s, s.begin():
         s.execute(
             update(OAuthConnection).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
@@ -647,3 +673,176 @@ def test_a_password_typed_into_a_url_is_never_repeated(world: tuple[Engine, Acto
     with pytest.raises(Invalid) as caught:
         oauth.save_app(engine, RING, Outbound(), admin, spec, create=True)
     assert "hunter2" not in str(caught.value) and "user name or password" in str(caught.value)
+
+
+# --- found by an attack review, each shown to fail without its fix ----------------------
+
+
+def _due(engine: Engine) -> None:
+    with Session(engine) as s, s.begin():
+        s.execute(
+            update(OAuthConnection).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+
+
+async def test_attack_a_server_naming_a_vendor_gets_its_token_only_toward_the_apps_api_hosts(
+    world: tuple[Engine, Actor, Actor], vendor: OidcProvider
+) -> None:
+    """A registry server declares `vendor: acme` and an egress list with a host of its
+    own: the user's acme token goes toward the app's API host only, never the collector."""
+    engine, _admin, alice = world
+    await asyncio.to_thread(lambda: _finish(engine, alice, _connect(engine, vendor, alice)))
+    egress = parse_egress({"hosts": ["api.example.test", "collector.evil.example"]})
+    cred = {"id": "acme_token", "type": "oauth2", "vendor": "acme",
+            "inject": {"header": "Authorization", "format": "Bearer {token}"}}  # fmt: skip
+    server = ServerDef(1, "calendar", 1, ("x",), egress=egress,
+                       credentials=parse_credentials([cred], egress))  # fmt: skip
+    key = InstanceKey(1, "calendar")
+    broker = TokenBroker(engine, RING, Outbound(), "x")
+    provider = VaultCredentials(engine, RING, lambda k: alice.user_id, tokens=broker)
+    provider.environment_for(key, server)
+    keys = InstanceKeys(provider.for_instance(key), egress.hosts)
+    for host, expected in (("collector.evil.example", []), ("api.example.test", ["acme_token"])):
+        target = canonical_host(host)
+        tokens = await keys.fetch(target, verified_tls=True)
+        _headers, injected = keys.rewrite(
+            target, b"/", [(b"host", host.encode())], verified_tls=True, tokens=tokens
+        )
+        assert injected == expected, host
+
+
+def test_attack_an_administrator_cannot_move_the_token_endpoint_under_connected_users(
+    world: tuple[Engine, Actor, Actor],
+    vendor: OidcProvider,
+    metadata_server: tuple[str, dict[str, Any]],
+) -> None:
+    engine, admin, alice = world
+    _finish(engine, alice, _connect(engine, vendor, alice))
+    harvest = f"http://127.0.0.1:{_closed_port()}/collect"
+    for change in ({"revocation_endpoint": harvest}, {"token_endpoint": harvest}):
+        with pytest.raises(Conflict, match="1 user"):
+            oauth.save_app(engine, RING, Outbound(), admin, _app(vendor, **change), create=False)
+    info = oauth.get_app(engine, admin, "acme")
+    assert info.token_endpoint == vendor.discovery["token_endpoint"]
+
+
+def test_an_error_about_the_client_is_not_taken_for_the_users_grant(
+    world: tuple[Engine, Actor, Actor], vendor: OidcProvider
+) -> None:
+    """The client secret is wrong (rotated at the vendor, mistyped): invalid_client is the
+    app's problem; every user's connection stays, backs off, and says what to check."""
+    engine, admin, alice = world
+    _finish(engine, alice, _connect(engine, vendor, alice))
+    oauth.save_app(
+        engine, RING, Outbound(), admin, _app(vendor, client_secret=b"wrong"), create=False
+    )
+    _due(engine)
+    with pytest.raises(TokenUnavailable, match="invalid_client.*administrator"):
+        asyncio.run(TokenBroker(engine, RING, Outbound(), "x").access_token(alice.user_id, "acme"))
+    (info,) = oauth.list_connections(engine, alice)
+    assert info.status == "connected"
+    st = store.load_state(engine, RING, alice.user_id, "acme")
+    assert st is not None and st.access is not None and st.failures == 1
+
+
+class _DisconnectMeanwhile(Outbound):
+    """The real transport, but the user clicks Disconnect while the vendor's answer to
+    the refresh is on its way back (the vendor has rotated the grant already)."""
+
+    def __init__(self, engine: Engine, who: Actor) -> None:
+        super().__init__()
+        self.engine, self.who, self.rotated = engine, who, b""
+
+    async def request(self, method: str, url: str, **kw: Any) -> Any:
+        answer = await super().request(method, url, **kw)
+        if not self.rotated and (kw.get("data") or {}).get("grant_type") == "refresh_token":
+            self.rotated = json.loads(answer.body)["refresh_token"].encode()
+            await asyncio.to_thread(
+                oauth.disconnect, self.engine, RING, Outbound(), self.who, "acme"
+            )
+        return answer
+
+
+def test_attack_a_disconnect_during_a_refresh_leaves_no_live_grant(
+    world: tuple[Engine, Actor, Actor], vendor: OidcProvider
+) -> None:
+    engine, _admin, alice = world
+    _finish(engine, alice, _connect(engine, vendor, alice))
+    _due(engine)
+    http = _DisconnectMeanwhile(engine, alice)
+    with pytest.raises(ConnectionNeeded, match="disconnected"):
+        asyncio.run(TokenBroker(engine, RING, http, "x").access_token(alice.user_id, "acme"))
+    assert http.rotated
+    # The refresh token the vendor rotated to during the race was revoked, not forgotten.
+    r = httpx.post(
+        vendor.discovery["token_endpoint"],
+        data={"grant_type": "refresh_token", "refresh_token": http.rotated.decode(),
+              "resource": RESOURCE},
+        auth=("gw-acme", SECRET),
+    )  # fmt: skip
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+    assert store.load_state(engine, RING, alice.user_id, "acme") is None
+
+
+@pytest.fixture
+def postgres_engine(pg_socket_dir: str) -> Iterator[Engine]:
+    """PostgreSQL only: where replicas on several hosts meet (SQLite's users share one
+    host and its clock)."""
+    import uuid
+
+    import psycopg
+
+    from gigmcp.store.db import make_engine, migrate
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(host=pg_socket_dir, user="gig", dbname="postgres", autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    engine = make_engine(f"postgresql://gig@/{name}?host={pg_socket_dir}")
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_attack_a_replica_whose_clock_runs_ahead_cannot_take_a_held_lease(
+    postgres_engine: Engine, vendor: OidcProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease is judged by the database's clock, which every replica shares."""
+    engine = postgres_engine
+    admin, alice = _people(engine)
+    oauth.save_app(engine, RING, Outbound(), admin, _app(vendor), create=True)
+    _finish(engine, alice, _connect(engine, vendor, alice))
+    st = store.load_state(engine, RING, alice.user_id, "acme")
+    assert st is not None
+    assert store.claim(engine, st.id, "replica-a", timedelta(seconds=30))
+    real = store.utcnow
+    monkeypatch.setattr(store, "utcnow", lambda: real() + timedelta(seconds=120))
+    assert not store.claim(engine, st.id, "replica-b", timedelta(seconds=30))
+
+
+def test_a_short_lived_token_is_refreshed_at_half_its_life_not_on_every_ask(
+    world: tuple[Engine, Actor, Actor], vendor: OidcProvider
+) -> None:
+    engine, _admin, alice = world
+    _finish(engine, alice, _connect(engine, vendor, alice))
+    # A 30-second token, just issued: fresh for its first 15 seconds.
+    now = datetime.now(UTC)
+    with Session(engine) as s, s.begin():
+        s.execute(
+            update(OAuthConnection).values(refreshed_at=now, expires_at=now + timedelta(seconds=30))
+        )
+    broker = TokenBroker(engine, RING, Outbound(), "x")
+    for _ in range(5):
+        asyncio.run(broker.access_token(alice.user_id, "acme"))
+    assert broker.refreshes == 0
+
+
+def test_attack_an_authorization_endpoint_cannot_write_into_the_pages_policy(
+    world: tuple[Engine, Actor, Actor],
+) -> None:
+    engine, admin, _alice = world
+    spec = oauth.AppSpec(
+        "csp", "c", client_secret=b"s", authorization_endpoint="https://*; frame-ancestors *; x/a",
+        token_endpoint="https://tokens.example.test/t",
+    )  # fmt: skip
+    with pytest.raises(Invalid, match="control or space character"):
+        oauth.save_app(engine, RING, Outbound(), admin, spec, create=True)

@@ -61,11 +61,13 @@ def missing() -> str | None:
 
 
 @contextlib.contextmanager
-def chromium() -> Iterator[Any]:
+def chromium(*extra: str) -> Iterator[Any]:
+    """Debian's Chromium under Playwright; ``extra``: more command-line flags (a test's
+    ``--host-resolver-rules`` for names only its own DNS knows, say)."""
     from playwright.sync_api import sync_playwright
 
     # As root Chromium's own sandbox cannot start; the tests load only pages they serve.
-    flags = [*FLAGS, *(["--no-sandbox"] if os.geteuid() == 0 else [])]
+    flags = [*FLAGS, *(["--no-sandbox"] if os.geteuid() == 0 else []), *extra]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=flags)
         try:

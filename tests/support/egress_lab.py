@@ -11,7 +11,8 @@ address the lab put there. Inside:
 - public-looking upstreams, in a second namespace behind that veth (the proxy must never
   dial an address of its own host, so they are not addresses of the proxy's namespace):
   11.0.0.1 api.example.test, 11.0.0.2 other.example.test, 11.0.0.3 evil.example.test —
-  HTTPS (443, 8443) and HTTP (80, 2375) servers with a test CA;
+  HTTPS (443, 8443) and HTTP (80, 2375) servers with a test CA; ``/protected`` on them
+  is a resource server that takes only a bearer token the test's check accepts;
 - things a broken guard would reach: 127.0.0.1, 10.99.9.9 (private), 169.254.169.254
   (metadata), ::1 — each with listeners that record every hit;
 - a real DNS server (dnsmasq) at 10.99.0.53 answering the names above, and names that
@@ -40,7 +41,7 @@ import threading
 import time
 import urllib.parse
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -71,9 +72,17 @@ UPSTREAMS = {
     "other.example.test": "11.0.0.2",
     "evil.example.test": "11.0.0.3",
 }
+# Public-looking hosts a test serves itself, in the world's namespace (a remote MCP
+# server, a vendor's authorization server): addresses, routes and names, no listener.
+SERVICES = {
+    "mcp.example.test": "11.0.0.4",
+    "auth.example.test": "11.0.0.5",
+    "mcp2.example.test": "11.0.0.6",
+}
 INTERNAL = {"127.0.0.1": "loopback", "10.99.9.9": "private", "169.254.169.254": "metadata"}
 DNS_NAMES = {
     **UPSTREAMS,
+    **SERVICES,
     "internal.example.test": "127.0.0.1",
     "private.example.test": "10.99.9.9",
     "metadata.example.test": "169.254.169.254",
@@ -194,6 +203,9 @@ class Lab:
     hits: list[Hit] = field(default_factory=list)  # HTTP requests served
     connections: list[tuple[str, int]] = field(default_factory=list)  # every TCP accept
     dns: str = f"{DNS_IP}:53"
+    # ``/protected``: the bearer token's check, as a resource server makes it (None: the
+    # token is good; else why not). Without one, every request there is refused.
+    token_check: Callable[[str], str | None] | None = None
 
     def reset(self) -> None:
         self.hits.clear()
@@ -255,7 +267,22 @@ def _handler(lab: Lab, address: str, port: int) -> type[BaseHTTPRequestHandler]:
             )
             lab.hits.append(hit)
             query = urllib.parse.parse_qs(url.query)
-            if url.path == "/redirect":
+            if url.path == "/protected":
+                # A resource server: only a bearer token that passes the lab's check.
+                scheme, _, token = self.headers.get("authorization", "").partition(" ")
+                why = "no check set" if lab.token_check is None else "not a bearer token"
+                if scheme.lower() == "bearer" and token and lab.token_check is not None:
+                    why = lab.token_check(token) or ""
+                if why:
+                    body = json.dumps({"error": "invalid_token", "why": why}).encode()
+                    self._send(401, body, {"content-type": "application/json",
+                                           "www-authenticate": 'Bearer error="invalid_token"'})  # fmt: skip
+                else:
+                    reply = {"ok": True, "authorization": self.headers.get("authorization")}
+                    self._send(
+                        200, json.dumps(reply).encode(), {"content-type": "application/json"}
+                    )
+            elif url.path == "/redirect":
                 self._send(302, b"", {"location": query["to"][0]})
             elif url.path == "/slow":
                 time.sleep(float(query.get("s", ["2"])[0]))
@@ -424,7 +451,7 @@ def lab() -> Iterator[Lab]:
         _ip("-n", WORLD_NS, "link", "set", "lo", "up")
         _ip("-n", WORLD_NS, "addr", "add", f"{WORLD_IP}/30", "dev", far)
         _ip("-n", WORLD_NS, "link", "set", far, "up")
-        for address in UPSTREAMS.values():
+        for address in [*UPSTREAMS.values(), *SERVICES.values()]:
             _ip("-n", WORLD_NS, "addr", "add", f"{address}/32", "dev", "lo")
             _ip("-n", NS, "route", "add", f"{address}/32", "via", WORLD_IP)
         ca = CertificateAuthority.generate("gigmcp test upstream CA")
@@ -499,6 +526,22 @@ def _serve(lab: Lab, tmp: Path, name: str, address: str, ports: tuple[int, ...])
         out.append(srv)
         threading.Thread(target=srv.serve_forever, daemon=True).start()
     return out
+
+
+def world_command(*argv: str) -> list[str]:
+    """``argv`` run in the world's namespace (where the upstreams and ``SERVICES`` live)."""
+    return ["ip", "netns", "exec", WORLD_NS, *argv]
+
+
+def mint_cert(the_lab: Lab, name: str, folder: Path) -> tuple[Path, Path]:
+    """A TLS certificate for ``name`` from the lab's CA (which the gateway trusts):
+    (chain file, key file)."""
+    chain, key = the_lab.ca.mint_leaf(name, is_ip=False)
+    cert_path, key_path = folder / f"{name}.pem", folder / f"{name}.key"
+    cert_path.write_bytes(chain)
+    key_path.write_bytes(key)
+    key_path.chmod(0o600)
+    return cert_path, key_path
 
 
 @contextlib.contextmanager

@@ -19,7 +19,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gigmcp.api import problems, ratelimit
 from gigmcp.api.context import ApiConfig
-from gigmcp.api.routes import account, catalog, connections, oidc, profiles, servers, users
+from gigmcp.api.routes import (
+    account,
+    catalog,
+    connections,
+    oidc,
+    profiles,
+    remote,
+    servers,
+    users,
+)
 from gigmcp.errors import GigError, ProtocolError
 
 HOW_TO_ENABLE = (
@@ -60,6 +69,7 @@ def api_app(cfg: ApiConfig) -> FastAPI:
     api.include_router(servers.router)
     api.include_router(catalog.router)
     api.include_router(connections.router)
+    api.include_router(remote.router)
 
     @api.middleware("http")
     async def headers(request: Request, call_next):  # type: ignore[no-untyped-def]

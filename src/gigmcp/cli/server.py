@@ -73,6 +73,41 @@ def server_add(
     warn_on_add(name, command, cwd)
 
 
+@server_app.command("add-remote")
+def server_add_remote(
+    name: str,
+    url: str,
+    client_id: str = typer.Option(
+        None, "--client-id", help="A client registered by hand at its authorization server."
+    ),
+    client_secret_stdin: bool = typer.Option(
+        False, "--client-secret-stdin", help="Read that client's secret from standard input."
+    ),
+) -> None:
+    """Add a remote MCP server by its https:// URL (Streamable HTTP); its authorization,
+    if it asks for one, is worked out and the gateway registered there."""
+    from gigmcp.app import outbound
+    from gigmcp.cli.app import keyring
+    from gigmcp.control import remote
+
+    st = store()
+    client = None
+    if client_id:
+        secret = typer.get_text_stream("stdin").read().strip() if client_secret_stdin else ""
+        client = remote.PreRegistered(client_id, secret.encode() or None)
+    added = remote.add_remote_server(
+        st.engine, keyring(st.settings), outbound(st.settings), st.actor, name, url,
+        st.settings.public_origin, client,
+    )  # fmt: skip
+    typer.echo(f"added remote server {name}", err=True)
+    if added.vendor:
+        typer.echo(
+            f"it asks for authorization: each user connects it on the dashboard's Accounts "
+            f"page ({st.settings.public_origin}/connections), as {added.vendor}",
+            err=True,
+        )
+
+
 def _egress(hosts: list[str], ports: list[int]) -> dict[str, Any]:
     out: dict[str, Any] = {"hosts": list(hosts)}
     if ports:

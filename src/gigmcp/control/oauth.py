@@ -49,6 +49,7 @@ from gigmcp.control import rows, users
 from gigmcp.control.actor import Actor
 from gigmcp.core.definitions import SCOPE, VENDOR
 from gigmcp.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
+from gigmcp.netpolicy.hosts import HostError, canonical_pattern
 from gigmcp.oauthclient.client import (
     AUTH_METHODS,
     RESERVED_PARAMS,
@@ -66,12 +67,15 @@ from gigmcp.oauthclient.outbound import (
     origin_of,
     shown,
 )
+from gigmcp.oidc.flow import safe_return
 from gigmcp.store import oauth as store
 from gigmcp.store.models import (
     OAuthApp,
     OAuthConnection,
     OAuthPending,
     OAuthSecret,
+    Profile,
+    ProfileServer,
     Server,
     utcnow,
 )
@@ -106,6 +110,7 @@ class AppSpec:
     resource: str | None = None
     default_scopes: tuple[str, ...] = ()
     extra_params: dict[str, str] = field(default_factory=dict)
+    api_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +130,7 @@ class AppInfo:
     resource: str | None
     default_scopes: tuple[str, ...]
     extra_params: dict[str, str]
+    api_hosts: tuple[str, ...]
     wanted_scopes: tuple[str, ...]
     connections: int | None  # how many users connected: administrators only
     updated_at: datetime
@@ -167,6 +173,13 @@ def _check_spec(spec: AppSpec) -> None:
         SCOPE.match(x) for x in spec.default_scopes
     ):
         raise Invalid("default scopes: at most 64 OAuth scope tokens (no spaces or quotes)")
+    if len(spec.api_hosts) > MAX_SCOPES:
+        raise Invalid("API hosts: at most 64")
+    for host in spec.api_hosts:
+        try:
+            canonical_pattern(host)
+        except HostError as exc:
+            raise Invalid(f"API host {host[:100]!r}: {exc}") from None
     if len(spec.extra_params) > MAX_EXTRA:
         raise Invalid(f"extra parameters: at most {MAX_EXTRA}")
     for name, value in spec.extra_params.items():
@@ -217,10 +230,22 @@ def _host(url: str) -> str:
 
 
 def save_app(
-    engine: Engine, keyring: Keyring, http: Outbound, actor: Actor, spec: AppSpec, *, create: bool
+    engine: Engine,
+    keyring: Keyring,
+    http: Outbound,
+    actor: Actor,
+    spec: AppSpec,
+    *,
+    create: bool,
+    for_server: bool = False,
 ) -> AppInfo:
-    """Create (``create``) or replace an app; the secret sealed, never shown again."""
-    _admin(engine, actor, "configure OAuth apps")
+    """Create (``create``) or replace an app; the secret sealed, never shown again.
+    ``for_server``: made by adding a remote server (``control/remote.py``), which any
+    user may do for their own server; otherwise an administrator's business."""
+    if for_server:
+        rows.writable(actor)
+    else:
+        _admin(engine, actor, "configure OAuth apps")
     _check_spec(spec)
     with Session(engine) as s:
         # Before any network call: the answer does not depend on the vendor's metadata.
@@ -244,6 +269,17 @@ def save_app(
             if app is None:
                 app = OAuthApp(vendor=spec.vendor)
                 s.add(app)
+            elif _moves_tokens(app, spec.issuer, token, revoke):
+                # Users' refresh tokens go to the token and revocation endpoints: moving
+                # those under existing connections would hand every user's grant to the
+                # new place (a stolen administrator session would be enough).
+                count = s.scalar(select(func.count()).where(OAuthConnection.app_id == app.id))
+                if count:
+                    raise Conflict(
+                        f"{spec.vendor}: the issuer or token or revocation endpoint would "
+                        f"change while {count} user(s) are connected; delete the app (their "
+                        "grants are revoked where they were made) and add it again"
+                    )
             app.display_name = spec.display_name or spec.vendor
             app.issuer = spec.issuer
             app.authorization_endpoint, app.token_endpoint = auth, token
@@ -252,6 +288,7 @@ def save_app(
             app.resource = spec.resource
             app.default_scopes = list(dict.fromkeys(spec.default_scopes))
             app.extra_params = dict(spec.extra_params)
+            app.api_hosts = list(dict.fromkeys(canonical_pattern(h) for h in spec.api_hosts))
             app.updated_at = utcnow()
             s.flush()
             if spec.auth_method == "none":
@@ -265,6 +302,17 @@ def save_app(
     except IntegrityError:
         raise Conflict(f"an app for {spec.vendor} exists already; edit it") from None
     return get_app(engine, actor, spec.vendor)
+
+
+def _moves_tokens(app: OAuthApp, issuer: str | None, token: str, revoke: str | None) -> bool:
+    def where(url: str | None) -> str | None:
+        return origin_of(url) + urlsplit(url).path if url else None
+
+    return (where(app.issuer), where(app.token_endpoint), where(app.revocation_endpoint)) != (
+        where(issuer),
+        where(token),
+        where(revoke),
+    )
 
 
 def delete_app(engine: Engine, keyring: Keyring, http: Outbound, actor: Actor, vendor: str) -> int:
@@ -301,11 +349,20 @@ def delete_app(engine: Engine, keyring: Keyring, http: Outbound, actor: Actor, v
     return revoked
 
 
-def wanted_scopes(s: Session, app: OAuthApp) -> tuple[str, ...]:
-    """The app's default scopes and every scope an installed server declares for its
-    vendor, in order, once each."""
+def wanted_scopes(s: Session, app: OAuthApp, user_id: int | None = None) -> tuple[str, ...]:
+    """The app's default scopes and every scope a server declares for its vendor, in
+    order, once each: the servers in ``user_id``'s own profiles (what that user's
+    connection is asked for: not what every other server would like), or every
+    installed server (None: what an administrator is shown)."""
     out = list(app.default_scopes or [])
-    for creds in s.scalars(select(Server.credentials)):
+    query = select(Server.credentials)
+    if user_id is not None:
+        query = (
+            query.join(ProfileServer, ProfileServer.server_id == Server.id)
+            .join(Profile, Profile.id == ProfileServer.profile_id)
+            .where(Profile.owner_id == user_id)
+        )
+    for creds in s.scalars(query):
         for c in creds or []:
             if c.get("type") == "oauth2" and c.get("vendor") == app.vendor:
                 out.extend(x for x in c.get("scopes") or [] if isinstance(x, str))
@@ -329,18 +386,19 @@ def _info(s: Session, app: OAuthApp, admin: bool) -> AppInfo:
         revocation_endpoint=app.revocation_endpoint, client_id=app.client_id,
         auth_method=app.auth_method, has_secret=bool(has), pkce=app.pkce,
         resource=app.resource, default_scopes=tuple(app.default_scopes or ()),
-        extra_params=dict(app.extra_params or {}), wanted_scopes=wanted_scopes(s, app),
+        extra_params=dict(app.extra_params or {}), api_hosts=tuple(app.api_hosts or ()),
+        wanted_scopes=wanted_scopes(s, app),
         connections=count, updated_at=app.updated_at,
     )  # fmt: skip
 
 
-def list_apps(engine: Engine, actor: Actor) -> list[AppInfo]:
+def list_apps(engine: Engine, actor: Actor | None) -> list[AppInfo]:
     """Every app (every user may see which vendors can be connected and where the
     browser will be sent, never a secret; how many users connected, administrators
-    only)."""
+    only). ``actor`` None: the gateway itself (its client metadata document)."""
     with Session(engine) as s:
         apps = s.scalars(select(OAuthApp).order_by(OAuthApp.vendor))
-        return [_info(s, a, actor.admin) for a in apps]
+        return [_info(s, a, actor is not None and actor.admin) for a in apps]
 
 
 def get_app(engine: Engine, actor: Actor, vendor: str) -> AppInfo:
@@ -379,7 +437,7 @@ def list_connections(engine: Engine, actor: Actor) -> list[ConnectionInfo]:
             )
         }
         for app in s.scalars(select(OAuthApp).order_by(OAuthApp.vendor)):
-            wanted = wanted_scopes(s, app)
+            wanted = wanted_scopes(s, app, actor.user_id)
             c = mine.get(app.id)
             if c is None:
                 out.append(ConnectionInfo(app.vendor, app.display_name, "not-connected", wanted,
@@ -432,11 +490,11 @@ def begin_connect(
         app = s.scalar(select(OAuthApp).where(OAuthApp.vendor == vendor))
         if app is None:
             raise NotFound(f"no OAuth app for {vendor}: an administrator configures one first")
-        scopes = list(wanted_scopes(s, app))
+        scopes = list(wanted_scopes(s, app, actor.user_id))
         _sweep(s)
         pending = OAuthPending(
             state_hash=_state_hash(state), user_id=actor.user_id, app_id=app.id,
-            session_hash=session_binding, scopes=scopes, return_to=return_to[:512],
+            session_hash=session_binding, scopes=scopes, return_to=safe_return(return_to),
         )  # fmt: skip
         s.add(pending)
         s.flush()
@@ -501,7 +559,7 @@ def finish_connect(
         fresh = created is not None and utcnow() - created <= PENDING_LIFETIME
         config = store.app_config(s, keyring, app) if app is not None else None
         scopes = list(pending.scopes or [])
-        return_to = pending.return_to
+        return_to = safe_return(pending.return_to)
         app_id = app.id if app is not None else None
     if not all(checks):
         raise Unauthenticated(
@@ -544,6 +602,7 @@ def finish_connect(
             "vendor's offline scope, such as offline_access, or its access_type=offline "
             "parameter, in the app's settings)"
         )
+    previous = store.load_state(engine, keyring, actor.user_id, vendor)
     now = utcnow()
     with rows.account(engine, actor, "oauth.connect", detail=vendor) as s:
         conn = s.scalar(
@@ -565,6 +624,10 @@ def finish_connect(
         s.flush()
         store.put_secret(s, keyring, "access", conn.id, tokens.access_token)
         store.put_secret(s, keyring, "refresh", conn.id, tokens.refresh_token)
+    if previous is not None and previous.refresh not in (None, tokens.refresh_token):
+        # Connected again: the grant it replaces is ended at the vendor (best effort),
+        # not left alive and forgotten.
+        _revoke(previous, http)
     return return_to
 
 

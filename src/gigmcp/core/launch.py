@@ -42,6 +42,18 @@ class JailLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class RemoteTarget:
+    """A remote server's session instead of a process: its URL, the allowlist its
+    traffic keeps to, and the vendor whose connected account authorizes it (None: no
+    authorization)."""
+
+    url: str
+    hosts: tuple[str, ...]
+    ports: tuple[int, ...]
+    vendor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LaunchSpec:
     key: InstanceKey
     command: tuple[str, ...]
@@ -52,6 +64,8 @@ class LaunchSpec:
     limits: JailLimits | None = None
     # An extracted image to run as the jail's root (the command is resolved inside it).
     rootfs: str | None = None
+    # A remote server: no process, a Streamable HTTP session (egress/remote.py).
+    remote: RemoteTarget | None = None
 
 
 class LaunchedProcess(Protocol):

@@ -60,6 +60,11 @@ class TokenSource(Protocol):
 
     async def access_token(self, user_id: int, vendor: str) -> bytes: ...
 
+    async def refused(self, user_id: int, vendor: str, token: bytes) -> None:
+        """A server refused ``token`` (401): the next ask refreshes, unless the account's
+        current token is another one already."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Sealed:

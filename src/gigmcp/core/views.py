@@ -40,12 +40,14 @@ class ServerDef:
     # new record id (a re-wrap under a new master key does not), so a changed value
     # changes the definition and, with it, the grant of running instances.
     credential_values: tuple[tuple[str, str], ...] = ()
+    # A remote server (Streamable HTTP at this URL): no command, a session instead.
+    remote_url: str | None = None
 
     def grant(self) -> tuple[object, ...]:
         """What an instance's egress grant is compiled from at launch: the allowlist,
         the declared credentials and which values are set. Running instances whose grant
         differs from their server's current one are stopped at once (router/gateway.py)."""
-        return (self.egress, self.credentials, self.credential_values)
+        return (self.egress, self.credentials, self.credential_values, self.remote_url)
 
 
 @dataclass(frozen=True, slots=True)

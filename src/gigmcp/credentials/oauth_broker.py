@@ -29,6 +29,7 @@ lease another holder has, or hold a database transaction across a network call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -59,6 +60,7 @@ class _Cached:
     generation: int
     token: bytes = field(repr=False)
     expires_at: datetime | None
+    issued_at: datetime | None
     checked: float  # time.monotonic() of the last look at the database
 
 
@@ -66,8 +68,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _fresh(expires_at: datetime | None, now: datetime) -> bool:
-    return expires_at is None or expires_at - REFRESH_AHEAD > now
+def _ahead(expires_at: datetime | None, issued_at: datetime | None) -> timedelta:
+    """How long before expiry a token is refreshed: a minute, or half its life if it
+    lives less than two (a token of 30 seconds would otherwise never be fresh, and every
+    request would spend a refresh grant)."""
+    if expires_at is None or issued_at is None:
+        return REFRESH_AHEAD
+    return min(REFRESH_AHEAD, max(timedelta(0), (expires_at - issued_at) / 2))
+
+
+def _fresh(expires_at: datetime | None, now: datetime, issued_at: datetime | None = None) -> bool:
+    return expires_at is None or expires_at - _ahead(expires_at, issued_at) > now
 
 
 def _valid(expires_at: datetime | None, now: datetime) -> bool:
@@ -92,13 +103,13 @@ class TokenBroker:
         TokenUnavailable when there is none to give."""
         key = (user_id, vendor)
         hit = self._cache.get(key)
-        fresh = hit is not None and _fresh(hit.expires_at, _now())
+        fresh = hit is not None and _fresh(hit.expires_at, _now(), hit.issued_at)
         if fresh and hit is not None and time.monotonic() - hit.checked < RECHECK_S:
             return hit.token
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             hit = self._cache.get(key)
-            if hit is not None and _fresh(hit.expires_at, _now()):
+            if hit is not None and _fresh(hit.expires_at, _now(), hit.issued_at):
                 if time.monotonic() - hit.checked < RECHECK_S:
                     return hit.token
                 seen = await asyncio.to_thread(store.generation, self._engine, hit.conn_id)
@@ -107,6 +118,21 @@ class TokenBroker:
                     return hit.token
             self._cache.pop(key, None)
             return await self._current(user_id, vendor)
+
+    async def refused(self, user_id: int, vendor: str, token: bytes) -> None:
+        """A server answered 401 to ``token``: if it is still the account's current
+        token, it is marked expired, so that the next ask refreshes (once, across
+        replicas, as any refresh)."""
+        key = (user_id, vendor)
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            hit = self._cache.get(key)
+            if hit is not None and hit.token == token:
+                del self._cache[key]
+            st = await asyncio.to_thread(
+                store.load_state, self._engine, self._keyring, user_id, vendor
+            )
+            if st is not None and st.access == token:
+                await asyncio.to_thread(store.expire, self._engine, st.id, st.generation)
 
     def forget(self, user_id: int, vendor: str) -> None:
         """Drop a cached token (this process disconnected it)."""
@@ -129,8 +155,11 @@ class TokenBroker:
                     f"the {vendor} account must be connected again (the vendor refused its "
                     f"refresh token): reconnect at {self._reconnect_at}",
                 )
-            if st.access is not None and _fresh(st.expires_at, now):
-                return self._keep(user_id, vendor, st.id, st.generation, st.access, st.expires_at)
+            if st.access is not None and _fresh(st.expires_at, now, st.refreshed_at):
+                return self._keep(
+                    user_id, vendor, st.id, st.generation, st.access, st.expires_at,
+                    st.refreshed_at,
+                )  # fmt: skip
             if st.refresh is None:
                 if st.access is not None and _valid(st.expires_at, now):
                     return st.access
@@ -185,23 +214,37 @@ class TokenBroker:
                 return st.access
             raise TokenUnavailable(vendor, f"{vendor} could not refresh the token: {exc}") from None
         saved = await asyncio.to_thread(
-            store.save_tokens, self._engine, self._keyring, st.id, self.holder, tokens
-        )
-        if not saved:
-            # The lease lapsed under us (cannot happen within the client's timeout); the
-            # token is good, the row is another holder's business.
+            store.save_tokens, self._engine, self._keyring, st.id, self.holder,
+            st.generation, tokens,
+        )  # fmt: skip
+        if saved == "gone":
+            # Disconnected while the refresh ran: the grant the vendor just rotated is
+            # nobody's now. Tell the vendor (best effort) and give nothing out.
+            with contextlib.suppress(ServerUnavailable, OutboundRefused):
+                for token, hint in ((tokens.refresh_token, "refresh_token"),
+                                    (tokens.access_token, "access_token")):  # fmt: skip
+                    if token is not None:
+                        await client.revoke(token, hint)
+            raise ConnectionNeeded(
+                vendor, f"the {vendor} account was disconnected: connect it at {self._reconnect_at}"
+            )
+        if saved == "lost":
+            # Another holder wrote newer tokens after our lease lapsed (cannot happen
+            # within the client's timeout): ours is good for this request only.
             log.warning("connection %s (%s): refreshed after the lease lapsed", st.id, vendor)
             return tokens.access_token
-        expires = now + timedelta(seconds=tokens.expires_in) if tokens.expires_in else None
+        expires = store.expiry(now, tokens)
         return self._keep(
-            st.user_id, vendor, st.id, st.generation + 1, tokens.access_token, expires
+            st.user_id, vendor, st.id, st.generation + 1, tokens.access_token, expires, now
         )
 
     def _keep(
         self, user_id: int, vendor: str, conn_id: int, gen: int, token: bytes,
-        expires_at: datetime | None,
+        expires_at: datetime | None, issued_at: datetime | None,
     ) -> bytes:  # fmt: skip
-        self._cache[(user_id, vendor)] = _Cached(conn_id, gen, token, expires_at, time.monotonic())
+        self._cache[(user_id, vendor)] = _Cached(
+            conn_id, gen, token, expires_at, issued_at, time.monotonic()
+        )
         return token
 
     def __repr__(self) -> str:

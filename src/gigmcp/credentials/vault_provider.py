@@ -20,15 +20,18 @@ another owner's instance, reuse a placeholder, or show a value in a repr.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 
 from sqlalchemy import Engine
 
+from gigmcp.core.definitions import CredentialDef
 from gigmcp.core.instances import InstanceKey
 from gigmcp.core.placeholders import InstanceCredentials, Sealed, TokenSource, new_placeholder
 from gigmcp.core.views import ServerDef
 from gigmcp.errors import VaultError
+from gigmcp.store import oauth as store_oauth
 from gigmcp.store import secrets as vault_store
 from gigmcp.vault.keys import Keyring
 
@@ -70,10 +73,12 @@ class VaultCredentials:
             value = values.get(cred.id)
             if cred.sealed:
                 ph = new_placeholder()
-                if value is None and cred.connected and self._tokens is not None:
+                account = self._account(cred, server) if value is None else None
+                if account is not None:
                     # No value pasted: the owner's connected account supplies the token,
-                    # asked at each request (a refresh needs no relaunch).
-                    sealed.append(Sealed(cred, ph, None, vendor=cred.vendor))
+                    # asked at each request (a refresh needs no relaunch), toward the
+                    # hosts the credential and the vendor's app both name.
+                    sealed.append(Sealed(account, ph, None, vendor=account.vendor))
                 else:
                     sealed.append(Sealed(cred, ph, value))
                 env[cred.env] = ph
@@ -84,11 +89,36 @@ class VaultCredentials:
         )
         return env
 
-    async def check_accounts(self, key: InstanceKey) -> None:
-        """Before a tool call: the connected accounts of a launched instance can give a
-        token now (the broker's answer is cached, so this costs nothing while a token
-        is fresh); raises the broker's AccountError otherwise. An instance not launched
-        yet is not checked here: the proxy refuses its request with the same words."""
+    def _account(self, cred: CredentialDef, server: ServerDef) -> CredentialDef | None:
+        """``cred`` narrowed to the hosts its vendor's app lists as its API, when a
+        connected account can supply it; None when it cannot (no token source, not an
+        oauth2 credential with a vendor, or no host in common: a server naming a vendor
+        never gets that vendor's token toward a host of its own choosing)."""
+        if not cred.connected or cred.vendor is None or self._tokens is None:
+            return None
+        allowed = store_oauth.api_hosts(self._engine, cred.vendor)
+        hosts = narrow(cred.hosts or server.egress.hosts, allowed)
+        if not hosts:
+            log.warning(
+                "%s: credential %s names vendor %s, whose app lists none of its hosts as "
+                "an API host: no token is injected",
+                server.name, cred.id, cred.vendor,
+            )  # fmt: skip
+            return None
+        return dataclasses.replace(cred, hosts=hosts)
+
+    async def check_accounts(self, key: InstanceKey, server: ServerDef, owner_id: int) -> None:
+        """Before a tool call: the connected accounts of a launched instance (or of a
+        remote server, whose session carries its token itself) can give a token now (the
+        broker's answer is cached, so this costs nothing while a token is fresh); raises
+        the broker's AccountError otherwise. A local instance not launched yet is not
+        checked here: the proxy refuses its request with the same words."""
+        if server.remote_url is not None:
+            if self._tokens is not None:
+                for c in server.credentials:
+                    if c.connected and c.vendor is not None:
+                        await self._tokens.access_token(owner_id, c.vendor)
+            return
         creds = self._instances.get(key)
         if creds is None or creds.tokens is None:
             return
@@ -104,3 +134,28 @@ class VaultCredentials:
 
     def __repr__(self) -> str:
         return f"VaultCredentials({len(self._instances)} instances, {self._keyring!r})"
+
+
+def narrow(hosts: tuple[str, ...], allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """The hosts (canonical patterns) that both lists cover: an exact host either list
+    names and the other covers, the narrower of two wildcards that overlap."""
+
+    def covers(pattern: str, host: str) -> bool:
+        if pattern == host:
+            return True
+        if pattern.startswith("*."):
+            suffix = pattern[2:]
+            if host.startswith("*."):
+                return host[2:] == suffix
+            _first, dot, parent = host.partition(".")
+            return bool(dot) and parent == suffix
+        return False
+
+    out: list[str] = []
+    for h in hosts:
+        for a in allowed:
+            if covers(a, h):
+                out.append(h)
+            elif covers(h, a):
+                out.append(a)
+    return tuple(dict.fromkeys(out))

@@ -26,19 +26,9 @@ from gigmcp.endpoint.request import NULL_SINK, Request
 from gigmcp.endpoint.security import decode_header_value, json_error_body
 from gigmcp.mcp import jsonrpc as rpc
 from gigmcp.mcp import versions as v
+from gigmcp.mcp.headers import NAME_PARAM
 from gigmcp.mcp.jsonrpc import Kind, RpcError
 from gigmcp.router.context import RequestContext
-
-# Methods whose name the transport mirrors into Mcp-Name, and the param it comes from.
-_NAME_PARAM = {
-    "tools/call": "name",
-    "prompts/get": "name",
-    "resources/read": "uri",
-    # The tasks extension: Mcp-Name carries the task id, for routing to its replica.
-    "tasks/get": "taskId",
-    "tasks/update": "taskId",
-    "tasks/cancel": "taskId",
-}
 
 
 class Modern:
@@ -166,7 +156,7 @@ def _check_headers(headers: dict[bytes, bytes], msg: JSON, version: str) -> None
         raise mismatch("Mcp-Method header is required")
     if method_header.decode("latin-1") != msg["method"]:
         raise mismatch("Mcp-Method header does not match the body")
-    field = _NAME_PARAM.get(msg["method"])
+    field = NAME_PARAM.get(msg["method"])
     if field is not None:
         raw = headers.get(b"mcp-name")
         if raw is None:

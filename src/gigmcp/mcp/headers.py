@@ -1,9 +1,21 @@
-"""Values MCP mirrors into HTTP headers (``Mcp-Name``, ``Mcp-Param-*``): decoding only."""
+"""Values MCP mirrors into HTTP headers (``Mcp-Name``, ``Mcp-Param-*``): which param a
+method mirrors into ``Mcp-Name``, and decoding."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+
+# 2026-07-28: methods whose name the transport mirrors into Mcp-Name, and the param it
+# comes from (the tasks extension's: the task id, for routing to its replica).
+NAME_PARAM = {
+    "tools/call": "name",
+    "prompts/get": "name",
+    "resources/read": "uri",
+    "tasks/get": "taskId",
+    "tasks/update": "taskId",
+    "tasks/cancel": "taskId",
+}
 
 
 def decode_header_value(raw: bytes) -> str | None:

@@ -18,6 +18,7 @@ It must never put a token, code, verifier or secret into an error, a log line or
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import secrets
@@ -57,6 +58,19 @@ class GrantRefused(GigError):
 
 class ServerUnavailable(GigError):
     """The authorization server could not be reached or answered 5xx/429: retry later."""
+
+
+class ClientRefused(ServerUnavailable):
+    """The authorization server refused the gateway's client itself (``invalid_client``,
+    ``unauthorized_client``, ``invalid_scope``...): the app's business, not one user's
+    grant. Retried with backoff; an administrator should look at the app."""
+
+    def __init__(self, vendor: str, error: str) -> None:
+        super().__init__(
+            f"{vendor} refused the gateway's OAuth client ({error}): an administrator "
+            "should check the app's client id, secret and scopes"
+        )
+        self.error = error
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +179,11 @@ class VendorClient:
         answer = await self._post(self.app.token_endpoint, form)
         doc = _json(answer.body)
         if answer.status in (400, 401) and isinstance(doc.get("error"), str):
-            raise GrantRefused(self.app.vendor, _code(doc["error"]))
+            code = _code(doc["error"])
+            # Only invalid_grant is about this user's grant; anything else is the app's.
+            if code == "invalid_grant":
+                raise GrantRefused(self.app.vendor, code)
+            raise ClientRefused(self.app.vendor, code)
         if answer.status != 200:
             raise ServerUnavailable(
                 f"{self.app.vendor}: the token endpoint answered {answer.status}"
@@ -175,9 +193,12 @@ class VendorClient:
             raise ServerUnavailable(f"{self.app.vendor}: a token answer without an access token")
         refresh = doc.get("refresh_token")
         expires = doc.get("expires_in")
-        if isinstance(expires, str) and expires.isdigit():
-            expires = int(expires)  # some servers send a string
-        if not isinstance(expires, int) or isinstance(expires, bool) or expires <= 0:
+        if isinstance(expires, str):
+            with contextlib.suppress(ValueError):
+                expires = float(expires)  # some servers send a string
+        if isinstance(expires, (int, float)) and not isinstance(expires, bool) and expires > 0:
+            expires = max(1, int(expires))
+        else:
             expires = None
         scope = doc.get("scope")
         return TokenSet(

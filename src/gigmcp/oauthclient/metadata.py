@@ -38,6 +38,7 @@ class ServerMetadata:
     iss_parameter: bool  # RFC 9207: the authorization response carries ``iss``
     registration_endpoint: str | None = None
     client_id_metadata_document: bool = False  # CIMD
+    scopes_supported: tuple[str, ...] = ()
 
 
 def well_known_urls(issuer: str) -> list[str]:
@@ -106,6 +107,7 @@ def parse(doc: Any, issuer: str) -> ServerMetadata:
         iss_parameter=doc.get("authorization_response_iss_parameter_supported") is True,
         registration_endpoint=_url(doc, "registration_endpoint", False),
         client_id_metadata_document=doc.get("client_id_metadata_document_supported") is True,
+        scopes_supported=tuple(s for s in doc.get("scopes_supported") or [] if isinstance(s, str)),
     )
 
 

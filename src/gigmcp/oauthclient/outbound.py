@@ -28,11 +28,13 @@ import ipaddress
 import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx2
 
 from gigmcp.errors import EgressError
+from gigmcp.netpolicy.hosts import HostError, canonical_host
 from gigmcp.netpolicy.resolver import AddressResolveError, Resolver, SystemResolver, resolve_vetted
 
 TIMEOUT_S = 10.0
@@ -81,6 +83,12 @@ def check_operator_url(url: str, what: str) -> str:
         raise OutboundRefused(f"{what}: not a URL") from None
     if u.scheme not in ("https", "http") or not u.hostname:
         raise OutboundRefused(f"{what}: an https:// URL is needed")
+    try:
+        # A host name or an address, nothing else: the URL's origin ends up in places
+        # (a page's Content-Security-Policy) where other characters would mean more.
+        canonical_host(u.hostname)
+    except HostError as exc:
+        raise OutboundRefused(f"{what}: {exc}") from None
     if u.username is not None or u.password is not None:
         raise OutboundRefused(f"{what}: a URL with a user name or password in it")
     if u.fragment:
@@ -114,6 +122,7 @@ class Outbound:
         *,
         trusted: Iterable[str] = (),
         data: Mapping[str, str] | None = None,
+        json_body: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> Answer:
         target, extra, ext = await self._vet(url, frozenset(trusted))
@@ -123,10 +132,12 @@ class Outbound:
                     timeout=self.timeout, follow_redirects=False, verify=self.verify,
                     trust_env=False,
                 ) as client:  # fmt: skip
+                    # Identity: the size cap counts what the server sent, not what a
+                    # compressed answer would inflate to.
+                    sent = {"Accept-Encoding": "identity", **(headers or {}), **extra}
                     request = client.build_request(
-                        method, target, data=data, headers={**(headers or {}), **extra},
-                        extensions=ext,
-                    )  # fmt: skip
+                        method, target, data=data, json=json_body, headers=sent, extensions=ext
+                    )
                     response = await client.send(request, stream=True)
                     try:
                         body = bytearray()

@@ -21,7 +21,7 @@ from typing import Any
 from gigmcp.core.instances import InstanceKey
 from gigmcp.core.jsontypes import JSON
 from gigmcp.core.pins import PinBook
-from gigmcp.core.views import Assignment, AuditEvent, ProfileView
+from gigmcp.core.views import Assignment, AuditEvent, ProfileView, ServerDef
 from gigmcp.errors import AccountError
 from gigmcp.mcp import jsonrpc as rpc
 from gigmcp.mcp.headers import decode_header_value
@@ -33,7 +33,7 @@ from gigmcp.router.listing import Listing
 
 # Asked before a call is forwarded: raises an AccountError when the instance's connected
 # accounts cannot give a token now (app.py wires the credential provider's check).
-CallGate = Callable[[InstanceKey], Awaitable[None]]
+CallGate = Callable[[InstanceKey, ServerDef, int], Awaitable[None]]
 
 
 class ToolCalls:
@@ -71,21 +71,20 @@ class ToolCalls:
 
     async def call(self, ctx: RequestContext, params: JSON) -> JSON:
         assignment, tool = self._route_tool(params.get("name"))
-        if ctx.era == "modern":
+        refusal = await self._account_refusal(assignment)
+        if refusal is None and ctx.era == "modern":
             await self._check_param_headers(ctx, assignment, tool, params.get("arguments"))
         started = time.perf_counter()
         outcome = "error"
         try:
-            if self._gate is not None:
-                try:
-                    await self._gate(InstanceKey(self._view().id, assignment.server.name))
-                except AccountError as exc:
-                    # A connected account that cannot give a token now: said to the
-                    # client (and the model) as the call's error, before the server is
-                    # asked, naming the vendor and where to reconnect.
-                    outcome = "tool_error"
-                    return {"result": {"content": [{"type": "text", "text": str(exc)}],
-                                       "isError": True}}  # fmt: skip
+            if refusal is not None:
+                # A connected account that cannot give a token now: said to the client
+                # (and the model) as the call's error, before the server is asked (or
+                # started: a remote one cannot be without it), naming the vendor and
+                # where to reconnect.
+                outcome = "tool_error"
+                return {"result": {"content": [{"type": "text", "text": refusal}],
+                                   "isError": True}}  # fmt: skip
             result = await self._forwarder.forward(ctx, assignment, "tools/call", params, tool)
             if "error" in result:
                 outcome = "rpc_error"
@@ -113,6 +112,17 @@ class ToolCalls:
                     arg_bytes=len(rpc.dumps(args)) if args is not None else 0,
                 )
             )
+
+    async def _account_refusal(self, assignment: Assignment) -> str | None:
+        if self._gate is None:
+            return None
+        view = self._view()
+        try:
+            await self._gate(InstanceKey(view.id, assignment.server.name), assignment.server,
+                             view.owner_id)  # fmt: skip
+        except AccountError as exc:
+            return str(exc)
+        return None
 
     async def _check_param_headers(
         self, ctx: RequestContext, assignment: Assignment, tool: str, arguments: Any

@@ -113,6 +113,7 @@ class StoreCatalog:
                     cwd=srv.cwd,
                     limits=tuple(sorted((srv.limits or {}).items())),
                     rootfs=(srv.origin or {}).get("rootfs"),
+                    remote_url=_remote_url(srv.origin),
                     credential_values=tuple(sorted(owned)),
                     **_egress_and_credentials(srv),
                 )
@@ -301,6 +302,14 @@ def _aware(at: datetime | None) -> datetime | None:
 
 
 __all__ = ["StoreCatalog"]
+
+
+def _remote_url(origin: dict[str, Any] | None) -> str | None:
+    """A remote server's URL (``origin`` kind ``remote``, control/servers.py)."""
+    if origin is not None and origin.get("kind") == "remote":
+        url = origin.get("url")
+        return url if isinstance(url, str) else None
+    return None
 
 
 def _egress_and_credentials(srv: Server) -> dict[str, Any]:

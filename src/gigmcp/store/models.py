@@ -336,6 +336,9 @@ class OAuthApp(Base):
     resource: Mapped[str | None] = mapped_column(String(2048))
     default_scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
     extra_params: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # The vendor's API hosts (canonical patterns): a connected account's token goes only
+    # toward hosts that are both a credential's and these.
+    api_hosts: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

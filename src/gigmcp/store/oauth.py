@@ -24,8 +24,9 @@ from __future__ import annotations
 import secrets as pysecrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Engine, and_, delete, or_, select, update
+from sqlalchemy import Engine, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from gigmcp.oauthclient.client import AppConfig, TokenSet
@@ -35,6 +36,8 @@ from gigmcp.vault import envelope
 from gigmcp.vault.keys import Keyring
 
 KINDS = ("client_secret", "access", "refresh", "verifier")
+ASSUMED_LIFETIME_S = 3600
+MAX_SCOPES = 64
 CONNECTED, RECONNECT = "connected", "reconnect"
 
 
@@ -98,6 +101,7 @@ class ConnectionState:
     retry_at: datetime | None
     failures: int
     lease_until: datetime | None
+    refreshed_at: datetime | None = None
 
 
 def aware(t: datetime | None) -> datetime | None:
@@ -129,7 +133,15 @@ def load_state(
             retry_at=aware(conn.retry_at),
             failures=conn.failures,
             lease_until=aware(conn.lease_until),
+            refreshed_at=aware(conn.refreshed_at),
         )
+
+
+def api_hosts(engine: Engine, vendor: str) -> tuple[str, ...]:
+    """The API hosts of ``vendor``'s app (none: no app, or none listed)."""
+    with Session(engine) as s:
+        found = s.scalar(select(OAuthApp.api_hosts).where(OAuthApp.vendor == vendor))
+        return tuple(found or ())
 
 
 def generation(engine: Engine, conn_id: int) -> tuple[int, str] | None:
@@ -144,10 +156,28 @@ def generation(engine: Engine, conn_id: int) -> tuple[int, str] | None:
         return None if row is None else (row[0], row[1])
 
 
+def expire(engine: Engine, conn_id: int, generation: int) -> None:
+    """Mark the connection's access token as expired, if it is still the one of
+    ``generation`` (a refresh since then wrote a newer one, which stays)."""
+    with Session(engine) as s, s.begin():
+        s.execute(
+            update(OAuthConnection)
+            .where(OAuthConnection.id == conn_id, OAuthConnection.generation == generation)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+
+
+def _clock(engine: Engine) -> Any:
+    """The time a lease is judged by: the database's own clock on PostgreSQL, which
+    every replica shares (a replica whose clock runs ahead must not take a lease that
+    another holds); the host's on SQLite, whose users are all on that host."""
+    return func.now() if engine.dialect.name == "postgresql" else utcnow()
+
+
 def claim(engine: Engine, conn_id: int, holder: str, ttl: timedelta) -> bool:
     """Take the refresh lease of a connection; True for exactly one claimant while the
     lease is held."""
-    now = utcnow()
+    now = _clock(engine)
     with Session(engine) as s, s.begin():
         result = s.execute(
             update(OAuthConnection)
@@ -166,26 +196,44 @@ def _held(conn_id: int, holder: str):  # type: ignore[no-untyped-def]
 
 
 def save_tokens(
-    engine: Engine, keyring: Keyring, conn_id: int, holder: str, tokens: TokenSet
-) -> bool:
-    """Store refreshed tokens and free the lease, if ``holder`` still holds it. A
-    refresh answer without a refresh token keeps the old one (no rotation)."""
+    engine: Engine,
+    keyring: Keyring,
+    conn_id: int,
+    holder: str,
+    generation: int,
+    tokens: TokenSet,
+) -> str:
+    """Store refreshed tokens and free the lease: ``saved``. Also when the lease lapsed
+    but nobody wrote tokens since ``generation`` (the rotated refresh token is the only
+    live one: losing it would lose the grant). ``lost``: another holder wrote newer ones;
+    ``gone``: the connection was removed meanwhile (disconnected). A refresh answer
+    without a refresh token keeps the old one (no rotation)."""
     now = utcnow()
     with Session(engine) as s, s.begin():
-        conn = s.scalar(select(OAuthConnection).where(_held(conn_id, holder)).with_for_update())
+        conn = s.scalar(
+            select(OAuthConnection).where(OAuthConnection.id == conn_id).with_for_update()
+        )
         if conn is None:
-            return False
+            return "gone"
+        if conn.lease_holder != holder and conn.generation != generation:
+            return "lost"
         put_secret(s, keyring, "access", conn.id, tokens.access_token)
         if tokens.refresh_token is not None:
             put_secret(s, keyring, "refresh", conn.id, tokens.refresh_token)
-        conn.expires_at = now + timedelta(seconds=tokens.expires_in) if tokens.expires_in else None
+        conn.expires_at = expiry(now, tokens)
         if tokens.scope is not None:
-            conn.scopes_granted = list(tokens.scope)
+            conn.scopes_granted = list(tokens.scope)[:MAX_SCOPES]
         conn.generation += 1
         conn.lease_until = conn.lease_holder = None
         conn.failures, conn.retry_at, conn.problem = 0, None, None
         conn.refreshed_at = now
-        return True
+        return "saved"
+
+
+def expiry(now: datetime, tokens: TokenSet) -> datetime:
+    """When an access token expires; one whose server did not say is taken to live an
+    hour (the usual), so that it is refreshed rather than used forever."""
+    return now + timedelta(seconds=tokens.expires_in or ASSUMED_LIFETIME_S)
 
 
 def record_failure(

@@ -122,6 +122,9 @@ class Supervisor:
         # Instances the idle reaper stopped, as the status last saw them (state idle, or
         # crashed if that is how they ended), until they are used again; bounded.
         self._rested: dict[InstanceKey, InstanceView] = {}
+        # Remote servers' sessions (egress/remote.py), set by app.py where the gateway
+        # has an egress side; None: a remote server cannot start here.
+        self.remote: Launcher | None = None
 
     # ------------------------------------------------------------ use
 
@@ -169,7 +172,12 @@ class Supervisor:
                 await asyncio.sleep(inst.backoff)
             spec = self._spec_for(inst.key, inst.server)
             try:
-                process = await self._launcher.launch(spec)
+                launcher = self._launcher if spec.remote is None else self.remote
+                if launcher is None:
+                    raise LaunchError(
+                        "remote servers run only on a gateway with its egress proxy (jailed)"
+                    )
+                process = await launcher.launch(spec)
             except OSError as exc:
                 # An exec that failed in the child does not name the file: we do.
                 raise StartError(f"cannot launch {' '.join(spec.command[:1])!r}: {exc}") from exc
@@ -178,7 +186,10 @@ class Supervisor:
                 # RuntimeError: an inconsistency the sandbox finds in its own tables.
                 raise StartError(f"cannot launch: {exc}") from exc
             inst.process, launched = process, True
-            inst.log.write(f"started pid {process.pid}: {' '.join(spec.command)[:200]}")
+            if spec.remote is not None:
+                inst.log.write(f"session to {spec.remote.url[:200]}")
+            else:
+                inst.log.write(f"started pid {process.pid}: {' '.join(spec.command)[:200]}")
             self._track(inst, inst.log.pump(process.stderr))
             conn = await connect(
                 ProcessTransport(process),
@@ -229,7 +240,7 @@ class Supervisor:
         if isinstance(exc, asyncio.CancelledError):
             return "cancelled (the instance was stopped while starting)"
         detail = str(exc) or type(exc).__name__
-        if spec is not None:
+        if spec is not None and spec.remote is None:
             try:
                 hint = await self._launcher.explain(spec)
             except Exception:
@@ -415,11 +426,13 @@ class Supervisor:
         return InstanceView(
             key=inst.key,
             state=state,
-            pid=live.pid if live is not None else None,
+            pid=live.pid if live is not None and live.pid > 0 else None,
             restarts=inst.restarts,
             last_error=inst.last_error,
             memory_bytes=(
-                cgroup_memory(live.pid) if state == "running" and live is not None else None
+                cgroup_memory(live.pid)
+                if state == "running" and live is not None and live.pid > 0
+                else None
             ),
             started_at=_wall(inst.started_wall),
             last_used=_wall(inst.used_wall),

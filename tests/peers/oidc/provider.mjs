@@ -6,6 +6,10 @@
 //
 //   node provider.mjs --config FILE [--port N]     (or OIDC_PORT=N; 0, the default, picks
 //                                                   a free port)
+//        [--host ADDR --tls-cert FILE --tls-key FILE --issuer https://NAME]
+//                                                   an https issuer on ADDR (a vendor in a
+//                                                   test's network namespace), instead of
+//                                                   plain http on 127.0.0.1
 //
 // Prints exactly one line on stdout, `ready http://127.0.0.1:<port>`, once it listens;
 // everything else (oidc-provider's notices included) goes to stderr. Passwords and
@@ -28,6 +32,9 @@
 //             provider's keys, so the API can check it with the JWKS); a refresh that
 //             does not name it again gets a token for no resource (useGrantedResource
 //             is false, as by default), which such an API refuses.
+//   dynamic_registration: optional, true: RFC 7591 registration is open (a client that
+//             registers itself gets a client id and secret), as MCP servers' authorization
+//             servers often have it
 //   rotate_refresh_tokens: optional, true: every refresh answers a new refresh token
 //             and the old one is spent (its reuse revokes the grant, as oidc-provider
 //             does)
@@ -65,6 +72,7 @@
 import { createHash, createHmac, generateKeyPairSync, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import http from "node:http";
+import https from "node:https";
 import { parseArgs } from "node:util";
 
 import Provider, { errors } from "oidc-provider";
@@ -96,7 +104,10 @@ console.log = console.error;
 const log = (message) => process.stderr.write(`oidc-peer: ${message}\n`);
 
 const { values: args } = parseArgs({
-  options: { config: { type: "string" }, port: { type: "string" } },
+  options: {
+    config: { type: "string" }, port: { type: "string" }, host: { type: "string" },
+    "tls-cert": { type: "string" }, "tls-key": { type: "string" }, issuer: { type: "string" },
+  },
 });
 if (!args.config) {
   log("usage: provider.mjs --config FILE [--port N]");
@@ -106,6 +117,10 @@ const config = JSON.parse(readFileSync(args.config, "utf8"));
 const port = Number(args.port ?? process.env.OIDC_PORT ?? 0);
 const accounts = new Map((config.accounts ?? []).map((a) => [a.sub, a]));
 const ttl = { ...TTL, ...(config.ttl ?? {}) };
+// A resource's own lifetime wins for its access tokens (a number would override the
+// resource server's accessTokenTTL, which oidc-provider reads only through a function).
+const accessTTL = ttl.AccessToken;
+ttl.AccessToken = (_ctx, token) => token.resourceServer?.accessTokenTTL ?? accessTTL;
 const scopes = config.scopes ?? SCOPES;
 const resources = config.resources ?? {};
 // One secret per process: cookie signing and the login forms' csrf field. It must outlive
@@ -176,7 +191,7 @@ function build() {
           return {
             scope: info.scope,
             audience: indicator,
-            accessTokenTTL: info.ttl ?? ttl.AccessToken,
+            accessTokenTTL: info.ttl ?? accessTTL,
             accessTokenFormat: "jwt",
             jwt: { sign: { alg: "RS256" } },
           };
@@ -185,6 +200,7 @@ function build() {
       devInteractions: { enabled: false },
       rpInitiatedLogout: { enabled: true, logoutSource },
       revocation: { enabled: true },
+      registration: { enabled: config.dynamic_registration === true },
     },
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     async findAccount(_ctx, sub) {
@@ -360,9 +376,14 @@ function admin(req, res, url) {
 }
 
 // --- server -----------------------------------------------------------------------------
+
 let issuer;
 let current;
-const server = http.createServer((req, res) => {
+const tls = args["tls-cert"]
+  ? { cert: readFileSync(args["tls-cert"]), key: readFileSync(args["tls-key"]) }
+  : null;
+const listenHost = args.host ?? "127.0.0.1";
+const handler = (req, res) => {
   const url = new URL(req.url, issuer);
   const fail = (err) => {
     log(`${req.method} ${url.pathname}: ${err.stack ?? err}`);
@@ -376,10 +397,12 @@ const server = http.createServer((req, res) => {
   } catch (err) {
     fail(err);
   }
-});
+};
+const server = tls ? https.createServer(tls, handler) : http.createServer(handler);
 
-server.listen(port, "127.0.0.1", async () => {
-  issuer = `http://127.0.0.1:${server.address().port}`;
+server.listen(port, listenHost, async () => {
+  issuer = args.issuer ?? `http://127.0.0.1:${server.address().port}`;
+
   current = build();
   // oidc-provider checks static clients' metadata only when one is first used: check
   // them all now, so that a test's bad client fails the start, not a later step.

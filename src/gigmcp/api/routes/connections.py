@@ -60,11 +60,18 @@ class AppIn(BaseModel):
         default_factory=dict,
         description="Extra authorization request parameters (access_type=offline, prompt=...).",
     )
+    api_hosts: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="The vendor's API hosts (or *.suffix): a connected account's token is "
+        "injected only toward hosts that are both a server credential's and these.",
+    )
 
     def spec(self) -> oauth.AppSpec:
         fields = self.model_dump()
         secret = fields.pop("client_secret")
         fields["default_scopes"] = tuple(fields["default_scopes"])
+        fields["api_hosts"] = tuple(fields["api_hosts"])
         return oauth.AppSpec(**fields, client_secret=secret.encode() if secret else None)
 
 
@@ -82,6 +89,7 @@ class AppOut(BaseModel):
     resource: str | None
     default_scopes: list[str]
     extra_params: dict[str, str]
+    api_hosts: list[str]
     wanted_scopes: list[str] = Field(
         description="The default scopes and those installed servers declare for this vendor."
     )

@@ -16,13 +16,14 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from gigmcp.api.auth import config
 from gigmcp.api.context import ApiConfig
 from gigmcp.api.problems import status_of
-from gigmcp.control import oauth
+from gigmcp.control import oauth, remote
 from gigmcp.errors import ConfigurationError, ControlError, GigError
+from gigmcp.netpolicy.hosts import HostError, canonical_host
 from gigmcp.oauthclient.outbound import Outbound
 from gigmcp.vault.keys import Keyring
 from gigmcp.web import render
@@ -36,6 +37,30 @@ DONE = {
     "disconnected": "connections.done_disconnected",
     "not-revoked": "connections.done_not_revoked",
 }
+
+
+@router.get(remote.CIMD_PATH)
+def client_metadata(request: Request) -> Response:
+    """The gateway's Client ID Metadata Document: an authorization server that takes
+    them reads who the client is (and where it may send codes) from this URL, which is
+    the client id. Public, as it must be."""
+    cfg = config(request)
+    client_id = cfg.public_origin + remote.CIMD_PATH
+    callbacks = [
+        oauth.callback_url(cfg.public_origin, a.vendor)
+        for a in oauth.list_apps(cfg.engine, None)
+        if a.client_id == client_id
+    ]
+    doc = {
+        "client_id": client_id,
+        "client_name": remote.CLIENT_NAME,
+        "client_uri": cfg.public_origin,
+        "redirect_uris": callbacks,
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+    }
+    return JSONResponse(doc, headers={"Cache-Control": "public, max-age=300"})
 
 
 @router.get("/connections")
@@ -97,13 +122,20 @@ def disconnect(request: Request, who: Signed, form: Form, vendor: str) -> Respon
     return RedirectResponse(f"/connections?done={what}", status_code=303)
 
 
-def _origin(url: str) -> str:
-    """A CSP source for ``url``'s origin: scheme, host and port, never a user name."""
-    u = urlsplit(url)
-    host = u.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{u.scheme}://{host}" + (f":{u.port}" if u.port else "")
+def _origin(url: str) -> str | None:
+    """A CSP source for ``url``'s origin: scheme, host and port, never a user name; None
+    for anything whose host is not a host (the service layer refuses those; a source
+    must never carry a ``;`` or a ``*`` into the policy)."""
+    try:
+        u = urlsplit(url)
+        host = canonical_host(u.hostname or "")
+        port = u.port
+    except (ValueError, HostError):
+        return None
+    if u.scheme not in ("https", "http"):
+        return None
+    name = f"[{host.name}]" if ":" in host.name else host.name
+    return f"{u.scheme}://{name}" + (f":{port}" if port else "")
 
 
 def _keyring(cfg: ApiConfig) -> Keyring:
@@ -129,7 +161,8 @@ def _page(
 ) -> Response:
     cfg = config(request)
     found = oauth.list_connections(cfg.engine, who.actor)
-    origins = [_origin(a.authorization_endpoint) for a in oauth.list_apps(cfg.engine, who.actor)]
+    apps = oauth.list_apps(cfg.engine, who.actor)
+    origins = [o for a in apps if (o := _origin(a.authorization_endpoint)) is not None]
     return render.page(
         request,
         "connections.html",

@@ -48,7 +48,7 @@ DONE = {
 TEXT_FIELDS = (
     "vendor", "display_name", "issuer", "authorization_endpoint", "token_endpoint",
     "revocation_endpoint", "client_id", "auth_method", "resource", "default_scopes",
-    "extra_params",
+    "extra_params", "api_hosts",
 )  # fmt: skip
 NEW_APP: dict[str, Any] = {
     **dict.fromkeys(TEXT_FIELDS, ""),
@@ -131,6 +131,7 @@ def _spec(form: Mapping[str, str], vendor: str | None) -> oauth.AppSpec:
         resource=_optional(form, "resource"),
         default_scopes=_scopes(form.get("default_scopes", "")),
         extra_params=_extra_params(form.get("extra_params", "")),
+        api_hosts=tuple(form.get("api_hosts", "").split()),
     )
 
 
@@ -178,6 +179,7 @@ def _form_values(info: oauth.AppInfo) -> dict[str, Any]:
         "resource": info.resource or "",
         "default_scopes": " ".join(info.default_scopes),
         "extra_params": "\n".join(f"{k}={v}" for k, v in info.extra_params.items()),
+        "api_hosts": " ".join(info.api_hosts),
     }
 
 

@@ -1,0 +1,177 @@
+"""``python -m bench.remote``: tool calls to a remote MCP server through the gateway
+versus the same SDK client calling it directly, in the same run, interleaved.
+
+The world is the remote server's end-to-end test's (tests/support/remote_world.py): the
+official Python SDK's server over HTTPS as an OAuth protected resource in the egress
+lab's namespace, oidc-provider as its authorization server, a jailed gateway that adds
+it by URL, registers itself, and is connected in Chromium. Access tokens live 40 seconds
+(refreshed 20 s after each is issued), so refreshes happen during the run, and are
+counted.
+
+Each arm is the official Python SDK client (its Streamable HTTP transport, one session
+per worker, ``echo`` with a short text) at concurrency 1 and 8: through the gateway (a
+profile token) or directly to the server (with the user's current access token, which
+the direct arm reads again whenever the server refuses it). Reported per arm: p50, p99,
+calls per second; the added p50 (gateway minus direct) and the ratio of calls per second.
+Needs root (network namespaces). Results: ``bench/results/remote-<time>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import ssl
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+
+from bench.report import percentile
+
+ROOT = Path(__file__).resolve().parent.parent
+TTL = 40
+
+
+async def _worker(session: Any, tool: str, calls: int, times: list[int]) -> None:
+    for i in range(calls):
+        started = time.perf_counter_ns()
+        result = await session.call_tool(tool, {"text": f"x{i}"})
+        if result.is_error:
+            raise RuntimeError(f"a call failed: {result.content}")
+        times.append(time.perf_counter_ns() - started)
+
+
+class _Arm:
+    """One way of calling: a client factory."""
+
+    def __init__(self, name: str, url: str, headers: Any, verify: Any, direct: bool) -> None:
+        self.name, self.url, self.headers, self.verify, self.direct = (
+            name,
+            url,
+            headers,
+            verify,
+            direct,
+        )
+
+    async def run(self, concurrency: int, calls: int) -> dict[str, Any]:
+        from mcp.client.client import Client
+        from mcp.client.streamable_http import streamable_http_client
+
+        times: list[int] = []
+        async with asyncio.TaskGroup() as group:
+            for _ in range(concurrency):
+                group.create_task(self._one(Client, streamable_http_client, calls, times))
+        total_s = sum(times) / 1e9 / concurrency
+        ordered = sorted(times)
+        return {
+            "calls": len(times),
+            "p50_ms": percentile(ordered, 50) / 1e6,
+            "p99_ms": percentile(ordered, 99) / 1e6,
+            "calls_per_s": len(times) / total_s if total_s else None,
+        }
+
+    async def _one(self, client_cls: Any, transport: Any, calls: int, times: list[int]) -> None:
+        headers = self.headers() if callable(self.headers) else self.headers
+        tool = "echo" if self.direct else "remote_echo"
+        async with httpx.AsyncClient(headers=headers, verify=self.verify, timeout=10) as http:
+            stack = contextlib.AsyncExitStack()
+            session = await stack.enter_async_context(
+                client_cls(transport(self.url, http_client=http), mode="auto")
+            )
+            await _worker(session, tool, calls, times)
+            try:
+                await stack.aclose()
+            except Exception:  # the calls are measured; a session that ends badly is counted
+                self.close_errors += 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=200, help="calls per worker per round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per arm")
+    parser.add_argument("--quick", action="store_true", help="40 calls, 2 rounds")
+    args = parser.parse_args()
+    if args.quick:
+        args.calls, args.rounds = 40, 2
+
+    from tests.support.remote_world import MCP_URL, connect_in_browser, remote_world, signed_in
+
+    tmp = Path(tempfile.mkdtemp(prefix="gigbench-remote-"))
+    with remote_world(tmp, TTL) as w:
+        client, headers = signed_in(w.g)
+        r = client.post(
+            "/api/v1/remote-servers", json={"name": "remote", "url": MCP_URL}, headers=headers
+        )
+        if r.status_code != 201:
+            raise SystemExit(f"adding the remote server failed: {r.text}")
+        w.g.profile("work", "remote")
+        connect_in_browser(w.g)
+
+        def bearer() -> dict[str, str]:
+            return {"Authorization": f"Bearer {w.state().access.decode()}"}  # type: ignore[union-attr]
+
+        insecure = ssl.create_default_context()
+        insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+        arms = [
+            _Arm("gateway", w.g.url("work"), {"Authorization": f"Bearer {w.g.tokens['work']}"}, True, False),
+            # Directly: the address the lab gives the name (this process does not ask the
+            # lab's DNS), the name as Host (the server checks it); TLS without the name
+            # check, which costs the same.
+            _Arm("direct", MCP_URL.replace("mcp.example.test", "11.0.0.4"),
+                 lambda: {**bearer(), "Host": "mcp.example.test"}, insecure, True),
+        ]  # fmt: skip
+        before = w.refreshes()
+        started = time.monotonic()
+        results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for _round in range(args.rounds):
+            for concurrency in (1, 8):
+                for arm in arms:
+                    figures = asyncio.run(arm.run(concurrency, args.calls))
+                    results.setdefault(f"c{concurrency}", {}).setdefault(arm.name, []).append(
+                        figures
+                    )
+                    print(f"c={concurrency} {arm.name}: {figures}", file=sys.stderr)
+        elapsed = time.monotonic() - started
+        refreshes = w.refreshes() - before
+        close_errors = {arm.name: arm.close_errors for arm in arms}
+
+    summary: dict[str, Any] = {}
+    for workload, by_arm in results.items():
+        best = {arm: min(rounds, key=lambda f: f["p50_ms"]) for arm, rounds in by_arm.items()}
+        gw, direct = best["gateway"], best["direct"]
+        summary[workload] = {
+            "gateway": gw,
+            "direct": direct,
+            "added_p50_ms": gw["p50_ms"] - direct["p50_ms"],
+            "calls_per_s_ratio": gw["calls_per_s"] / direct["calls_per_s"],
+        }
+    out = {
+        "benchmark": "remote",
+        "when": datetime.now(UTC).isoformat(),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "settings": {"calls": args.calls, "rounds": args.rounds, "token_ttl_s": TTL},
+        "refreshes_during_run": refreshes,
+        # SDK client sessions whose closing failed (after their calls were measured).
+        "session_close_errors": close_errors,
+        "run_seconds": round(elapsed, 1),
+        "summary": summary,
+        "rounds": results,
+    }
+    folder = ROOT / "bench" / "results"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"remote-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    print(f"refreshes during the run: {refreshes}; results: {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

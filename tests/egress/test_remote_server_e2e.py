@@ -1,0 +1,162 @@
+"""A remote MCP server behind the gateway, every part real: the official Python SDK's
+server over HTTPS in the egress lab's world, an OAuth protected resource (RFC 9728) whose
+authorization server is oidc-provider (TLS, its own name, dynamic client registration,
+resource indicators, refresh-token rotation, 70-second access tokens); the gateway adds
+it by URL, discovers its authorization, registers itself, and a user connects in a real
+browser (Debian's Chromium under Playwright) through the vendor's own forms; an official
+SDK client then lists and calls the remote tools through the gateway.
+
+Checked, in order: discovery (the 401's resource metadata, the authorization server's
+metadata, registration) and the app it makes; the browser step; tools listed with the
+gateway's names and called with the user's token for the server's audience (never the
+client's own token to the gateway); a refresh when the token is due; a 401 mid-session
+(the server stops taking a token) recovered by one refresh and a retry; and the attacks:
+a server whose resource metadata names another resource (so the user's token would go
+elsewhere) is refused, and a server outside the allowlist is never dialled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support import browser as chrome
+from tests.support.gateway import GatewayProc
+from tests.support.mcp_client import connect, text_of
+from tests.support.oidc import missing
+from tests.support.remote_world import (
+    ISSUER,
+    MCP_URL,
+    SCOPE,
+    RemoteWorld,
+    connect_in_browser,
+    remote_world,
+    signed_in,
+)
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(missing() is not None, reason=str(missing())),
+    pytest.mark.skipif(chrome.missing() is not None, reason=str(chrome.missing())),
+]
+
+TTL = 70  # refreshed halfway through: 35 s after each token is issued
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteWorld]:
+    with remote_world(tmp_path_factory.mktemp("remote"), TTL) as w:
+        yield w
+
+
+async def _call(g: GatewayProc, tool: str, **args: Any) -> tuple[bool, str]:
+    async with connect(g, "work", "auto") as c:
+        result = await c.call_tool(tool, args)
+    return bool(result.is_error), text_of(result)
+
+
+async def _tools(g: GatewayProc) -> list[str]:
+    async with connect(g, "work", "auto") as c:
+        return [t.name for t in (await c.list_tools()).tools]
+
+
+def _wait_due(w: RemoteWorld) -> None:
+    """Until the broker refreshes (halfway through a 70-second life)."""
+    st = w.state()
+    assert st.expires_at is not None and st.refreshed_at is not None
+    life = st.expires_at.timestamp() - st.refreshed_at.timestamp()
+    time.sleep(max(0.0, st.expires_at.timestamp() - min(60.0, life / 2) - time.time()) + 0.5)
+
+
+def test_a_remote_server_is_discovered_connected_in_a_browser_and_called(
+    world: RemoteWorld,
+) -> None:
+    w, g = world, world.g
+    client, headers = signed_in(g)
+
+    # 1. Added by URL: the 401's resource metadata, the authorization server's metadata
+    #    and dynamic registration give an app the users connect to.
+    r = client.post(
+        "/api/v1/remote-servers", json={"name": "remote", "url": MCP_URL}, headers=headers
+    )
+    assert r.status_code == 201, r.text
+    assert r.json() == {
+        "name": "remote",
+        "url": MCP_URL,
+        "vendor": "mcp-remote",
+        "client": "registered",
+    }
+    app = {a["vendor"]: a for a in client.get("/api/v1/oauth-apps").json()}["mcp-remote"]
+    assert app["issuer"] == ISSUER and app["resource"] == MCP_URL and app["has_secret"]
+    assert "offline_access" in app["default_scopes"] and SCOPE in app["default_scopes"]
+    g.profile("work", "remote")
+
+    # 2. Not connected yet: the call fails at once, naming where to connect.
+    error, text = asyncio.run(_call(g, "remote_whoami"))
+    assert error and "mcp-remote" in text and f"{g.base}/connections" in text
+
+    # 3. The browser step: the dashboard's Connect, the vendor's own login and consent.
+    assert connect_in_browser(g) == []
+
+    # 4. Listed with the gateway's names; called with the user's token for the server.
+    assert sorted(asyncio.run(_tools(g))) == ["remote_echo", "remote_whoami"]
+    error, text = asyncio.run(_call(g, "remote_whoami"))
+    assert not error, text
+    first = w.state().access
+    assert first is not None
+    assert text == f"sub=alice token={hashlib.sha256(first).hexdigest()[:12]}"
+    assert g.tokens["work"] not in w.server_log.read_text()  # the client's token stays here
+    error, text = asyncio.run(_call(g, "remote_echo", text="hi"))
+    assert (error, text) == (False, "echo:hi")
+
+    # 5. Due: refreshed (for the server's audience), the next call carries the new one.
+    before = w.refreshes()
+    _wait_due(w)
+    error, text = asyncio.run(_call(g, "remote_whoami"))
+    second = w.state().access
+    assert second is not None and second != first
+    assert not error and text.endswith(hashlib.sha256(second).hexdigest()[:12])
+    assert w.refreshes() == before + 1
+
+    # 6. A 401 mid-session: the server stops taking the current token; one refresh, one
+    #    retry, and the call goes through.
+    w.deny.write_text(hashlib.sha256(second).hexdigest() + "\n")
+    error, text = asyncio.run(_call(g, "remote_whoami"))
+    third = w.state().access
+    assert third is not None and third != second
+    assert not error and text.endswith(hashlib.sha256(third).hexdigest()[:12]), text
+    assert w.refreshes() == before + 2
+    assert "refused: denied by the test" in w.server_log.read_text()
+
+    # 7. The tokens are not in the gateway's output or the instance log.
+    output = g.output() + g.server_logs("remote", "work")
+    for token in (first, second, third):
+        assert token.decode() not in output
+
+
+def test_attack_a_server_naming_another_resource_is_refused(world: RemoteWorld) -> None:
+    client, headers = signed_in(world.g)
+    r = client.post(
+        "/api/v1/remote-servers",
+        json={"name": "evil", "url": "https://mcp2.example.test/mcp"}, headers=headers,
+    )  # fmt: skip
+    assert r.status_code == 422
+    assert "names another resource" in r.json()["detail"]
+    assert "evil" not in [s["name"] for s in client.get("/api/v1/servers").json()]
+
+
+def test_attack_a_remote_server_on_a_private_address_is_never_dialled(world: RemoteWorld) -> None:
+    client, headers = signed_in(world.g)
+    world.lab.reset()
+    for url in ("https://private.example.test/mcp", "https://internal.example.test/mcp",
+                "https://127.0.0.1/mcp"):  # fmt: skip
+        r = client.post(
+            "/api/v1/remote-servers", json={"name": "inside", "url": url}, headers=headers
+        )
+        assert r.status_code == 422, r.text
+    assert world.lab.internal_hits() == []

@@ -1,0 +1,169 @@
+"""A remote MCP server's world, shared by its end-to-end test and its benchmark.
+
+Inside the egress lab (tests/support/egress_lab.py): oidc-provider as the server's
+authorization server at https://auth.example.test (TLS from the lab's CA, dynamic client
+registration, resource indicators, refresh-token rotation, access tokens of ``ttl``
+seconds), the official Python SDK's server (tests/servers/remote_sdk.py) as a protected
+resource at https://mcp.example.test/mcp (and, claiming to be that resource, at
+mcp2.example.test), and a jailed gateway that trusts the lab's CA and asks the lab's DNS.
+A user connects the server's account in Debian's Chromium (Playwright), through the
+vendor's own forms.
+
+Owns building that world and its browser step; it must never stand in for any of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+
+from gigmcp.store import oauth as oauth_store
+from gigmcp.store.db import make_engine
+from gigmcp.vault.keys import Keyring, MasterKey
+from tests.support import browser as chrome
+from tests.support.egress_lab import SERVICES, Lab, lab, mint_cert, world_command
+from tests.support.gateway import ROOT, GatewayProc, free_port, gateway
+from tests.support.oidc import Account, OidcProvider, start_provider
+
+AUTH = "auth.example.test"
+MCP_URL = "https://mcp.example.test/mcp"
+ISSUER = f"https://{AUTH}"
+SCOPE = "mcp:tools"
+ALICE = Account("alice", "alice-pw")
+SERVER = ROOT / "tests" / "servers" / "remote_sdk.py"
+PYTHON = str(ROOT / ".venv" / "bin" / "python")
+
+
+def lab_request(url: str, ca: Path, method: str = "GET", **kw: Any) -> httpx.Response:
+    """A request from this process to a lab host by name (this process's resolver does
+    not know the lab's names): to its address, with the name for TLS and Host."""
+    host = url.split("//", 1)[1].split("/", 1)[0]
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(ca))) as c:
+        request = c.build_request(
+            method, url.replace(host, SERVICES[host], 1), headers={"Host": host},
+            extensions={"sni_hostname": host}, **kw,
+        )  # fmt: skip
+        return c.send(request)
+
+
+@dataclass
+class RemoteWorld:
+    lab: Lab
+    g: GatewayProc
+    vendor: OidcProvider
+    ca: Path
+    server_log: Path
+    deny: Path  # SHA-256 digests of tokens the SDK server refuses anyway
+
+    def state(self, vendor: str = "mcp-remote") -> oauth_store.ConnectionState:
+        """The local administrator's connection, as the gateway stores it (read with
+        its master key: the test's way to know which token is current)."""
+        engine = make_engine(f"sqlite:///{self.g.data_dir / 'gigmcp.db'}")
+        try:
+            st = oauth_store.load_state(
+                engine, Keyring(MasterKey(bytes.fromhex("ab" * 32))), 1, vendor
+            )
+        finally:
+            engine.dispose()
+        assert st is not None
+        return st
+
+    def refreshes(self) -> int:
+        return self.vendor.log().count("(refresh_token)")
+
+
+def _serve(
+    the_lab: Lab, name: str, tmp: Path, log: Path, deny: Path, jwks: Path
+) -> subprocess.Popen[bytes]:
+    cert, key = mint_cert(the_lab, name, tmp)
+    proc = subprocess.Popen(
+        world_command(PYTHON, str(SERVER), "--host", SERVICES[name], "--port", "443",
+                      "--cert", str(cert), "--key", str(key), "--url", MCP_URL,
+                      "--issuer", ISSUER, "--jwks", str(jwks), "--scope", SCOPE,
+                      "--deny", str(deny)),
+        stdout=subprocess.PIPE, stderr=log.open("ab"),
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if line.strip() != b"ready":
+        proc.kill()
+        raise RuntimeError(f"the SDK server did not start: {log.read_text()[-2000:]}")
+    return proc
+
+
+@contextlib.contextmanager
+def remote_world(tmp: Path, ttl: int) -> Iterator[RemoteWorld]:
+    """The world, torn down at the end (every process, namespace and file)."""
+    tmp.chmod(0o755)
+    with lab() as the_lab:
+        ca = tmp / "lab-ca.pem"
+        ca.write_bytes(the_lab.ca_pem)
+        cert, key = mint_cert(the_lab, AUTH, tmp)
+        resources = {url: {"scope": SCOPE, "ttl": ttl}
+                     for url in (MCP_URL, "https://mcp2.example.test/mcp")}  # fmt: skip
+        with start_provider(
+            tmp, clients=[], accounts=[ALICE], resources=resources,
+            rotate_refresh_tokens=True, dynamic_registration=True,
+            tls=(cert, key), host=SERVICES[AUTH], port=443, issuer=ISSUER,
+            prefix=world_command(),
+        ) as vendor:  # fmt: skip
+            jwks = tmp / "jwks.json"
+            jwks.write_text(lab_request(f"{ISSUER}/jwks", ca).text)
+            log, deny = tmp / "remote.log", tmp / "deny.txt"
+            deny.write_text("")
+            procs: list[subprocess.Popen[bytes]] = []
+            try:
+                with gateway(
+                    tmp, jailed=True, GIG_SANDBOX_SUBNET="10.214.0.0/24", GIG_SANDBOX_POOL="0",
+                    GIG_EGRESS_DNS=the_lab.dns, GIG_EGRESS_CA_BUNDLE=str(ca),
+                ) as g:  # fmt: skip
+                    # The real one, and one that claims to be it (its metadata names it).
+                    for name in ("mcp.example.test", "mcp2.example.test"):
+                        procs.append(_serve(the_lab, name, tmp, log, deny, jwks))
+                    g.cli("server", "list")
+                    g.start(port=free_port())
+                    yield RemoteWorld(the_lab, g, vendor, ca, log, deny)
+            finally:
+                for p in procs:
+                    p.kill()
+                    p.wait()
+
+
+def signed_in(g: GatewayProc) -> tuple[httpx.Client, dict[str, str]]:
+    """The local administrator's API client (a session from a one-time link)."""
+    client = httpx.Client(base_url=g.base)
+    link = g.cli("login-link").stdout.strip().split()[-1]
+    if client.get(link, follow_redirects=False).status_code != 303:
+        raise RuntimeError("the one-time sign-in link did not sign in")
+    return client, {"X-CSRF-Token": client.cookies["gig_csrf"], "Origin": g.base}
+
+
+def connect_in_browser(g: GatewayProc, vendor: str = "mcp-remote") -> list[str]:
+    """The Accounts page's Connect, the vendor's login and consent, back connected, in
+    Chromium. Returns the CSP violations the pages reported (none expected)."""
+    link = g.cli("login-link").stdout.strip().split()[-1]
+    rules = ", ".join(f"MAP {name} {address}" for name, address in SERVICES.items())
+    with chrome.chromium(f"--host-resolver-rules={rules}") as browser:
+        # The lab's CA is not the system's: its names' certificates are taken here only.
+        watched = chrome.Watched.open(browser, ignore_https_errors=True)
+        page = watched.page
+        page.goto(link)
+        page.goto(f"{g.base}/connections")
+        page.locator(f"#conn-{vendor} form[action$='/connect'] button").click()
+        page.fill("form#login input[name=login]", ALICE.sub)
+        page.fill("form#login input[name=password]", ALICE.password)
+        page.click("form#login button[type=submit]")
+        page.click("form#consent button[type=submit]")
+        page.wait_for_url(f"{g.base}/connections?done=connected")
+        if "Connected" not in page.inner_text(f"#conn-{vendor}"):
+            raise RuntimeError("the Accounts page does not say connected")
+        violations = watched.csp_violations()
+        watched.close()
+        return violations
