@@ -121,8 +121,10 @@ def main() -> None:
         transport_security=TransportSecuritySettings(allowed_hosts=[host, host.split(":")[0]]),
         host=args.host,
     )
+    # No access log: it goes to stdout, which nobody reads after "ready" (a full pipe
+    # would stop the server); the token verdicts on stderr say what a test needs.
     config = uvicorn.Config(app, host=args.host, port=args.port, ssl_certfile=args.cert,
-                            ssl_keyfile=args.key, log_level="info")  # fmt: skip
+                            ssl_keyfile=args.key, log_level="info", access_log=False)  # fmt: skip
     srv = uvicorn.Server(config)
     original = srv.startup
 
