@@ -320,7 +320,6 @@ def attach_egress(gateway: Gateway, settings: Settings, parts: EgressParts) -> N
     gateway.credentials = provider
     gateway.tokens = broker
     gateway.router.gate = provider.check_accounts
-    gateway.supervisor.remote = RemoteLauncher(resolver(settings), upstream_context(extra), broker)
     proxy = gateway.egress = EgressProxy(
         identities=gateway.launcher.identities,
         grants=provider.for_instance,
@@ -331,6 +330,11 @@ def attach_egress(gateway: Gateway, settings: Settings, parts: EgressParts) -> N
         ports=ProxyPorts.from_base(p),
         port_rules=PortRules(settings.egress_extra_ports),
     )
+    # Remote servers' requests get egress audit rows like a jail's.
+    remote = RemoteLauncher(
+        resolver(settings), upstream_context(extra), broker, audit=proxy.audit.record
+    )
+    gateway.supervisor.remote = remote
     identities = gateway.launcher.identities
 
     def ended(key: InstanceKey) -> None:

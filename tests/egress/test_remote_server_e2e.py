@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sqlite3
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import mcp_types as types
 import pytest
 
 from tests.support import browser as chrome
@@ -31,6 +33,7 @@ from tests.support.mcp_client import connect, text_of
 from tests.support.oidc import missing
 from tests.support.remote_world import (
     ISSUER,
+    LEGACY_URL,
     MCP_URL,
     SCOPE,
     RemoteWorld,
@@ -104,7 +107,9 @@ def test_a_remote_server_is_discovered_connected_in_a_browser_and_called(
     assert connect_in_browser(g) == []
 
     # 4. Listed with the gateway's names; called with the user's token for the server.
-    assert sorted(asyncio.run(_tools(g))) == ["remote_echo", "remote_whoami"]
+    assert sorted(asyncio.run(_tools(g))) == [
+        "remote_ask", "remote_echo", "remote_steps", "remote_whoami",
+    ]  # fmt: skip
     error, text = asyncio.run(_call(g, "remote_whoami"))
     assert not error, text
     first = w.state().access
@@ -133,10 +138,79 @@ def test_a_remote_server_is_discovered_connected_in_a_browser_and_called(
     assert w.refreshes() == before + 2
     assert "refused: denied by the test" in w.server_log.read_text()
 
-    # 7. The tokens are not in the gateway's output or the instance log.
+    # 7. The server's notifications reach the caller: progress, on the call's own stream.
+    #    (This server speaks 2026-07-28, where a server asks the client through the
+    #    result of the call instead; its 2025 sibling's elicitation is the next test's.)
+    async def count() -> tuple[str, list[float]]:
+        seen: list[float] = []
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            seen.append(progress)
+
+        async with connect(g, "work", "auto") as c:
+            counted = text_of(
+                await c.call_tool("remote_steps", {"n": 3}, progress_callback=on_progress)
+            )
+        return counted, seen
+
+    counted, seen = asyncio.run(count())
+    assert counted == "counted:3" and seen == [1.0, 2.0, 3.0]
+    assert "ready: modern protocol" in g.server_logs("remote", "work")
+
+    # 8. Each request to the remote server is an egress audit row, as a jail's are.
+    deadline = time.monotonic() + 15
+    while True:
+        with sqlite3.connect(g.data_dir / "gigmcp.db") as db:
+            rows = db.execute(
+                "SELECT host, port, method, status, credential FROM egress_audit "
+                "WHERE server = 'remote'"
+            ).fetchall()
+        if any(r[3] == 401 for r in rows) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert ("mcp.example.test", 443, "POST", 200, "access_token") in rows
+    assert ("mcp.example.test", 443, "POST", 401, "access_token") in rows  # step 6's
+
+    # 9. The tokens are not in the gateway's output or the instance log.
     output = g.output() + g.server_logs("remote", "work")
     for token in (first, second, third):
         assert token.decode() not in output
+
+
+def test_a_remote_server_of_the_2025_generation_keeps_its_session(world: RemoteWorld) -> None:
+    """A server that does not know server/discover: the gateway falls back to initialize,
+    keeps the session's id on every request and opens the GET stream; calls, an
+    elicitation and progress go through it."""
+    g = world.g
+    client, headers = signed_in(g)
+    r = client.post(
+        "/api/v1/remote-servers", json={"name": "old", "url": LEGACY_URL}, headers=headers
+    )
+    assert r.status_code == 201, r.text
+    g.profile("old-work", "old")
+    assert connect_in_browser(g, "mcp-old") == []
+
+    async def use() -> tuple[str, str, list[float]]:
+        seen: list[float] = []
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            seen.append(progress)
+
+        async def elicit(context: Any, params: Any) -> types.ElicitResult:
+            return types.ElicitResult(action="accept", content={"colour": "ochre"})
+
+        async with connect(g, "old-work", "auto", elicitation_callback=elicit) as c:
+            asked = text_of(await c.call_tool("old_ask", {}))
+            counted = text_of(
+                await c.call_tool("old_steps", {"n": 2}, progress_callback=on_progress)
+            )
+        return asked, counted, seen
+
+    asked, counted, seen = asyncio.run(use())
+    assert asked == "answer:accept:ochre"
+    assert counted == "counted:2" and seen == [1.0, 2.0]
+    log = g.server_logs("old", "old-work")
+    assert "ready: legacy protocol" in log, log
 
 
 def test_attack_a_server_naming_another_resource_is_refused(world: RemoteWorld) -> None:

@@ -12,7 +12,8 @@ is ``--url``, with scope ``--scope``. ``--deny`` names a file of SHA-256 hex dig
 tokens to refuse anyway (a test's way to make a good token go stale mid-session).
 
 Tools: ``whoami`` (the token's subject and a digest of the token, never the token),
-``echo``. Prints ``ready`` on stdout when it listens. Every request's method, path and
+``echo``, ``ask`` (elicits an answer from the client) and ``steps`` (progress and a log
+message to the caller). Prints ``ready`` on stdout when it listens. Every request's method, path and
 status goes to stderr (uvicorn's access log), and so does every token verdict.
 """
 
@@ -32,8 +33,11 @@ from joserfc.jwk import KeySet
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
+from mcp_types import RequestParams
+from pydantic import BaseModel
 
 
 class JwtVerifier:
@@ -90,6 +94,9 @@ def main() -> None:
     parser.add_argument("--jwks", type=Path)
     parser.add_argument("--scope", default="mcp:tools")
     parser.add_argument("--deny", type=Path)
+    parser.add_argument(
+        "--legacy", action="store_true", help="answer server/discover as a legacy server does"
+    )
     args = parser.parse_args()
 
     kwargs: dict[str, Any] = {}
@@ -114,6 +121,31 @@ def main() -> None:
     def echo(text: str) -> str:
         """The text, back."""
         return f"echo:{text}"
+
+    class Colour(BaseModel):
+        colour: str
+
+    @server.tool()
+    async def ask(ctx: Context) -> str:
+        """Asks the user a question (elicitation, a server-to-client request)."""
+        answer = await ctx.elicit("Which colour?", schema=Colour)
+        return f"answer:{answer.action}:{answer.data.colour if answer.data else ''}"
+
+    @server.tool()
+    async def steps(ctx: Context, n: int = 3) -> str:
+        """Reports progress n times (notifications to the caller) and a log line."""
+        await ctx.info("about to count")
+        for i in range(n):
+            await ctx.report_progress(i + 1, n)
+        return f"counted:{n}"
+
+    if args.legacy:
+        # A server of the 2025 generation only: it does not know server/discover, so a
+        # dual-era client falls back to initialize and a session.
+        async def no_discover(ctx: Any, params: Any) -> Any:
+            raise MCPError(code=-32601, message="Method not found: server/discover")
+
+        server._lowlevel_server.add_request_handler("server/discover", RequestParams, no_discover)
 
     host = args.url.split("//", 1)[1].split("/", 1)[0]
     app = server.streamable_http_app(

@@ -78,6 +78,7 @@ SERVICES = {
     "mcp.example.test": "11.0.0.4",
     "auth.example.test": "11.0.0.5",
     "mcp2.example.test": "11.0.0.6",
+    "mcp3.example.test": "11.0.0.7",
 }
 INTERNAL = {"127.0.0.1": "loopback", "10.99.9.9": "private", "169.254.169.254": "metadata"}
 DNS_NAMES = {

@@ -34,6 +34,8 @@ from tests.support.oidc import Account, OidcProvider, start_provider
 
 AUTH = "auth.example.test"
 MCP_URL = "https://mcp.example.test/mcp"
+LEGACY_URL = "https://mcp3.example.test/mcp"  # a server of the 2025 generation only
+LEGACY_URL = "https://mcp3.example.test/mcp"  # a server of the 2025 generation only
 ISSUER = f"https://{AUTH}"
 SCOPE = "mcp:tools"
 ALICE = Account("alice", "alice-pw")
@@ -80,14 +82,15 @@ class RemoteWorld:
 
 
 def _serve(
-    the_lab: Lab, name: str, tmp: Path, log: Path, deny: Path, jwks: Path
-) -> subprocess.Popen[bytes]:
+    the_lab: Lab, name: str, url: str, tmp: Path, log: Path, deny: Path, jwks: Path,
+    *extra: str,
+) -> subprocess.Popen[bytes]:  # fmt: skip
     cert, key = mint_cert(the_lab, name, tmp)
     proc = subprocess.Popen(
         world_command(PYTHON, str(SERVER), "--host", SERVICES[name], "--port", "443",
-                      "--cert", str(cert), "--key", str(key), "--url", MCP_URL,
+                      "--cert", str(cert), "--key", str(key), "--url", url,
                       "--issuer", ISSUER, "--jwks", str(jwks), "--scope", SCOPE,
-                      "--deny", str(deny)),
+                      "--deny", str(deny), *extra),
         stdout=subprocess.PIPE, stderr=log.open("ab"),
     )  # fmt: skip
     assert proc.stdout is not None
@@ -107,7 +110,7 @@ def remote_world(tmp: Path, ttl: int) -> Iterator[RemoteWorld]:
         ca.write_bytes(the_lab.ca_pem)
         cert, key = mint_cert(the_lab, AUTH, tmp)
         resources = {url: {"scope": SCOPE, "ttl": ttl}
-                     for url in (MCP_URL, "https://mcp2.example.test/mcp")}  # fmt: skip
+                     for url in (MCP_URL, "https://mcp2.example.test/mcp", LEGACY_URL)}  # fmt: skip
         with start_provider(
             tmp, clients=[], accounts=[ALICE], resources=resources,
             rotate_refresh_tokens=True, dynamic_registration=True,
@@ -124,9 +127,14 @@ def remote_world(tmp: Path, ttl: int) -> Iterator[RemoteWorld]:
                     tmp, jailed=True, GIG_SANDBOX_SUBNET="10.214.0.0/24", GIG_SANDBOX_POOL="0",
                     GIG_EGRESS_DNS=the_lab.dns, GIG_EGRESS_CA_BUNDLE=str(ca),
                 ) as g:  # fmt: skip
-                    # The real one, and one that claims to be it (its metadata names it).
+                    # The real one, one that claims to be it (its metadata names it), and
+                    # one of the 2025 generation only.
                     for name in ("mcp.example.test", "mcp2.example.test"):
-                        procs.append(_serve(the_lab, name, tmp, log, deny, jwks))
+                        procs.append(_serve(the_lab, name, MCP_URL, tmp, log, deny, jwks))
+                    procs.append(
+                        _serve(the_lab, "mcp3.example.test", LEGACY_URL, tmp, log, deny, jwks,
+                               "--legacy")
+                    )  # fmt: skip
                     g.cli("server", "list")
                     g.start(port=free_port())
                     yield RemoteWorld(the_lab, g, vendor, ca, log, deny)

@@ -19,9 +19,10 @@ server cannot send the gateway (and a user's token) to a third host. A request g
 profile owner's current token from their connected account (the token broker), never
 the client's own token to the gateway; on a 401 the token is declared stale, refreshed
 once and the request tried again. Answers are scrubbed of every token sent, bounded in
-size, and each request is bounded in time. A request the gateway cannot carry (the
-account must be reconnected, the server refused or failed) is answered to the upstream
-connection as a JSON-RPC error for that id, in words naming the cause.
+size, and each request is bounded in time; each is an egress audit row, as a jail's
+request is. A request the gateway cannot carry (the account must be reconnected, the
+server refused or failed) is answered to the upstream connection as a JSON-RPC error
+for that id, in words naming the cause.
 
 Owns the HTTP side of a remote server. It must never send a request to a host outside
 the server's allowlist or to an unvetted address, forward the client's credentials,
@@ -35,6 +36,8 @@ import base64
 import contextlib
 import logging
 import ssl
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,8 +45,10 @@ from urllib.parse import urlsplit
 import httpx2
 import orjson
 
+from gigmcp.core.instances import InstanceKey
 from gigmcp.core.launch import LaunchSpec, RemoteTarget
 from gigmcp.core.placeholders import TokenSource
+from gigmcp.egress.audit import EgressEvent
 from gigmcp.egress.scrub import Scrubber, ScrubRules
 from gigmcp.errors import AccountError, EgressError, LaunchError
 from gigmcp.mcp import jsonrpc as rpc
@@ -118,6 +123,8 @@ class RemoteSession:
     resolver: Resolver
     tls: ssl.SSLContext
     limits: RemoteLimits = field(default_factory=RemoteLimits)
+    key: InstanceKey = field(default_factory=lambda: InstanceKey(0, ""))
+    audit: Callable[[EgressEvent], None] | None = None
     pid: int = 0  # no process: the status reports none, and no memory
     stdout: asyncio.StreamReader = field(init=False)
     stderr: asyncio.StreamReader = field(init=False)
@@ -135,6 +142,7 @@ class RemoteSession:
         self._session_id: str | None = None
         self._version: str | None = None
         self._listening = False
+        self._deleting: asyncio.Task[None] | None = None
         self._sent: dict[bytes, bytes] = {}  # every token sent → its redaction
         self._rules = ScrubRules({})
         self.in_flight_bytes = 0
@@ -159,6 +167,9 @@ class RemoteSession:
         return self._reason
 
     async def cleanup(self) -> None:
+        if self._deleting is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._deleting, 5)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -193,10 +204,8 @@ class RemoteSession:
             return
         self._reason = reason
         if self._session_id is not None and status >= 0:
-            # A legacy session is ended politely, in the background.
-            task = asyncio.get_running_loop().create_task(self._delete())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            # A legacy session is ended politely (cleanup waits for it, briefly).
+            self._deleting = asyncio.get_running_loop().create_task(self._delete())
         self.stdout.feed_eof()
         self.stderr.feed_eof()
         self._ended.set_result(status)
@@ -239,18 +248,55 @@ class RemoteSession:
             request = client.build_request(
                 "POST", url, content=body, headers={**headers, **extra[0]}, extensions=extra[1]
             )
-            async with asyncio.timeout(self.limits.request_timeout):
-                response = await client.send(request, stream=True)
-                try:
-                    status = response.status_code
-                    self._note(f"POST {msg.get('method') or 'response'} {status}")
-                    if status == 401 and token is not None and attempt == 1:
-                        await self._stale(token)
-                        continue
-                    await self._answer(msg, kind, response)
-                finally:
-                    await response.aclose()
+            started = time.perf_counter()
+            status = None
+            try:
+                async with asyncio.timeout(self.limits.request_timeout):
+                    response = await client.send(request, stream=True)
+                    try:
+                        status = response.status_code
+                        self._note(f"POST {msg.get('method') or 'response'} {status}")
+                        self._keep_session(response)
+                        if status == 401 and token is not None and attempt == 1:
+                            await self._stale(token)
+                            continue
+                        await self._answer(msg, kind, response)
+                    finally:
+                        await response.aclose()
+            finally:
+                self._audit(status, len(body), started, token is not None)
             return
+
+    def _keep_session(self, response: httpx2.Response) -> None:
+        """A legacy server's session id, from the answer that opened the session."""
+        sid = response.headers.get("mcp-session-id")
+        if (
+            sid
+            and self._session_id is None
+            and len(sid) <= 256
+            and sid.isascii()
+            and sid.isprintable()
+        ):
+            self._session_id = sid
+
+    def _audit(self, status: int | None, sent: int, started: float, token: bool) -> None:
+        """An egress audit row per request, as the proxy writes for a jail's."""
+        if self.audit is None:
+            return
+        u = urlsplit(self.target.url)
+        self.audit(
+            EgressEvent(
+                source_ip="gateway", decision="allowed" if status is not None else "error",
+                reason="remote-mcp" if status is not None else "remote-failed",
+                owner_id=self.owner_id, profile_id=self.key.profile_id,
+                server=self.key.server_name,
+                instance=f"{self.key.profile_id}/{self.key.server_name}", method="POST",
+                scheme="https", host=self._host.name, port=self._port, path=u.path[:1024],
+                status=status, bytes_out=sent,
+                duration_ms=(time.perf_counter() - started) * 1000,
+                credential="access_token" if token else None,
+            )
+        )  # fmt: skip
 
     async def _answer(self, msg: dict[str, Any], kind: rpc.Kind, response: httpx2.Response) -> None:
         status = response.status_code
@@ -474,11 +520,13 @@ class RemoteLauncher:
         tls: ssl.SSLContext,
         tokens: TokenSource | None,
         limits: RemoteLimits | None = None,
+        audit: Callable[[EgressEvent], None] | None = None,
     ) -> None:
         self._resolver = resolver
         self._tls = tls
         self._tokens = tokens
         self._limits = limits or RemoteLimits()
+        self._audit = audit
 
     async def start(self) -> dict[str, list[str]]:
         return {}
@@ -487,7 +535,7 @@ class RemoteLauncher:
         if spec.remote is None:
             raise LaunchError("not a remote server")
         return RemoteSession(spec.remote, spec.owner_id, self._tokens, self._resolver, self._tls,
-                             self._limits)  # fmt: skip
+                             self._limits, spec.key, self._audit)  # fmt: skip
 
     async def explain(self, spec: LaunchSpec) -> str | None:
         return None
