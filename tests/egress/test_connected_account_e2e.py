@@ -6,7 +6,7 @@ button and the vendor's own login and consent forms.
 
 The vendor is oidc-provider (tests/peers/oidc) with RFC 8707 resource indicators (JWT
 access tokens whose audience is the API), refresh-token rotation and access tokens of
-70 seconds, started inside the egress lab's namespace with the gateway; the API is the
+24 seconds, started inside the egress lab's namespace with the gateway; the API is the
 lab's ``/protected`` route on api.example.test, which checks each token's signature
 against the vendor's keys and its audience, and refuses anything else.
 
@@ -61,7 +61,7 @@ pytestmark = [pytest.mark.root, pytest.mark.skipif(missing() is not None, reason
 
 HOST = "api.example.test"
 RESOURCE = f"https://{HOST}/"
-TTL = 70  # the broker refreshes halfway through so short a life: 35 s after each refresh
+TTL = 24  # the broker refreshes halfway through so short a life: 12 s after each refresh
 ALICE = Account("alice", "alice-pw")
 SPEC: dict[str, Any] = {
     "schemaVersion": 1,
@@ -214,7 +214,7 @@ async def _whoami(w: World) -> tuple[bool, str]:
 
 def _wait_due(w: World) -> None:
     """Until the broker refreshes the stored token: a minute before it expires, or
-    halfway through its life if that is shorter (here: 35 s after it was issued)."""
+    halfway through its life if that is shorter (here: 12 s after it was issued)."""
     st = w.state()
     assert st.expires_at is not None and st.refreshed_at is not None
     life = st.expires_at.timestamp() - st.refreshed_at.timestamp()

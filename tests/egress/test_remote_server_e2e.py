@@ -1,7 +1,7 @@
 """A remote MCP server behind the gateway, every part real: the official Python SDK's
 server over HTTPS in the egress lab's world, an OAuth protected resource (RFC 9728) whose
 authorization server is oidc-provider (TLS, its own name, dynamic client registration,
-resource indicators, refresh-token rotation, 70-second access tokens); the gateway adds
+resource indicators, refresh-token rotation, 24-second access tokens); the gateway adds
 it by URL, discovers its authorization, registers itself, and a user connects in a real
 browser (Debian's Chromium under Playwright) through the vendor's own forms; an official
 SDK client then lists and calls the remote tools through the gateway.
@@ -48,7 +48,7 @@ pytestmark = [
     pytest.mark.skipif(chrome.missing() is not None, reason=str(chrome.missing())),
 ]
 
-TTL = 70  # refreshed halfway through: 35 s after each token is issued
+TTL = 24  # refreshed halfway through: 12 s after each token is issued
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ async def _tools(g: GatewayProc) -> list[str]:
 
 
 def _wait_due(w: RemoteWorld) -> None:
-    """Until the broker refreshes (halfway through a 70-second life)."""
+    """Until the broker refreshes (halfway through a 24-second life)."""
     st = w.state()
     assert st.expires_at is not None and st.refreshed_at is not None
     life = st.expires_at.timestamp() - st.refreshed_at.timestamp()
