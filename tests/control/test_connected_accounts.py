@@ -138,6 +138,16 @@ def world(migrated_engine: Engine, vendor: OidcProvider) -> tuple[Engine, Actor,
     return migrated_engine, admin, alice
 
 
+@pytest.fixture
+def connected(
+    world: tuple[Engine, Actor, Actor], vendor: OidcProvider
+) -> tuple[Engine, Actor, Actor]:
+    """The world, with alice's account at acme connected through the vendor's forms."""
+    engine, _admin, alice = world
+    _finish(engine, alice, _connect(engine, vendor, alice))
+    return world
+
+
 def _refreshes(vendor: OidcProvider, client: str = "gw-acme") -> int:
     return vendor.log().count(f"token issued to {client} (refresh_token)")
 
@@ -355,10 +365,9 @@ ACME_CREDENTIAL = {
 
 
 def test_wanted_scopes_follow_the_users_own_servers_and_ask_for_consent_again(
-    world: tuple[Engine, Actor, Actor], vendor: OidcProvider
+    connected: tuple[Engine, Actor, Actor], vendor: OidcProvider
 ) -> None:
-    engine, admin, alice = world
-    _finish(engine, alice, _connect(engine, vendor, alice))
+    engine, admin, alice = connected
     hosts = {"hosts": ["api.example.test"]}
     servers.add_server(
         engine, admin, "acme-tools", ["/bin/true"], {}, [], None, egress=hosts,
@@ -382,10 +391,9 @@ def test_wanted_scopes_follow_the_users_own_servers_and_ask_for_consent_again(
 
 
 def test_the_broker_refreshes_ahead_of_expiry_with_the_resource_and_keeps_the_rotated_token(
-    world: tuple[Engine, Actor, Actor], vendor: OidcProvider
+    connected: tuple[Engine, Actor, Actor], vendor: OidcProvider
 ) -> None:
-    engine, _admin, alice = world
-    _finish(engine, alice, _connect(engine, vendor, alice))
+    engine, _admin, alice = connected
     first = store.load_state(engine, RING, alice.user_id, "acme")
     assert first is not None
     broker = TokenBroker(engine, RING, Outbound(), f"{ORIGIN}/connections")
@@ -406,10 +414,9 @@ def test_the_broker_refreshes_ahead_of_expiry_with_the_resource_and_keeps_the_ro
 
 
 def test_concurrent_askers_at_expiry_cause_one_refresh_in_one_process_and_across_replicas(
-    world: tuple[Engine, Actor, Actor], vendor: OidcProvider
+    connected: tuple[Engine, Actor, Actor], vendor: OidcProvider
 ) -> None:
-    engine, _admin, alice = world
-    _finish(engine, alice, _connect(engine, vendor, alice))
+    engine, _admin, alice = connected
     # The stored token is expired for real: nobody may serve it while the refresh runs.
     with Session(engine) as s, s.begin():
         s.execute(
@@ -447,10 +454,9 @@ def test_concurrent_askers_at_expiry_cause_one_refresh_in_one_process_and_across
 
 
 def test_a_revoked_grant_gives_a_clear_error_at_once_and_no_retry_loop(
-    world: tuple[Engine, Actor, Actor], vendor: OidcProvider
+    connected: tuple[Engine, Actor, Actor], vendor: OidcProvider
 ) -> None:
-    engine, _admin, alice = world
-    _finish(engine, alice, _connect(engine, vendor, alice))
+    engine, _admin, alice = connected
     st = store.load_state(engine, RING, alice.user_id, "acme")
     assert st is not None and st.refresh is not None
     # The user revokes the gateway's access at the vendor (RFC 7009, as the vendor's
@@ -483,10 +489,9 @@ def test_a_revoked_grant_gives_a_clear_error_at_once_and_no_retry_loop(
 
 
 def test_an_unreachable_token_endpoint_backs_off(
-    world: tuple[Engine, Actor, Actor], vendor: OidcProvider
+    connected: tuple[Engine, Actor, Actor], vendor: OidcProvider
 ) -> None:
-    engine, _admin, alice = world
-    _finish(engine, alice, _connect(engine, vendor, alice))
+    engine, _admin, alice = connected
     # The vendor's token endpoint goes away (nothing listens there any more).
     dead = f"http://127.0.0.1:{_closed_port()}/token"
     with Session(engine) as s, s.begin():
@@ -508,10 +513,9 @@ def test_an_unreachable_token_endpoint_backs_off(
 
 
 def test_disconnect_revokes_at_the_vendor_and_deletes_the_tokens(
-    world: tuple[Engine, Actor, Actor], vendor: OidcProvider
+    connected: tuple[Engine, Actor, Actor], vendor: OidcProvider
 ) -> None:
-    engine, _admin, alice = world
-    _finish(engine, alice, _connect(engine, vendor, alice))
+    engine, _admin, alice = connected
     st = store.load_state(engine, RING, alice.user_id, "acme")
     assert st is not None and st.refresh is not None
     done = oauth.disconnect(engine, RING, Outbound(), alice, "acme")
@@ -647,10 +651,9 @@ def test_attack_a_name_that_resolves_to_a_private_address_is_refused(
 
 
 def test_deleting_an_app_revokes_every_users_grant_and_hides_counts_from_users(
-    world: tuple[Engine, Actor, Actor], vendor: OidcProvider
+    connected: tuple[Engine, Actor, Actor], vendor: OidcProvider
 ) -> None:
-    engine, admin, alice = world
-    _finish(engine, alice, _connect(engine, vendor, alice))
+    engine, admin, alice = connected
     st = store.load_state(engine, RING, alice.user_id, "acme")
     assert st is not None and st.refresh is not None
     assert oauth.get_app(engine, admin, "acme").connections == 1
@@ -712,12 +715,11 @@ async def test_attack_a_server_naming_a_vendor_gets_its_token_only_toward_the_ap
 
 
 def test_attack_an_administrator_cannot_move_the_token_endpoint_under_connected_users(
-    world: tuple[Engine, Actor, Actor],
+    connected: tuple[Engine, Actor, Actor],
     vendor: OidcProvider,
     metadata_server: tuple[str, dict[str, Any]],
 ) -> None:
-    engine, admin, alice = world
-    _finish(engine, alice, _connect(engine, vendor, alice))
+    engine, admin, _alice = connected
     harvest = f"http://127.0.0.1:{_closed_port()}/collect"
     for change in ({"revocation_endpoint": harvest}, {"token_endpoint": harvest}):
         with pytest.raises(Conflict, match="1 user"):
@@ -727,12 +729,11 @@ def test_attack_an_administrator_cannot_move_the_token_endpoint_under_connected_
 
 
 def test_an_error_about_the_client_is_not_taken_for_the_users_grant(
-    world: tuple[Engine, Actor, Actor], vendor: OidcProvider
+    connected: tuple[Engine, Actor, Actor], vendor: OidcProvider
 ) -> None:
     """The client secret is wrong (rotated at the vendor, mistyped): invalid_client is the
     app's problem; every user's connection stays, backs off, and says what to check."""
-    engine, admin, alice = world
-    _finish(engine, alice, _connect(engine, vendor, alice))
+    engine, admin, alice = connected
     oauth.save_app(
         engine, RING, Outbound(), admin, _app(vendor, client_secret=b"wrong"), create=False
     )
@@ -764,10 +765,9 @@ class _DisconnectMeanwhile(Outbound):
 
 
 def test_attack_a_disconnect_during_a_refresh_leaves_no_live_grant(
-    world: tuple[Engine, Actor, Actor], vendor: OidcProvider
+    connected: tuple[Engine, Actor, Actor], vendor: OidcProvider
 ) -> None:
-    engine, _admin, alice = world
-    _finish(engine, alice, _connect(engine, vendor, alice))
+    engine, _admin, alice = connected
     _due(engine)
     http = _DisconnectMeanwhile(engine, alice)
     with pytest.raises(ConnectionNeeded, match="disconnected"):
@@ -820,10 +820,9 @@ def test_attack_a_replica_whose_clock_runs_ahead_cannot_take_a_held_lease(
 
 
 def test_a_short_lived_token_is_refreshed_at_half_its_life_not_on_every_ask(
-    world: tuple[Engine, Actor, Actor], vendor: OidcProvider
+    connected: tuple[Engine, Actor, Actor], vendor: OidcProvider
 ) -> None:
-    engine, _admin, alice = world
-    _finish(engine, alice, _connect(engine, vendor, alice))
+    engine, _admin, alice = connected
     # A 30-second token, just issued: fresh for its first 15 seconds.
     now = datetime.now(UTC)
     with Session(engine) as s, s.begin():

@@ -38,7 +38,7 @@ from gigmcp.control.servers import SERVER_NAME, definitions
 from gigmcp.core.server_info import GATEWAY_INFO
 from gigmcp.errors import Conflict, Invalid
 from gigmcp.mcp import versions as v
-from gigmcp.oauthclient.metadata import MetadataError, ServerMetadata, discover
+from gigmcp.oauthclient.metadata import MetadataError, ServerMetadata, discover, first_document
 from gigmcp.oauthclient.outbound import Outbound, OutboundFailed, OutboundRefused, shown
 from gigmcp.store.models import Server
 from gigmcp.vault.keys import Keyring
@@ -133,33 +133,24 @@ async def _probe(http: Outbound, url: str) -> str | bool | None:
 
 
 async def _resource_metadata(http: Outbound, url: str, challenge: str | None) -> dict[str, Any]:
-    problems = []
-    for candidate in _prm_urls(url, challenge):
-        try:
-            answer = await http.request("GET", candidate, headers={"Accept": "application/json"})
-        except OutboundFailed as exc:
-            problems.append(str(exc))
-            continue
-        if answer.status != 200:
-            problems.append(f"{shown(candidate)} answered {answer.status}")
-            continue
-        try:
-            doc = json.loads(answer.body)
-        except ValueError:
-            raise Invalid(f"{shown(candidate)}: the resource metadata is not JSON") from None
-        if not isinstance(doc, dict):
-            raise Invalid(f"{shown(candidate)}: the resource metadata is not an object")
-        resource = doc.get("resource")
-        if not isinstance(resource, str) or not same_resource(resource, url):
-            raise Invalid(
-                f"the resource metadata of {shown(url)} names another resource "
-                f"({shown(str(resource))}): refused (RFC 9728 §3.3)"
-            )
-        servers = doc.get("authorization_servers")
-        if not isinstance(servers, list) or not servers or not isinstance(servers[0], str):
-            raise Invalid(f"the resource metadata of {shown(url)} names no authorization server")
-        return doc
-    raise Invalid(f"no protected-resource metadata for {shown(url)}: {'; '.join(problems)}")
+    try:
+        candidate, doc = await first_document(
+            http, _prm_urls(url, challenge), "protected-resource metadata"
+        )
+    except MetadataError as exc:
+        raise Invalid(str(exc)) from None
+    if not isinstance(doc, dict):
+        raise Invalid(f"{shown(candidate)}: the resource metadata is not an object")
+    resource = doc.get("resource")
+    if not isinstance(resource, str) or not same_resource(resource, url):
+        raise Invalid(
+            f"the resource metadata of {shown(url)} names another resource "
+            f"({shown(str(resource))}): refused (RFC 9728 §3.3)"
+        )
+    servers = doc.get("authorization_servers")
+    if not isinstance(servers, list) or not servers or not isinstance(servers[0], str):
+        raise Invalid(f"the resource metadata of {shown(url)} names no authorization server")
+    return doc
 
 
 async def _register(

@@ -50,10 +50,14 @@ def well_known_urls(issuer: str) -> list[str]:
     ]
 
 
-async def discover(http: Outbound, issuer: str, trusted: frozenset[str]) -> ServerMetadata:
-    """The checked metadata of ``issuer``; MetadataError when no document is right."""
+async def first_document(
+    http: Outbound, urls: list[str], what: str, trusted: frozenset[str] = frozenset()
+) -> tuple[str, Any]:
+    """The first of ``urls`` that answers 200, as (url, parsed JSON). One that cannot be
+    reached or answers otherwise is passed over (said in the error if none answers);
+    one that answers 200 with something other than JSON is an error at once."""
     problems: list[str] = []
-    for url in well_known_urls(issuer):
+    for url in urls:
         try:
             answer = await http.request(
                 "GET", url, trusted=trusted, headers={"Accept": "application/json"}
@@ -65,13 +69,18 @@ async def discover(http: Outbound, issuer: str, trusted: frozenset[str]) -> Serv
             problems.append(f"{shown(url)} answered {answer.status}")
             continue
         try:
-            doc = json.loads(answer.body)
+            return url, json.loads(answer.body)
         except ValueError:
-            raise MetadataError(f"{shown(url)}: the metadata is not JSON") from None
-        return parse(doc, issuer)
-    raise MetadataError(
-        f"no authorization server metadata for {shown(issuer)}: {'; '.join(problems)}"
+            raise MetadataError(f"{shown(url)}: the {what} is not JSON") from None
+    raise MetadataError(f"no {what} at {', '.join(map(shown, urls))}: {'; '.join(problems)}")
+
+
+async def discover(http: Outbound, issuer: str, trusted: frozenset[str]) -> ServerMetadata:
+    """The checked metadata of ``issuer``; MetadataError when no document is right."""
+    _url_found, doc = await first_document(
+        http, well_known_urls(issuer), "authorization server metadata", trusted
     )
+    return parse(doc, issuer)
 
 
 def _url(doc: dict[str, Any], name: str, required: bool) -> str | None:
