@@ -72,13 +72,31 @@ class PinBook:
         self._seen: dict[int, dict[int, tuple[JSON, str]]] = {}
         self._persist = persist
 
-    def load(self, rows: Iterable[tuple[int, str, str, str | None]]) -> None:
+    def load(
+        self,
+        rows: Iterable[tuple[int, str, str, str | None]],
+        pending: Iterable[PinChange] = (),
+    ) -> None:
+        """Replace the pins with the store's ``rows``, then apply ``pending``: the
+        changes not written yet. A reload between a first sight (or a flag) and its
+        write must not forget it: the tool would be pinned anew as it is then, or a
+        flagged one shown and callable until its next listing."""
         pins: dict[int, dict[str, Pin]] = {}
         hidden = set()
         for server_id, tool, fp, flagged in rows:
             pins.setdefault(server_id, {})[tool] = Pin(fp, flagged)
             if flagged is not None:
                 hidden.add((server_id, tool))
+        for change in pending:
+            server = pins.setdefault(change.server_id, {})
+            pin = server.get(change.tool)
+            if not change.flagged:
+                if pin is None:
+                    server[change.tool] = Pin(change.fingerprint)
+            elif pin is not None and pin.fingerprint != change.fingerprint:
+                # (Approved since: the store's pin is that fingerprint, nothing to hide.)
+                server[change.tool] = Pin(pin.fingerprint, change.fingerprint)
+                hidden.add((change.server_id, change.tool))
         self._pins = pins
         self._hidden = hidden
 

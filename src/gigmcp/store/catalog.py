@@ -51,6 +51,8 @@ class StoreCatalog:
             self._raw = sqlite3.connect(database_url[len("sqlite:///") :], check_same_thread=False)
         self._rev = -1
         self._pin_changes: list[PinChange] = []
+        # Taken by a write that has not committed yet: still pending for a reload.
+        self._pins_writing: list[PinChange] = []
         self.pins = PinBook(self._queue_pin)
         self._profiles: dict[int, ProfileView] = {}
         self._slugs: dict[str, ProfileView] = {}
@@ -80,9 +82,10 @@ class StoreCatalog:
         with Session(self.engine) as s:
             rev = s.scalar(text("SELECT rev FROM config_revision WHERE id = 1")) or 0
             self.pins.load(
-                (p.server_id, p.tool, p.fingerprint, p.flagged_fingerprint)
-                for p in s.scalars(select(ToolPin))
-            )
+                ((p.server_id, p.tool, p.fingerprint, p.flagged_fingerprint)
+                 for p in s.scalars(select(ToolPin))),
+                [*self._pins_writing, *self._pin_changes],
+            )  # fmt: skip
             servers = {srv.id: srv for srv in s.scalars(select(Server))}
             overrides: dict[int, list[tuple[str, bool]]] = {}
             for pt in s.scalars(select(ProfileTool).order_by(ProfileTool.tool)):
@@ -211,12 +214,15 @@ class StoreCatalog:
         used, self._used = self._used, {}
         pins, self._pin_changes = self._pin_changes, []
         if audit or used or pins:
+            self._pins_writing = pins
             try:
                 await asyncio.to_thread(self._write, audit, used, pins)
             except Exception:
                 log.exception("audit flush failed; %d rows kept for the next try", len(audit))
                 self._audit[:0] = audit
                 self._pin_changes[:0] = pins
+            finally:
+                self._pins_writing = []
 
     def _write(
         self,
