@@ -117,14 +117,14 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="gigbench-remote-"))
     with remote_world(tmp, TTL) as w:
-        client, headers = signed_in(w.g)
+        client, headers = signed_in(w)
         r = client.post(
             "/api/v1/remote-servers", json={"name": "remote", "url": MCP_URL}, headers=headers
         )
         if r.status_code != 201:
             raise SystemExit(f"adding the remote server failed: {r.text}")
         w.g.profile("work", "remote")
-        connect_in_browser(w.g)
+        connect_in_browser(w)
 
         def bearer() -> dict[str, str]:
             return {"Authorization": f"Bearer {w.state().access.decode()}"}  # type: ignore[union-attr]

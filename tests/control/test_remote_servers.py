@@ -44,20 +44,48 @@ def test_resource_metadata_speaks_only_for_the_servers_own_url() -> None:
         assert not remote.same_resource(other, url), other
 
 
-async def test_the_client_metadata_document_names_the_callbacks_of_apps_that_use_it(
+async def test_each_app_has_a_client_metadata_document_of_its_own(
     database_url: str, tmp_path: Path
 ) -> None:
+    """An authorization server caches a document for minutes: one per app, so that an
+    app added since is never missing from a cached copy."""
     async with dashboard(database_url, tmp_path) as d:
-        client_id = ORIGIN + remote.CIMD_PATH
         with Session(d.engine) as s, s.begin():
-            for vendor, cid in (("mcp-a", client_id), ("other", "someone-else")):
+            for vendor, cid in (("mcp-a", remote.cimd_url(ORIGIN, "mcp-a")),
+                                ("mcp-b", remote.cimd_url(ORIGIN, "mcp-b")),
+                                ("other", "someone-else"),
+                                ("mcp-c", remote.cimd_url(ORIGIN, "mcp-a"))):  # fmt: skip
                 s.add(OAuthApp(vendor=vendor, display_name=vendor, authorization_endpoint="https://a.test/a",
                                token_endpoint="https://a.test/t", client_id=cid, auth_method="none",
                                pkce=True, default_scopes=[], extra_params={}, api_hosts=[]))  # fmt: skip
-        r = await d.client().get(remote.CIMD_PATH)  # no sign-in: an authorization server reads it
-        assert r.status_code == 200
-        doc = r.json()
-        assert doc["client_id"] == client_id
-        assert doc["redirect_uris"] == [f"{ORIGIN}/connections/mcp-a/callback"]
-        assert doc["token_endpoint_auth_method"] == "none"
-        assert set(doc["grant_types"]) == {"authorization_code", "refresh_token"}
+        for vendor in ("mcp-a", "mcp-b"):
+            # No sign-in: an authorization server reads it.
+            r = await d.client().get(f"{remote.CIMD_PREFIX}{vendor}.json")
+            assert r.status_code == 200
+            doc = r.json()
+            assert doc["client_id"] == f"{ORIGIN}/oauth/client-metadata/{vendor}.json"
+            assert doc["redirect_uris"] == [f"{ORIGIN}/connections/{vendor}/callback"]
+            assert doc["token_endpoint_auth_method"] == "none"
+            assert set(doc["grant_types"]) == {"authorization_code", "refresh_token"}
+            assert "client_secret" not in doc
+        # An app with another client id, one naming another app's document, none at all.
+        for vendor in ("other", "mcp-c", "nobody"):
+            r = await d.client().get(f"{remote.CIMD_PREFIX}{vendor}.json")
+            assert r.status_code == 404, vendor
+
+
+@pytest.mark.parametrize(
+    ("registration", "client", "words"),
+    [
+        ("sideways", None, "registration: one of auto"),
+        ("dynamic", remote.PreRegistered("c1"), "takes none"),
+        ("metadata-document", remote.PreRegistered("c1"), "takes none"),
+        ("pre-registered", None, "give the client id"),
+    ],
+)
+def test_a_registration_choice_that_cannot_hold_is_refused_before_any_request(
+    registration: str, client: remote.PreRegistered | None, words: str
+) -> None:
+    with pytest.raises(Invalid, match=words):
+        remote._registration(registration, client)
+    assert remote._registration("auto", remote.PreRegistered("c1")) == "pre-registered"

@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gigmcp.egress.certs import CertificateAuthority
 
@@ -90,6 +90,7 @@ DNS_NAMES = {
     **HOST_NAMES,
 }
 CLONE_NEWNET = 0x40000000
+T = TypeVar("T")
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -527,6 +528,27 @@ def _serve(lab: Lab, tmp: Path, name: str, address: str, ports: tuple[int, ...])
         out.append(srv)
         threading.Thread(target=srv.serve_forever, daemon=True).start()
     return out
+
+
+def in_world(make: Callable[[], T]) -> T:
+    """``make()`` run in a thread of its own that stepped into the world's namespace:
+    a socket it makes belongs to the world (the calling thread stays where it is)."""
+    out: list[T] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            _enter(WORLD_NS)
+            out.append(make())
+        except BaseException as exc:  # handed to the caller
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name="in-world")
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
+    return out[0]
 
 
 def world_command(*argv: str) -> list[str]:

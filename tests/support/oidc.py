@@ -22,6 +22,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import os
 import queue
 import secrets
 import signal
@@ -208,6 +209,8 @@ def start_provider(
     issuer: str | None = None,
     prefix: Sequence[str] = (),
     dynamic_registration: bool = False,
+    client_id_metadata_documents: bool = False,
+    extra_ca: Path | None = None,
 ) -> Iterator[OidcProvider]:
     """Run the provider on 127.0.0.1 (``port`` 0: a free one) until the block ends."""
     reason = missing()
@@ -225,6 +228,7 @@ def start_provider(
                 "resources": {k: dict(v) for k, v in (resources or {}).items()},
                 "rotate_refresh_tokens": rotate_refresh_tokens,
                 "dynamic_registration": dynamic_registration,
+                "client_id_metadata_documents": client_id_metadata_documents,
             },
             indent=2,
         )
@@ -243,6 +247,8 @@ def start_provider(
             stdout=subprocess.PIPE,
             stderr=log,
             preexec_fn=_die_with_parent,
+            # A CA of the test's (its world's servers') that the vendor's fetches trust.
+            env={**os.environ, "NODE_EXTRA_CA_CERTS": str(extra_ca)} if extra_ca else None,
         )
     try:
         issuer = _wait_ready(process, log_path)

@@ -83,6 +83,13 @@ def server_add_remote(
     client_secret_stdin: bool = typer.Option(
         False, "--client-secret-stdin", help="Read that client's secret from standard input."
     ),
+    registration: str = typer.Option(
+        "auto",
+        "--registration",
+        help="How the gateway identifies itself at the server's authorization server: "
+        "auto, metadata-document, dynamic (for a gateway the vendor cannot reach) or "
+        "pre-registered (with --client-id).",
+    ),
 ) -> None:
     """Add a remote MCP server by its https:// URL (Streamable HTTP); its authorization,
     if it asks for one, is worked out and the gateway registered there."""
@@ -97,7 +104,7 @@ def server_add_remote(
         client = remote.PreRegistered(client_id, secret.encode() or None)
     added = remote.add_remote_server(
         st.engine, keyring(st.settings), outbound(st.settings), st.actor, name, url,
-        st.settings.public_origin, client,
+        st.settings.public_origin, client, registration,
     )  # fmt: skip
     typer.echo(f"added remote server {name}", err=True)
     if added.vendor:

@@ -8,11 +8,16 @@ the ``resource_metadata`` of its ``WWW-Authenticate``, else the well-known URLs)
 ``resource`` must be the server's own URL (a document naming another resource would
 make the gateway send the user's token elsewhere: refused); then for its authorization
 server's metadata (RFC 8414 or OpenID Connect, the issuer checked exactly). The gateway
-identifies itself with, in this order: its Client ID Metadata Document (served at
-``<public URL>/oauth/client-metadata.json``; only where the authorization server says
-it takes them and the public URL is https), dynamic client registration (RFC 7591), or
-a client an administrator registered by hand and typed in. The result is an OAuth app
-(``control/oauth.py``) named ``mcp-<server>``, with the server's URL as its RFC 8707
+identifies itself with (``REGISTRATIONS``): a client an administrator registered by hand
+and typed in, when one is given; else, by default, its Client ID Metadata Document
+(served at ``<public URL>/oauth/client-metadata/<app>.json``; only where the
+authorization server says it takes them and the public URL is https), else dynamic
+client registration (RFC 7591). An administrator may ask for one of the two by name: a
+vendor's authorization server that cannot reach the gateway's public URL (a gateway on
+an internal network) cannot read a metadata document, and registration works there.
+Each app has a document of its own so that an authorization server's cached copy (they
+cache them for minutes) never lacks the callback of an app added since. The result is
+an OAuth app (``control/oauth.py``) named ``mcp-<server>``, with the server's URL as its RFC 8707
 resource, and the server's one credential: that app's connected account, as the
 ``Authorization`` header. Users then connect on the Accounts page as for any vendor.
 
@@ -43,7 +48,9 @@ from gigmcp.oauthclient.outbound import Outbound, OutboundFailed, OutboundRefuse
 from gigmcp.store.models import Server
 from gigmcp.vault.keys import Keyring
 
-CIMD_PATH = "/oauth/client-metadata.json"
+CIMD_PREFIX = "/oauth/client-metadata/"
+# How the gateway identifies itself to a server's authorization server.
+REGISTRATIONS = ("auto", "metadata-document", "dynamic", "pre-registered")
 CLIENT_NAME = "Gig'MCP gateway"
 _CHALLENGE = re.compile(r'resource_metadata\s*=\s*"([^"]+)"', re.I)
 
@@ -62,6 +69,16 @@ class RemoteAdded:
     url: str
     vendor: str | None  # the app users connect to (None: the server asks for none)
     client: str | None  # how the gateway identifies itself: cimd | registered | pre-registered
+
+
+def vendor_of(name: str) -> str:
+    """The OAuth app (vendor) a remote server's users connect to."""
+    return f"mcp-{name}"[:64]
+
+
+def cimd_url(public_origin: str, vendor: str) -> str:
+    """The client id of an app that identifies the gateway by a metadata document."""
+    return f"{public_origin}{CIMD_PREFIX}{vendor}.json"
 
 
 def check_url(url: str) -> tuple[str, int]:
@@ -184,18 +201,21 @@ async def _register(
 
 def add_remote_server(
     engine: Engine, keyring: Keyring, http: Outbound, actor: Actor, name: str, url: str,
-    public_origin: str, client: PreRegistered | None = None,
+    public_origin: str, client: PreRegistered | None = None, registration: str = "auto",
 ) -> RemoteAdded:  # fmt: skip
     """Add a remote server by URL, working out its authorization (module docstring)."""
     rows.writable(actor)
     if not SERVER_NAME.match(name):
         raise Invalid(f"invalid server name {name!r}: a-z, 0-9 and '-' only")
     host, port = check_url(url)
-    vendor = f"mcp-{name}"[:64]
+    registration = _registration(registration, client)
+    vendor = vendor_of(name)
     try:
-        found = asyncio.run(_discover(http, url, vendor, public_origin, client))
+        found = asyncio.run(_discover(http, url, vendor, public_origin, client, registration))
     except (MetadataError, OutboundRefused, OutboundFailed) as exc:
-        raise Invalid(f"{shown(url)}: {exc}") from None
+        # The guard's reasons already name the URL they refused.
+        said = str(exc)
+        raise Invalid(said if said.startswith(shown(url)) else f"{shown(url)}: {said}") from None
     credentials: list[dict[str, Any]] = []
     how = None
     if found is not None:
@@ -220,9 +240,22 @@ def add_remote_server(
     return RemoteAdded(name, url, vendor if found is not None else None, how)
 
 
+def _registration(registration: str, client: PreRegistered | None) -> str:
+    if registration not in REGISTRATIONS:
+        raise Invalid(f"registration: one of {', '.join(REGISTRATIONS)}, not {registration[:40]!r}")
+    if client is not None and registration not in ("auto", "pre-registered"):
+        raise Invalid(
+            f"a client id is a pre-registered client: registration {registration} takes none"
+        )
+    if client is None and registration == "pre-registered":
+        raise Invalid("registration pre-registered: give the client id registered by hand")
+    return "pre-registered" if client is not None else registration
+
+
 async def _discover(
-    http: Outbound, url: str, vendor: str, public_origin: str, client: PreRegistered | None
-) -> tuple[oauth.AppSpec, str] | None:
+    http: Outbound, url: str, vendor: str, public_origin: str, client: PreRegistered | None,
+    registration: str,
+) -> tuple[oauth.AppSpec, str] | None:  # fmt: skip
     probe = await _probe(http, url)
     if probe is True:
         return None
@@ -239,14 +272,29 @@ async def _discover(
         scopes += [s for s in ("openid", "offline_access") if s in meta.scopes_supported]
         extra["prompt"] = "consent"
     redirect = oauth.callback_url(public_origin, vendor)
-    if meta.client_id_metadata_document and public_origin.startswith("https://"):
-        client_id, secret, how, method = public_origin + CIMD_PATH, None, "cimd", "none"
-    elif meta.registration_endpoint is not None:
-        client_id, secret = await _register(http, meta, redirect, scopes)
-        how, method = "registered", "client_secret_basic" if secret else "none"
-    elif client is not None:
+    cimd = meta.client_id_metadata_document and public_origin.startswith("https://")
+    dynamic = meta.registration_endpoint is not None
+    if registration == "metadata-document" and not meta.client_id_metadata_document:
+        raise Invalid(
+            f"the authorization server {shown(issuer)} takes no client metadata documents"
+        )
+    if registration == "metadata-document" and not cimd:
+        raise Invalid(
+            "a client metadata document needs the gateway's public URL to be https "
+            f"(it is {public_origin}): set GIG_PUBLIC_URL"
+        )
+    if registration == "dynamic" and not dynamic:
+        raise Invalid(
+            f"the authorization server {shown(issuer)} has no dynamic client registration"
+        )
+    if client is not None:
         client_id, secret, how = client.client_id, client.client_secret, "pre-registered"
         method = "client_secret_basic" if secret else "none"
+    elif cimd and registration in ("auto", "metadata-document"):
+        client_id, secret, how, method = cimd_url(public_origin, vendor), None, "cimd", "none"
+    elif dynamic:
+        client_id, secret = await _register(http, meta, redirect, scopes)
+        how, method = "registered", "client_secret_basic" if secret else "none"
     else:
         raise Invalid(
             f"the authorization server {shown(issuer)} takes neither client metadata "

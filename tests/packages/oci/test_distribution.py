@@ -5,18 +5,17 @@ runs past its descriptor."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 from collections.abc import Iterator
 
 import pytest
 
-from gigmcp.netpolicy.hostaddr import HostAddresses
-from gigmcp.netpolicy.resolver import AddressResolveError, DnsResolver
+from gigmcp.netpolicy.resolver import DnsResolver
 from gigmcp.packages.oci.distribution import ClientOptions, parse_challenge
 from gigmcp.packages.oci.errors import OciRegistryError, VerificationError
 from gigmcp.packages.oci.pull import PullOptions, install_image
 from tests.support.egress_lab import HOST_IP, HOST_NAMES, Lab, host_address, lab
+from tests.support.hosts_table import HostsTable
 from tests.support.oci_images import app_layer, image, index, sha
 from tests.support.oci_pull import CacheBox, plain_options
 from tests.support.oci_registry import FakeRegistry, Reply, Seen, fake_registry
@@ -333,22 +332,6 @@ async def test_blob_redirects_outside_the_rule_are_refused(
             await install(fake, repo, digest, box)
         assert bystander.seen == []
     box.assert_clean()
-
-
-class HostsTable:
-    """A resolver answering from a fixed table, as /etc/hosts would (the Resolver
-    protocol of gigmcp.netpolicy.resolver): names that would resolve to these addresses."""
-
-    def __init__(self, table: dict[str, list[str]]) -> None:
-        self.table = table
-        self.asked: list[str] = []
-        self.host_addresses = HostAddresses()
-
-    async def lookup(self, name: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-        self.asked.append(name)
-        if name not in self.table:
-            raise AddressResolveError("dns-failure", f"cannot resolve {name}: no such name")
-        return [ipaddress.ip_address(a) for a in self.table[name]]
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,12 @@
 //   dynamic_registration: optional, true: RFC 7591 registration is open (a client that
 //             registers itself gets a client id and secret), as MCP servers' authorization
 //             servers often have it
+//   client_id_metadata_documents: optional, true: a client id that is an https URL is
+//             read from that URL (OAuth Client ID Metadata Document, draft 02), as MCP
+//             servers' authorization servers take them. oidc-provider refuses to fetch
+//             from special-use addresses (loopback, private ranges); in a test's world
+//             the client's public URL is on loopback, so this vendor is configured to
+//             fetch without that check (its `fetch` hook), trusting NODE_EXTRA_CA_CERTS
 //   rotate_refresh_tokens: optional, true: every refresh answers a new refresh token
 //             and the old one is spent (its reuse revokes the grant, as oidc-provider
 //             does)
@@ -201,6 +207,16 @@ function build() {
       rpInitiatedLogout: { enabled: true, logoutSource },
       revocation: { enabled: true },
       registration: { enabled: config.dynamic_registration === true },
+      clientIdMetadataDocument: {
+        enabled: config.client_id_metadata_documents === true,
+        ack: "draft-02",
+      },
+    },
+    // The client metadata documents' fetch (module comment: a test's world keeps the
+    // client on loopback; every other fetch of this vendor is the default one).
+    fetch: (url, options) => {
+      if (config.client_id_metadata_documents === true) delete options.dispatcher;
+      return globalThis.fetch(url, options);
     },
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     async findAccount(_ctx, sub) {

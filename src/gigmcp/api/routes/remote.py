@@ -7,7 +7,7 @@ who may do what (the service layer does)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
@@ -27,10 +27,17 @@ class RemoteIn(BaseModel):
     client_id: str | None = Field(
         default=None,
         max_length=512,
-        description="A client registered by hand at its authorization server, used only "
-        "when that server takes neither client metadata documents nor registration.",
+        description="A client registered by hand at its authorization server: when "
+        "given, the gateway identifies itself with it.",
     )
     client_secret: str | None = Field(default=None, max_length=4096, description="Write-only.")
+    registration: Literal["auto", "metadata-document", "dynamic", "pre-registered"] = Field(
+        default="auto",
+        description="How the gateway identifies itself there: auto (a client given, else "
+        "its client metadata document where the authorization server takes them and the "
+        "public URL is https, else dynamic registration), or one of them by name "
+        "(dynamic: for a gateway the vendor cannot reach).",
+    )
 
 
 class RemoteOut(BaseModel):
@@ -56,6 +63,6 @@ def add_remote(body: RemoteIn, caller: Caller, request: Request) -> RemoteOut:
         client = remote.PreRegistered(body.client_id, secret)
     added = remote.add_remote_server(
         cfg.engine, cfg.keyring, cfg.outbound or Outbound(), caller.actor, body.name, body.url,
-        cfg.public_origin, client,
+        cfg.public_origin, client, body.registration,
     )  # fmt: skip
     return RemoteOut(name=added.name, url=added.url, vendor=added.vendor, client=added.client)

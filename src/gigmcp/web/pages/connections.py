@@ -4,7 +4,8 @@ back to.
 
 Owns the page ``/connections``, its posts (connect: answered with a redirect to the
 vendor's authorization endpoint, whose origin the page's CSP lets forms reach;
-disconnect) and ``/connections/<vendor>/callback``. Every rule is the service layer's
+disconnect) and ``/connections/<vendor>/callback``; and the public client metadata
+document of an app that identifies the gateway by one. Every rule is the service layer's
 (``control/oauth.py``): the callback completes only an authorization this very browser
 session started for this vendor, once. It must never show a token, a code or a state,
 and never show text a URL brought (a vendor's error is cut to its code by the service
@@ -39,23 +40,22 @@ DONE = {
 }
 
 
-@router.get(remote.CIMD_PATH)
-def client_metadata(request: Request) -> Response:
-    """The gateway's Client ID Metadata Document: an authorization server that takes
-    them reads who the client is (and where it may send codes) from this URL, which is
-    the client id. Public, as it must be."""
+@router.get(remote.CIMD_PREFIX + "{vendor}.json")
+def client_metadata(request: Request, vendor: str) -> Response:
+    """The Client ID Metadata Document of an app that identifies the gateway by one: an
+    authorization server that takes them reads who the client is (and where it may send
+    codes) from this URL, which is the client id. Public, as it must be; only for apps
+    whose client id is this very URL (any other vendor: 404)."""
     cfg = config(request)
-    client_id = cfg.public_origin + remote.CIMD_PATH
-    callbacks = [
-        oauth.callback_url(cfg.public_origin, a.vendor)
-        for a in oauth.list_apps(cfg.engine, None)
-        if a.client_id == client_id
-    ]
+    client_id = remote.cimd_url(cfg.public_origin, vendor)
+    if not any(a.vendor == vendor and a.client_id == client_id
+               for a in oauth.list_apps(cfg.engine, None)):  # fmt: skip
+        return JSONResponse({"error": "no such client"}, status_code=404)
     doc = {
         "client_id": client_id,
         "client_name": remote.CLIENT_NAME,
         "client_uri": cfg.public_origin,
-        "redirect_uris": callbacks,
+        "redirect_uris": [oauth.callback_url(cfg.public_origin, vendor)],
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
         "token_endpoint_auth_method": "none",
