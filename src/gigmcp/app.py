@@ -52,6 +52,7 @@ from gigmcp.oidc.provider import SCOPES, ClientConfig, Provider
 from gigmcp.router.gateway import Router
 from gigmcp.sandbox.doctor import Check
 from gigmcp.store import secrets as vault_store
+from gigmcp.store.audit_sealer import AuditSealer
 from gigmcp.store.catalog import StoreCatalog
 from gigmcp.store.db import make_engine, migrate
 from gigmcp.supervisor.launcher import PlainLauncher
@@ -61,6 +62,17 @@ from gigmcp.vault.keys import Keyring, MasterKey
 from gigmcp.web.app import build_control_plane, disabled_control_plane
 
 log = logging.getLogger(__name__)
+
+
+def _keyring_or_none(settings: Settings) -> Keyring | None:
+    """The vault's keys for the audit checkpoints; None (chains sealed, not signed,
+    said in the log) on a gateway whose master key is not set up."""
+    try:
+        current, previous = master_keys(settings)
+    except ConfigError as err:
+        log.warning("audit checkpoints are not signed: %s", err)
+        return None
+    return Keyring(MasterKey(current), [MasterKey(previous)] if previous else [])
 
 
 def control_plane(
@@ -171,6 +183,8 @@ class Gateway:
     ) -> None:
         self.settings = settings
         self.catalog = StoreCatalog(settings.database_url)
+        self.sealer = AuditSealer(self.catalog.engine, _keyring_or_none(settings),
+                                  settings.audit_days)  # fmt: skip
         self.router = Router(self.catalog, request_timeout=settings.request_timeout)
         self.router.task_result_bytes = settings.task_result_bytes
         self.router.task_after = settings.task_after
@@ -233,6 +247,7 @@ class Gateway:
 
     async def start(self) -> None:
         await self.catalog.start()
+        await self.sealer.start()
         # The sandbox reconciles what a crashed run left (cgroups, veths, firewall)
         # before the first server can start.
         removed = await self.launcher.start()
@@ -252,6 +267,8 @@ class Gateway:
             await self.egress.audit.aclose()
         await self.launcher.aclose()
         await self.catalog.aclose()
+        # Last: every writer has flushed; what they wrote is sealed and signed.
+        await self.sealer.aclose()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

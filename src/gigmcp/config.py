@@ -88,6 +88,7 @@ class Settings:
     # Addresses of the gateway's own host the proxy may dial anyway (none by default).
     egress_allow_host_addresses: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     egress_audit_days: int = 30  # egress audit rows older than this are deleted
+    audit_days: int = 365  # audit events (calls, changes, sign-ins) older: deleted
     allowed_origins: tuple[str, ...] = ()
     max_body_bytes: int = 4 * 1024 * 1024
     request_timeout: float = 120.0
@@ -489,6 +490,7 @@ def _load(env: Mapping[str, str]) -> Settings:
         egress_audit_days=_count(
             "GIG_EGRESS_AUDIT_DAYS", env.get("GIG_EGRESS_AUDIT_DAYS", "30"), 1, 3650
         ),
+        audit_days=_count("GIG_AUDIT_DAYS", env.get("GIG_AUDIT_DAYS", "365"), 1, 36500),
         master_key=_master_key(_read(env, "GIG_MASTER_KEY", secret=True)),
         master_key_previous=_master_key(
             _read(env, "GIG_MASTER_KEY_PREVIOUS", secret=True), "GIG_MASTER_KEY_PREVIOUS"

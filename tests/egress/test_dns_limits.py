@@ -35,7 +35,9 @@ from gigmcp.egress.dns import (
 )
 from gigmcp.netpolicy.policy import EgressPolicy
 from gigmcp.sandbox.identity import Identity, SourceTable
+from gigmcp.store import audit_chain
 from gigmcp.store.models import EgressAuditRow, utcnow
+from gigmcp.vault.keys import Keyring, MasterKey
 from tests.support.gateway import free_port
 
 LOOPBACK = "127.0.0.1"
@@ -206,11 +208,23 @@ def test_attack_the_audit_queue_is_bounded() -> None:
 
 
 async def test_audit_rows_older_than_the_retention_are_deleted(engine: Engine) -> None:
+    """Once sealed into the chain and vouched for by a checkpoint (store/audit_chain.py):
+    before that, nothing is deleted, so what is left always verifies."""
     audit = EgressAudit(engine, retention_days=30)
+    keyring = Keyring(MasterKey(bytes(range(32))))
     now = utcnow()
-    for age in (31, 29, 0):
+    for age in (32, 31):
         audit.record(EgressEvent(LOOPBACK, "denied", f"{age}d", at=now - timedelta(days=age)))
     await audit.flush()
     await audit.prune()
+    assert audit.pruned == 0, "not sealed and signed yet"
+    audit_chain.seal_all(engine)
+    audit_chain.checkpoint(engine, keyring)
+    for age in (29, 0):
+        audit.record(EgressEvent(LOOPBACK, "denied", f"{age}d", at=now - timedelta(days=age)))
+    await audit.flush()
+    audit_chain.seal_all(engine)
+    await audit.prune()
     assert [r.reason for r in rows(engine)] == ["29d", "0d"]
-    assert audit.pruned == 1
+    assert audit.pruned == 2
+    assert all(r.ok for r in audit_chain.verify(engine, keyring))

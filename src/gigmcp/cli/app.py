@@ -54,7 +54,11 @@ app.add_typer(token_app, name="token")
 app.add_typer(tool_app, name="tool")
 app.add_typer(credential_app, name="credential")
 app.add_typer(vault_app, name="vault")
+audit_app = typer.Typer(
+    help="The audit trails: verify their hash chains, export them.", no_args_is_help=True
+)
 app.add_typer(registry_app, name="registry")
+app.add_typer(audit_app, name="audit")
 
 T = TypeVar("T")
 

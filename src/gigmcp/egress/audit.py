@@ -4,7 +4,8 @@ Owns the :class:`EgressEvent` record and a writer that queues events on the even
 and has them inserted from a worker thread (by ``store/egress_audit.py``) once a second
 and at close, so the proxy never waits on the database; and the trail's bounds: at most
 ``MAX_QUEUE`` events wait (past it they are counted as dropped, and the count is
-logged), and rows older than the retention are deleted once an hour. A row may stand
+logged), and rows older than the retention are deleted once an hour (up to the newest
+signed checkpoint among them: the audit chain still verifies). A row may stand
 for many events (``count``: the sandbox resolver folds its refusals into one row per
 instance and interval). It must never record a query string, a header value or a
 credential value: the path is cut at '?', the credential is named by its id.
@@ -20,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
+from gigmcp.store import audit_chain
 from gigmcp.store import egress_audit as audit_rows
 
 log = logging.getLogger(__name__)
@@ -128,8 +130,9 @@ class EgressAudit:
             log.exception("cannot delete old egress audit rows")
 
     def _prune(self, before: datetime) -> int:
+        # Only up to a signed checkpoint: the rows left still verify (store/audit_chain.py).
         assert self._engine is not None
-        return audit_rows.delete_before(self._engine, before)
+        return audit_chain.prune(self._engine, "egress", before)
 
     async def aclose(self) -> None:
         if self._task is not None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -144,6 +146,15 @@ class EgressAuditRow(Base):
     the path has no query string, and a credential appears by its id only."""
 
     __tablename__ = "egress_audit"
+    __table_args__ = (
+        # The sealer's scan: the rows not chained yet, oldest first.
+        Index(
+            "ix_egress_audit_unsealed",
+            "id",
+            sqlite_where=text("seq IS NULL"),
+            postgresql_where=text("seq IS NULL"),
+        ),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     owner_id: Mapped[int | None] = mapped_column(Integer, index=True)
@@ -166,6 +177,10 @@ class EgressAuditRow(Base):
     # How many events this row stands for: 1 for a request; the sandbox resolver folds
     # the queries it refuses or rate-limits into one row per instance and interval.
     count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # The hash chain (store/audit_chain.py): set by the sealer, NULL until then.
+    seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    row_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class ProfileServer(Base):
@@ -222,6 +237,13 @@ class AuditRow(Base):
         Index("ix_audit_events_server_at_id", "server", "at", "id"),
         Index("ix_audit_events_user_server_at_id", "user_id", "server", "at", "id"),
         Index("ix_audit_events_action_at_id", "action", "at", "id"),
+        # The sealer's scan: the rows not chained yet, oldest first.
+        Index(
+            "ix_audit_events_unsealed",
+            "id",
+            sqlite_where=text("seq IS NULL"),
+            postgresql_where=text("seq IS NULL"),
+        ),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -236,6 +258,37 @@ class AuditRow(Base):
     detail: Mapped[str | None] = mapped_column(String(1024))
     # Set when an administrator acted while viewing the gateway as ``user_id``.
     real_user_id: Mapped[int | None] = mapped_column(Integer)
+    # The hash chain (store/audit_chain.py): set by the sealer, NULL until then.
+    seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    row_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditChainHead(Base):
+    """Where each chain (``events``: audit_events; ``egress``: egress_audit) ends: the
+    last sealed position and hash. Sealers take its row's lock, so one seals at a time
+    across replicas."""
+
+    __tablename__ = "audit_chain_heads"
+    stream: Mapped[str] = mapped_column(String(16), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    row_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Base):
+    """A signed statement that a chain's row ``seq`` had hash ``row_hash`` at ``at``
+    (Ed25519, the key sealed in the vault). Never deleted: retention keeps the chain
+    verifiable from the newest checkpoint before what it deleted."""
+
+    __tablename__ = "audit_checkpoints"
+    __table_args__ = (UniqueConstraint("stream", "seq"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stream: Mapped[str] = mapped_column(String(16))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    row_hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    public_key: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))
 
 
 class CallCount(Base):
