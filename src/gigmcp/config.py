@@ -89,6 +89,7 @@ class Settings:
     egress_allow_host_addresses: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     egress_audit_days: int = 30  # egress audit rows older than this are deleted
     audit_days: int = 365  # audit events (calls, changes, sign-ins) older: deleted
+    drain_seconds: int = 30  # on SIGTERM: how long in-flight requests may finish
     allowed_origins: tuple[str, ...] = ()
     max_body_bytes: int = 4 * 1024 * 1024
     request_timeout: float = 120.0
@@ -491,6 +492,7 @@ def _load(env: Mapping[str, str]) -> Settings:
             "GIG_EGRESS_AUDIT_DAYS", env.get("GIG_EGRESS_AUDIT_DAYS", "30"), 1, 3650
         ),
         audit_days=_count("GIG_AUDIT_DAYS", env.get("GIG_AUDIT_DAYS", "365"), 1, 36500),
+        drain_seconds=_count("GIG_DRAIN_SECONDS", env.get("GIG_DRAIN_SECONDS", "30"), 0, 3600),
         master_key=_master_key(_read(env, "GIG_MASTER_KEY", secret=True)),
         master_key_previous=_master_key(
             _read(env, "GIG_MASTER_KEY_PREVIOUS", secret=True), "GIG_MASTER_KEY_PREVIOUS"

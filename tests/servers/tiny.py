@@ -6,6 +6,7 @@ are about (one the jail cannot read, say). It never touches the network or the d
 
 import json
 import sys
+import time
 
 PROTOCOL = "2025-06-18"
 TOOL = {
@@ -29,7 +30,9 @@ def answer(message: dict) -> dict | None:
     elif method == "tools/list":
         result = {"tools": [TOOL]}
     elif method == "tools/call":
-        name = (message.get("params") or {}).get("arguments", {}).get("name", "world")
+        arguments = (message.get("params") or {}).get("arguments", {})
+        name = arguments.get("name", "world")
+        time.sleep(float(arguments.get("delay", 0)))  # a slow call (drain tests)
         result = {"content": [{"type": "text", "text": f"hello {name}"}]}
     elif method == "ping":
         result = {}

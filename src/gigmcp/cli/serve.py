@@ -119,7 +119,10 @@ def serve(
         lifespan="on",
         access_log=False,
         log_level="warning",
-        timeout_graceful_shutdown=5,
+        # SIGTERM: stop accepting, let in-flight requests finish for up to this long,
+        # then the lifespan's shutdown stops the instances and flushes and seals the
+        # audit (Gateway.stop).
+        timeout_graceful_shutdown=settings.drain_seconds,
     )
     typer.echo(f"gigmcp: listening on http://{settings.listen}/mcp/p/<profile>", err=True)
     announce_control_plane(settings, gateway.catalog.engine)
