@@ -31,6 +31,7 @@ from gigmcp.cli import vault  # noqa: F401
 from gigmcp.cli import registry  # noqa: F401
 from gigmcp.cli import login  # noqa: F401
 from gigmcp.cli import audit  # noqa: F401
+from gigmcp.cli import backup  # noqa: F401
 # isort: on
 
 app.command("serve")(serve)
