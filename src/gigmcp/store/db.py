@@ -2,17 +2,21 @@
 its files are the gateway's alone (0600, see ``gigmcp.filemodes``).
 
 It must never create tables behind Alembic's back: the schema only moves by migration,
-and never open a database file another user owns or can write.
+once, under a lock (an advisory lock on PostgreSQL, a lock file beside a SQLite
+database); and never open a database file another user owns or can write.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 
 from gigmcp import filemodes
 
@@ -47,10 +51,29 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
+# pg_advisory_xact_lock's key for migrations: any constant no other code uses.
+_MIGRATION_LOCK = 0x6769676D6370  # "gigmcp"
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Upgrade the schema to ``revision`` (the tests build older ones to migrate from)."""
+    """Upgrade the schema to ``revision`` (the tests build older ones to migrate from).
+    Once, however many processes start together (replicas on one PostgreSQL, or a
+    gateway and a command on one SQLite file): each takes a lock first, so the others
+    wait, then read the version the first one left and have nothing to do."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    database = filemodes.sqlite_database(str(engine.url))
+    with contextlib.ExitStack() as held:
+        if database is not None:
+            # SQLite takes its write lock only at the first write, after the version
+            # was read: a lock file beside the database comes first.
+            path = database.parent / f"{database.name}.migrate-lock"
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            held.callback(os.close, fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                # Held to the end of this transaction, which the migrations run in.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
