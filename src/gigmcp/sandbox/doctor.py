@@ -2,7 +2,8 @@
 
 Owns probing each thing the sandbox needs — root or the right capabilities, bubblewrap,
 user namespaces, network namespaces, nftables, cgroups, seccomp — by trying it for real
-in the smallest way, and saying for each what is missing and how to fix it. The gateway
+in the smallest way, and saying for each what is missing and how to fix it, and which
+sandbox mode the gateway will use and why (``mode_reason``). The gateway
 runs the same probes at start-up and refuses to launch servers unjailed when one fails.
 It also checks a server's command the way a launch plans it (``check_server``: a path
 the jail's user cannot read, a missing command or ELF interpreter), without running it.
@@ -51,7 +52,21 @@ def check_privileges(setting: str = "auto") -> Check:
             "Docker defaults",
         )
     who = "root" if os.geteuid() == 0 and chosen == "root" else "capabilities"
-    return Check("privileges", None, detail=f"{chosen} mode ({who})")
+    return Check("privileges", None, detail=f"{chosen} mode ({who}): {mode_reason(setting)}")
+
+
+def mode_reason(setting: str, caps: int | None = None) -> str:
+    """Why ``setting`` gives the mode it gives on this process, in a few words: the
+    doctor's answer to "which sandbox mode, and why" (a container sees it at once)."""
+    chosen = mode.resolve(setting, caps)
+    if setting != "auto":
+        return f"GIG_SANDBOX_MODE={setting}"
+    if chosen == "root":
+        return "GIG_SANDBOX_MODE=auto and CAP_SYS_ADMIN is held"
+    return (
+        "GIG_SANDBOX_MODE=auto and CAP_SYS_ADMIN is not held (a container given NET_ADMIN "
+        "only): each sandbox network is made inside a user namespace of its own"
+    )
 
 
 def check_bwrap() -> Check:
