@@ -15,11 +15,13 @@ import os
 import sqlite3
 from pathlib import Path
 
+from gigmcp.errors import GigError
+
 PAGES_PER_STEP = 1024  # copied per step; writers get the lock between steps
 
 
-class BackupError(Exception):
-    pass
+class BackupError(GigError):
+    """The copy could not be made (the service layer says it as Invalid)."""
 
 
 def sqlite_backup(source: Path, destination: Path) -> int:
