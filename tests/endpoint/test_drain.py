@@ -8,34 +8,52 @@ SDK client."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sqlite3
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 
-from tests.support.gateway import ROOT, gateway
+from tests.support.gateway import ROOT, GatewayProc, gateway
 from tests.support.mcp_client import connect, text_of
 
 TINY = (sys.executable, str(ROOT / "tests" / "servers" / "tiny.py"))
 
 
-async def test_sigterm_lets_the_call_in_flight_finish_then_seals_the_audit(
-    tmp_path: Path,
-) -> None:
-    with gateway(tmp_path, GIG_DRAIN_SECONDS="20") as g:
+@contextlib.contextmanager
+def serving(tmp_path: Path, drain: int) -> Iterator[tuple[GatewayProc, subprocess.Popen[bytes]]]:
+    """A started gateway with the slow-capable server in profile ``pp``, and its process."""
+    with gateway(tmp_path, GIG_DRAIN_SECONDS=str(drain)) as g:
         g.add_server("tiny", TINY)
         g.profile("pp", "tiny")
         g.start()
         assert g.proc is not None
+        yield g, g.proc
+
+
+async def _stopped(proc: subprocess.Popen[bytes], since: float, output: str) -> float:
+    """Wait for the process to exit after SIGTERM; how long it took. It exits 0 or with
+    the signal (uvicorn re-raises it)."""
+    code = await asyncio.to_thread(proc.wait, 30)
+    assert code in (0, -signal.SIGTERM), output
+    return time.monotonic() - since
+
+
+async def test_sigterm_lets_the_call_in_flight_finish_then_seals_the_audit(
+    tmp_path: Path,
+) -> None:
+    with serving(tmp_path, 20) as (g, proc):
         async with connect(g, "pp", "auto") as c:
             await c.list_tools()
             call = asyncio.create_task(c.call_tool("tiny_hello", {"name": "x", "delay": 3}))
             await asyncio.sleep(1.0)
-            g.proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signal.SIGTERM)
             stopped_at = time.monotonic()
             await asyncio.sleep(0.5)
             # Draining: no new connection is taken.
@@ -43,9 +61,7 @@ async def test_sigterm_lets_the_call_in_flight_finish_then_seals_the_audit(
                 httpx.get(f"{g.base}/mcp/p/pp", timeout=2)
             result = await call
         assert text_of(result) == "hello x" and not result.is_error
-        code = await asyncio.to_thread(g.proc.wait, 20)
-        took = time.monotonic() - stopped_at
-        assert code in (0, -signal.SIGTERM), g.output()  # uvicorn re-raises the signal
+        took = await _stopped(proc, stopped_at, g.output())
         assert took < 15, f"the stop took {took:.1f} s after the call ended"
         with sqlite3.connect(g.data_dir / "gigmcp.db") as db:
             calls = db.execute(
@@ -63,11 +79,7 @@ async def test_sigterm_lets_the_call_in_flight_finish_then_seals_the_audit(
 async def test_a_call_longer_than_the_drain_limit_is_cut_off_and_the_stop_does_not_hang(
     tmp_path: Path,
 ) -> None:
-    with gateway(tmp_path, GIG_DRAIN_SECONDS="1") as g:
-        g.add_server("tiny", TINY)
-        g.profile("pp", "tiny")
-        g.start()
-        assert g.proc is not None
+    with serving(tmp_path, 1) as (g, proc):
 
         async def stuck() -> None:
             async with connect(g, "pp", "auto") as c:
@@ -75,11 +87,8 @@ async def test_a_call_longer_than_the_drain_limit_is_cut_off_and_the_stop_does_n
 
         task = asyncio.create_task(stuck())
         await asyncio.sleep(1.5)
-        g.proc.send_signal(signal.SIGTERM)
-        stopped_at = time.monotonic()
-        code = await asyncio.to_thread(g.proc.wait, 30)
-        took = time.monotonic() - stopped_at
-        assert code in (0, -signal.SIGTERM), g.output()  # uvicorn re-raises the signal
+        proc.send_signal(signal.SIGTERM)
+        took = await _stopped(proc, time.monotonic(), g.output())
         assert took < 15, f"the stop took {took:.1f} s with a 1 s drain"
         with pytest.raises(BaseException):
             await asyncio.wait_for(task, 30)
