@@ -17,6 +17,13 @@ def test_defaults_are_embedded(tmp_path: Path) -> None:
     assert s.listen == "127.0.0.1:8080"
     assert s.database_url == f"sqlite:///{tmp_path / 'gigmcp.db'}"
     assert s.master_key is None and not s.oidc_enabled
+    assert s.registry_refresh == 3600
+
+
+def test_the_registry_refresh_is_seconds_or_off(tmp_path: Path) -> None:
+    for raw, seconds in (("0", 0), ("60", 60), (" 900 ", 900), ("604800", 604800)):
+        env = {"GIG_DATA_DIR": str(tmp_path), "GIG_REGISTRY_REFRESH": raw}
+        assert load_settings(env).registry_refresh == seconds
 
 
 @pytest.mark.parametrize(
@@ -47,6 +54,10 @@ def test_defaults_are_embedded(tmp_path: Path) -> None:
         ({"GIG_REGISTRY_MAX_AGE": "2w"}, "GIG_REGISTRY_MAX_AGE"),
         ({"GIG_REGISTRY_MAX_AGE": "0d"}, "GIG_REGISTRY_MAX_AGE"),
         ({"GIG_REGISTRY_STALE": "ignore"}, "GIG_REGISTRY_STALE"),
+        ({"GIG_REGISTRY_REFRESH": "59"}, "GIG_REGISTRY_REFRESH"),
+        ({"GIG_REGISTRY_REFRESH": "1h"}, "GIG_REGISTRY_REFRESH"),
+        ({"GIG_REGISTRY_REFRESH": "-1"}, "GIG_REGISTRY_REFRESH"),
+        ({"GIG_REGISTRY_REFRESH": "604801"}, "GIG_REGISTRY_REFRESH"),
         ({"GIG_PACKAGES_DIR": "packages"}, "GIG_PACKAGES_DIR"),
         ({"GIG_OCI_PLAIN_HTTP": "http://localhost:5000"}, "GIG_OCI_PLAIN_HTTP"),
         ({"GIG_NPM_OFFLINE": "yes"}, "GIG_NPM_OFFLINE"),

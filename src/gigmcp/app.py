@@ -25,6 +25,7 @@ from gigmcp import errors
 from gigmcp.api.context import ApiConfig
 from gigmcp.config import ConfigError, Settings, master_keys
 from gigmcp.control import installs
+from gigmcp.control.index_refresh import IndexRefresher
 from gigmcp.control.users import RolePolicy
 from gigmcp.core.asgi import ASGIApp, Receive, Scope, Send
 from gigmcp.core.instances import InstanceKey, InstanceView
@@ -185,6 +186,16 @@ class Gateway:
         self.catalog = StoreCatalog(settings.database_url)
         self.sealer = AuditSealer(self.catalog.engine, _keyring_or_none(settings),
                                   settings.audit_days)  # fmt: skip
+        # The signed index refreshed on a timer, once across replicas; only with a registry.
+        self.index_refresher = (
+            IndexRefresher(
+                self.catalog.engine, installs.registry_source(settings), settings.registry_refresh
+            )
+            if settings.registry_refresh
+            and settings.registry_index_url
+            and settings.registry_pubkey
+            else None
+        )
         self.router = Router(self.catalog, request_timeout=settings.request_timeout)
         self.router.task_result_bytes = settings.task_result_bytes
         self.router.task_after = settings.task_after
@@ -248,6 +259,8 @@ class Gateway:
     async def start(self) -> None:
         await self.catalog.start()
         await self.sealer.start()
+        if self.index_refresher is not None:
+            await self.index_refresher.start()
         # The sandbox reconciles what a crashed run left (cgroups, veths, firewall)
         # before the first server can start.
         removed = await self.launcher.start()
@@ -259,6 +272,8 @@ class Gateway:
         self.router.start()
 
     async def stop(self) -> None:
+        if self.index_refresher is not None:
+            await self.index_refresher.aclose()
         await self.endpoint.aclose()
         await self.router.aclose()
         await self.supervisor.shutdown()

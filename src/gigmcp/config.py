@@ -67,6 +67,8 @@ class Settings:
     # GIG_REGISTRY_STALE=refuse. None: no limit.
     registry_max_age: timedelta | None = None
     registry_refuse_stale: bool = False
+    # Seconds between background refreshes of the index (once across replicas); 0: off.
+    registry_refresh: int = 3600
     # Installed packages; must be reachable by the jails' uids (not under a 0700 dir).
     packages_dir: Path = Path("/var/lib/gigmcp/packages")
     # OCI registries reached over plain http (host:port; loopback mirrors, tests).
@@ -224,6 +226,18 @@ def _listen(name: str, value: str) -> str:
 def _count(name: str, raw: str, low: int, high: int) -> int:
     if not raw.strip().isdigit() or not low <= int(raw) <= high:
         raise ConfigError(f"{name}: expected a whole number {low}-{high}, got {raw!r}")
+    return int(raw)
+
+
+def _refresh(raw: str) -> int:
+    """GIG_REGISTRY_REFRESH: 0 (off), or a minute to a week: more often would make
+    every gateway hammer the registry, less would leave revocations unseen for long."""
+    if raw.strip() == "0":
+        return 0
+    if not raw.strip().isdigit() or not 60 <= int(raw) <= 604_800:
+        raise ConfigError(
+            f"GIG_REGISTRY_REFRESH: expected 0 (off) or seconds from 60 to 604800, got {raw!r}"
+        )
     return int(raw)
 
 
@@ -479,6 +493,7 @@ def _load(env: Mapping[str, str]) -> Settings:
         pypi_find_links=Path(find_links) if find_links else None,
         registry_max_age=max_age,
         registry_refuse_stale=stale == "refuse",
+        registry_refresh=_refresh(env.get("GIG_REGISTRY_REFRESH", "3600")),
         packages_dir=Path(packages_raw),
         database_url=database_url,
         listen=_listen("GIG_LISTEN", env.get("GIG_LISTEN", "127.0.0.1:8080")),

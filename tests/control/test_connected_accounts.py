@@ -48,6 +48,7 @@ from gigmcp.errors import (
 )
 from gigmcp.netpolicy.hosts import canonical_host
 from gigmcp.oauthclient.outbound import Outbound
+from gigmcp.store import db
 from gigmcp.store import oauth as store
 from gigmcp.store.models import OAuthApp, OAuthConnection
 from gigmcp.vault.keys import Keyring, MasterKey
@@ -784,25 +785,6 @@ def test_attack_a_disconnect_during_a_refresh_leaves_no_live_grant(
     assert store.load_state(engine, RING, alice.user_id, "acme") is None
 
 
-@pytest.fixture
-def postgres_engine(pg_socket_dir: str) -> Iterator[Engine]:
-    """PostgreSQL only: where replicas on several hosts meet (SQLite's users share one
-    host and its clock)."""
-    import uuid
-
-    import psycopg
-
-    from gigmcp.store.db import make_engine, migrate
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(host=pg_socket_dir, user="gig", dbname="postgres", autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    engine = make_engine(f"postgresql://gig@/{name}?host={pg_socket_dir}")
-    migrate(engine)
-    yield engine
-    engine.dispose()
-
-
 def test_attack_a_replica_whose_clock_runs_ahead_cannot_take_a_held_lease(
     postgres_engine: Engine, vendor: OidcProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -815,7 +797,9 @@ def test_attack_a_replica_whose_clock_runs_ahead_cannot_take_a_held_lease(
     assert st is not None
     assert store.claim(engine, st.id, "replica-a", timedelta(seconds=30))
     real = store.utcnow
-    monkeypatch.setattr(store, "utcnow", lambda: real() + timedelta(seconds=120))
+    # The host's clock, wherever a lease could read it (store/db.py's clock()).
+    for module in (store, db):
+        monkeypatch.setattr(module, "utcnow", lambda: real() + timedelta(seconds=120))
     assert not store.claim(engine, st.id, "replica-b", timedelta(seconds=30))
 
 

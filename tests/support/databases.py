@@ -90,9 +90,13 @@ def pg_socket_dir() -> Iterator[str]:
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'g.db'}"
+    return _new_database(request.getfixturevalue("pg_socket_dir"))
+
+
+def _new_database(socket_dir: str) -> str:
+    """A new, empty database on the throwaway cluster: its URL."""
     import psycopg
 
-    socket_dir = request.getfixturevalue("pg_socket_dir")
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(host=socket_dir, user="gig", dbname="postgres", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -105,6 +109,21 @@ def migrated_engine(database_url: str) -> Iterator[Engine]:
     from gigmcp.store.db import make_engine, migrate
 
     eng = make_engine(database_url)
+    migrate(eng)
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+
+
+@pytest.fixture
+def postgres_engine(pg_socket_dir: str) -> Iterator[Engine]:
+    """PostgreSQL only, migrated: where replicas on several hosts meet (SQLite's users
+    share one host and its clock), for the tests of what a replica's own clock must not
+    decide."""
+    from gigmcp.store.db import make_engine, migrate
+
+    eng = make_engine(_new_database(pg_socket_dir))
     migrate(eng)
     try:
         yield eng

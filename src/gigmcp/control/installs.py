@@ -155,6 +155,26 @@ def registry_source(settings: Settings) -> RegistrySource:
 async def fetch_index(engine: Engine, actor: Actor, source: RegistrySource) -> Fetched:
     """The signed index, verified, and never older than the last one accepted (which a
     freshly fetched index replaces). Its ``warnings`` are for the actor to read."""
+    return await _fetch_accepted(engine, source)
+
+
+def refresh_index(engine: Engine, source: RegistrySource) -> Fetched:
+    """The background refresh (control/index_refresh.py, on behalf of nobody): the same
+    fetch, verification and acceptance as :func:`fetch_index`, and the index fetched
+    becomes the one the catalog browses. A registry that cannot be reached is a failure
+    here, not the last accepted copy (that copy is what is browsed already; the
+    refresher tries again later). Runs the fetch on its own event loop: call it from a
+    worker thread (verifying and parsing a large index is CPU work, and the store's
+    calls block)."""
+    fetched = asyncio.run(_fetch_accepted(engine, source))
+    if fetched.from_cache:
+        raise errors.RegistryError("; ".join(fetched.warnings) or "the registry is unreachable")
+    with _browsing:
+        _remember((source.url, source.pubkey), fetched)
+    return fetched
+
+
+async def _fetch_accepted(engine: Engine, source: RegistrySource) -> Fetched:
     last = index_state.last_accepted(engine)
     try:
         fetched = await fetch_signed_index(source, Accepted(*last) if last else None)
@@ -183,10 +203,14 @@ def browse_index(engine: Engine, actor: Actor, source: RegistrySource) -> Fetche
         if found is not None and time.monotonic() - found[0] < BROWSE_REUSE_S:
             return found[1]
         fetched = asyncio.run(fetch_index(engine, actor, source))
-        if len(_browsed) >= 16:  # one registry in practice; never a growing map
-            _browsed.clear()
-        _browsed[key] = (time.monotonic(), fetched)
+        _remember(key, fetched)
         return fetched
+
+
+def _remember(key: tuple[str, str], fetched: Fetched) -> None:
+    if len(_browsed) >= 16:  # one registry in practice; never a growing map
+        _browsed.clear()
+    _browsed[key] = (time.monotonic(), fetched)
 
 
 def plan_install(

@@ -4,8 +4,9 @@ Owns the :class:`EgressEvent` record and a writer that queues events on the even
 and has them inserted from a worker thread (by ``store/egress_audit.py``) once a second
 and at close, so the proxy never waits on the database; and the trail's bounds: at most
 ``MAX_QUEUE`` events wait (past it they are counted as dropped, and the count is
-logged), and rows older than the retention are deleted once an hour (up to the newest
-signed checkpoint among them: the audit chain still verifies). A row may stand
+logged), and rows older than the retention are deleted once an hour across all replicas
+(a background job, store/jobs.py, that each replica asks for every minute; up to the
+newest signed checkpoint among them: the audit chain still verifies). A row may stand
 for many events (``count``: the sandbox resolver folds its refusals into one row per
 instance and interval). It must never record a query string, a header value or a
 credential value: the path is cut at '?', the credential is named by its id.
@@ -15,13 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
-from gigmcp.store import audit_chain
+from gigmcp.store import audit_chain, jobs
 from gigmcp.store import egress_audit as audit_rows
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,8 @@ FLUSH_INTERVAL_S = 1.0
 # requests from many busy instances (DNS refusals arrive aggregated).
 MAX_QUEUE = 10_000
 PRUNE_INTERVAL_S = 3600.0
+PRUNE_ASK_S = 60.0  # how often a replica asks whether the hourly prune is due
+PRUNE_JOB = "egress-audit-prune"
 DEFAULT_RETENTION_DAYS = 30
 
 
@@ -75,6 +79,7 @@ class EgressAudit:
         self._dropped_logged = 0
         self.written = 0
         self.pruned = 0
+        self.holder = jobs.new_holder()
 
     def record(self, event: EgressEvent) -> None:
         if len(self._queue) >= MAX_QUEUE:
@@ -86,15 +91,15 @@ class EgressAudit:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def _loop(self) -> None:
-        await self.prune()
+        await self.prune(if_due=True)
         since_prune = 0.0
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             await self.flush()
             since_prune += FLUSH_INTERVAL_S
-            if since_prune >= PRUNE_INTERVAL_S:
+            if since_prune >= PRUNE_ASK_S:
                 since_prune = 0.0
-                await self.prune()
+                await self.prune(if_due=True)
 
     async def flush(self) -> None:
         if self.dropped > self._dropped_logged:
@@ -119,20 +124,26 @@ class EgressAudit:
         assert self._engine is not None
         audit_rows.insert_rows(self._engine, [asdict(e) for e in batch])
 
-    async def prune(self) -> None:
-        """Delete the rows older than the retention."""
+    async def prune(self, if_due: bool = False) -> None:
+        """Delete the rows older than the retention: now, or with ``if_due`` only when
+        the hourly job is due and this replica is the one that wins it."""
         if self._engine is None:
             return
         try:
             cutoff = datetime.now(UTC) - self._retention
-            self.pruned += await asyncio.to_thread(self._prune, cutoff)
+            deleted = await asyncio.to_thread(self._prune, cutoff, if_due)
+            self.pruned += deleted or 0  # None: not due, or another replica's turn
         except Exception:
             log.exception("cannot delete old egress audit rows")
 
-    def _prune(self, before: datetime) -> int:
+    def _prune(self, before: datetime, if_due: bool) -> int | None:
         # Only up to a signed checkpoint: the rows left still verify (store/audit_chain.py).
         assert self._engine is not None
-        return audit_chain.prune(self._engine, "egress", before)
+        prune = functools.partial(audit_chain.prune, self._engine, "egress", before)
+        if not if_due:
+            return prune()
+        every = timedelta(seconds=PRUNE_INTERVAL_S)
+        return jobs.run_once(self._engine, PRUNE_JOB, self.holder, every, prune)
 
     async def aclose(self) -> None:
         if self._task is not None:

@@ -1,5 +1,7 @@
 """Engine creation and migrations. SQLite gets WAL, foreign keys and a busy timeout, and
-its files are the gateway's alone (0600, see ``gigmcp.filemodes``).
+its files are the gateway's alone (0600, see ``gigmcp.filemodes``). Also the one clock
+every database lease is judged by (:func:`clock`: the connected-account refresh lease in
+``oauth.py``, the background jobs' lease in ``jobs.py``).
 
 It must never create tables behind Alembic's back: the schema only moves by migration,
 once, under a lock (an advisory lock on PostgreSQL, a lock file beside a SQLite
@@ -16,9 +18,10 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, func, text
 
 from gigmcp import filemodes
+from gigmcp.store.models import utcnow
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -49,6 +52,14 @@ def make_engine(url: str) -> Engine:
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     # hide_parameters: an error message never carries a bound value (a hash, a name).
     return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+
+
+def clock(engine: Engine) -> Any:
+    """The time a lease is judged by, as an expression to compare and add to in SQL: the
+    database's own clock on PostgreSQL, which every replica shares (a replica whose
+    clock runs ahead must not take a lease that another holds); the host's on SQLite,
+    whose users are all on that host."""
+    return func.now() if engine.dialect.name == "postgresql" else utcnow()
 
 
 # pg_advisory_xact_lock's key for migrations: any constant no other code uses.

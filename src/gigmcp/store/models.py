@@ -455,6 +455,22 @@ class OAuthSecret(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class BackgroundJob(Base):
+    """One periodic job that must run once across replicas (store/jobs.py): when it was
+    last started and finished, who holds it and until when (a lease judged by the
+    database's clock), when it is next due, and how many runs in a row failed (the
+    backoff is shared by every replica)."""
+
+    __tablename__ = "background_jobs"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_started: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_finished: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    holder: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
 class ConfigRevision(Base):
     """One row; bumped in the same transaction as every change the gateway must see."""
 

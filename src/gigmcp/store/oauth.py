@@ -24,12 +24,12 @@ from __future__ import annotations
 import secrets as pysecrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from sqlalchemy import Engine, and_, delete, func, or_, select, update
+from sqlalchemy import Engine, and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from gigmcp.oauthclient.client import AppConfig, TokenSet
+from gigmcp.store.db import clock
 from gigmcp.store.models import OAuthApp, OAuthConnection, OAuthSecret, utcnow
 from gigmcp.store.secrets import oauth_aad
 from gigmcp.vault import envelope
@@ -167,17 +167,10 @@ def expire(engine: Engine, conn_id: int, generation: int) -> None:
         )
 
 
-def _clock(engine: Engine) -> Any:
-    """The time a lease is judged by: the database's own clock on PostgreSQL, which
-    every replica shares (a replica whose clock runs ahead must not take a lease that
-    another holds); the host's on SQLite, whose users are all on that host."""
-    return func.now() if engine.dialect.name == "postgresql" else utcnow()
-
-
 def claim(engine: Engine, conn_id: int, holder: str, ttl: timedelta) -> bool:
     """Take the refresh lease of a connection; True for exactly one claimant while the
     lease is held."""
-    now = _clock(engine)
+    now = clock(engine)
     with Session(engine) as s, s.begin():
         result = s.execute(
             update(OAuthConnection)
