@@ -42,6 +42,7 @@ from gigmcp.egress.listeners import ProxyPorts
 from gigmcp.egress.proxy import EgressProxy
 from gigmcp.egress.remote import RemoteLauncher
 from gigmcp.endpoint.asgi import McpEndpoint
+from gigmcp.endpoint.relay import Relay
 from gigmcp.endpoint.sessions import SessionStore
 from gigmcp.errors import LaunchError, VaultError
 from gigmcp.netpolicy.hostaddr import HostAddresses
@@ -51,9 +52,12 @@ from gigmcp.oauthclient.outbound import Outbound
 from gigmcp.oidc.flow import KEY_BYTES as flow_key_bytes
 from gigmcp.oidc.provider import SCOPES, ClientConfig, Provider
 from gigmcp.router.gateway import Router
+from gigmcp.router.handles import derive
 from gigmcp.sandbox.doctor import Check
 from gigmcp.store import secrets as vault_store
 from gigmcp.store.audit_sealer import AuditSealer
+from gigmcp.store.bus import CONFIG_CHANNEL, Bus
+from gigmcp.store.bus import conninfo as bus_conninfo
 from gigmcp.store.catalog import StoreCatalog
 from gigmcp.store.db import make_engine, migrate
 from gigmcp.supervisor.launcher import PlainLauncher
@@ -184,8 +188,6 @@ class Gateway:
     ) -> None:
         self.settings = settings
         self.catalog = StoreCatalog(settings.database_url)
-        self.sealer = AuditSealer(self.catalog.engine, _keyring_or_none(settings),
-                                  settings.audit_days)  # fmt: skip
         # The signed index refreshed on a timer, once across replicas; only with a registry.
         self.index_refresher = (
             IndexRefresher(
@@ -196,7 +198,17 @@ class Gateway:
             and settings.registry_pubkey
             else None
         )
-        self.router = Router(self.catalog, request_timeout=settings.request_timeout)
+        keyring = _keyring_or_none(settings)
+        # One key for every replica's cursors, handles and relay (router/handles.py).
+        root = (
+            vault_store.get_or_add_item(
+                self.catalog.engine, keyring, "router-key", lambda: secrets.token_bytes(32)
+            )
+            if keyring is not None
+            else None
+        )
+        self.router = Router(self.catalog, request_timeout=settings.request_timeout, root_key=root)
+        self.sealer = AuditSealer(self.catalog.engine, keyring, settings.audit_days)
         self.router.task_result_bytes = settings.task_result_bytes
         self.router.task_after = settings.task_after
         self.credentials: CredentialProvider = credentials or NoCredentials()
@@ -231,6 +243,22 @@ class Gateway:
                 settings, self.catalog.engine, self.supervisor.status, host_checks
             ),
         )
+        self.bus: Bus | None = None
+        self._replicate(root)
+
+    def _replicate(self, root: bytes | None) -> None:
+        """On PostgreSQL, the replicas' bus: changes announced to every replica, and
+        requests that continue another replica's call relayed to it. Without the vault
+        (no shared key) or on SQLite, one replica: nothing to wire."""
+        dsn = bus_conninfo(self.settings.database_url)
+        if dsn is None or root is None:
+            return
+        bus = self.bus = Bus(dsn)
+        router = self.router
+        router.pushed = lambda: bus.connected
+        bus.on(CONFIG_CHANNEL, lambda _payload: router.poke())
+        bus.on_connect.append(router.poke)
+        self.endpoint.relay = Relay(bus, router, derive(root, "relay"))
 
     def owner_of(self, key: InstanceKey) -> int | None:
         """Whom an instance acts for — their credentials, their audit rows: its
@@ -258,6 +286,13 @@ class Gateway:
 
     async def start(self) -> None:
         await self.catalog.start()
+        if self.bus is not None:
+            await self.bus.start()
+            log.info(
+                "replica %s on the database's bus (%s)",
+                self.router.replica,
+                "listening" if self.bus.connected else "not reachable yet; polling",
+            )
         await self.sealer.start()
         if self.index_refresher is not None:
             await self.index_refresher.start()
@@ -275,12 +310,16 @@ class Gateway:
         if self.index_refresher is not None:
             await self.index_refresher.aclose()
         await self.endpoint.aclose()
+        if self.endpoint.relay is not None:
+            await self.endpoint.relay.aclose()
         await self.router.aclose()
         await self.supervisor.shutdown()
         if self.egress is not None:
             await self.egress.aclose()
             await self.egress.audit.aclose()
         await self.launcher.aclose()
+        if self.bus is not None:
+            await self.bus.aclose()
         await self.catalog.aclose()
         # Last: every writer has flushed; what they wrote is sealed and signed.
         await self.sealer.aclose()

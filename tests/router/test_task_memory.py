@@ -14,6 +14,7 @@ import pytest
 from gigmcp.core.jsontypes import JSON
 from gigmcp.mcp.jsonrpc import RpcError
 from gigmcp.router.context import RequestContext
+from gigmcp.router.handles import Handles
 from gigmcp.router.tasks import EXTENSION, TaskTable
 
 
@@ -65,7 +66,7 @@ async def _finished_task(table: TaskTable, size: int) -> str:
 
 
 async def test_huge_task_results_are_bounded_in_bytes_oldest_forgotten_first() -> None:
-    table = TaskTable(result_bytes=50_000)
+    table = TaskTable(Handles(b"k" * 32, "r1"), result_bytes=50_000)
     ids = [await _finished_task(table, 20_000) for _ in range(6)]
     assert table.stored_bytes <= 50_000
     ctx = _ctx()
@@ -77,7 +78,7 @@ async def test_huge_task_results_are_bounded_in_bytes_oldest_forgotten_first() -
 
 
 async def test_a_result_larger_than_the_whole_bound_is_not_kept() -> None:
-    table = TaskTable(result_bytes=10_000)
+    table = TaskTable(Handles(b"k" * 32, "r1"), result_bytes=10_000)
     task_id = await _finished_task(table, 200_000)
     detail = table.get(_ctx(), {"taskId": task_id})
     assert detail["status"] == "failed"

@@ -3,10 +3,11 @@ every change runs in.
 
 Owns :func:`change` (one transaction that also bumps ``config_revision`` and writes the
 change's audit row, so a running gateway sees it on its very next request and the audit
-log never misses one) and the lookups of a profile, a server and an assignment by name,
-each refusing a row the actor may not touch. A refused row is reported as not found,
-in the same words as a missing one, so that asking never tells whether another user's
-row exists. It must never hand a row to an actor who neither owns it nor is an admin.
+log never misses one; on PostgreSQL the commit also announces it to every replica) and
+the lookups of a profile, a server and an assignment by name, each refusing a row the
+actor may not touch. A refused row is reported as not found, in the same words as a
+missing one, so that asking never tells whether another user's row exists. It must never
+hand a row to an actor who neither owns it nor is an admin.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from gigmcp.control.actor import ADMIN_ROLE, Actor
 from gigmcp.errors import Forbidden, NotFound
+from gigmcp.store.bus import announce_change
 from gigmcp.store.models import AuditRow, ConfigRevision, Profile, ProfileServer, Server, User
 
 
@@ -32,6 +34,7 @@ def change(engine: Engine, actor: Actor, action: str, **audit: object) -> Iterat
         s.execute(
             update(ConfigRevision).where(ConfigRevision.id == 1).values(rev=ConfigRevision.rev + 1)
         )
+        announce_change(s)
         s.add(audit_row(actor, action, **audit))
 
 

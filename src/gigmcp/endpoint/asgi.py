@@ -30,6 +30,7 @@ from gigmcp.endpoint.http import HttpError, plain, respond, rpc_http_error
 from gigmcp.endpoint.legacy import Legacy
 from gigmcp.endpoint.listen import Listening
 from gigmcp.endpoint.modern import Modern
+from gigmcp.endpoint.relay import Relay
 from gigmcp.endpoint.request import Request
 from gigmcp.endpoint.security import bearer, json_error_body, origin_allowed
 from gigmcp.endpoint.sessions import SessionStore
@@ -69,6 +70,14 @@ class McpEndpoint:
         self._max_body = max_body_bytes
         self._public_url = public_url
         self._fallback = fallback
+
+    @property
+    def relay(self) -> Relay | None:
+        return self._modern.relay
+
+    @relay.setter
+    def relay(self, relay: Relay | None) -> None:
+        self._modern.relay = relay
 
     @property
     def sessions(self) -> SessionStore:

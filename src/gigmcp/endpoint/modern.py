@@ -22,6 +22,7 @@ from gigmcp.core.jsontypes import JSON
 from gigmcp.endpoint.channel import ResponseChannel
 from gigmcp.endpoint.http import HttpError, respond, rpc_http_error
 from gigmcp.endpoint.listen import Listening
+from gigmcp.endpoint.relay import Relay
 from gigmcp.endpoint.request import NULL_SINK, Request
 from gigmcp.endpoint.security import decode_header_value, json_error_body
 from gigmcp.mcp import jsonrpc as rpc
@@ -35,6 +36,9 @@ class Modern:
     def __init__(self, listening: Listening, buffer_bytes: int) -> None:
         self._listening = listening
         self._buffer = buffer_bytes
+        # Set when replicas share a PostgreSQL database: requests that continue what
+        # another replica holds are run there.
+        self.relay: Relay | None = None
 
     async def handle(self, req: Request, msg: JSON, kind: Kind) -> None:
         if kind is Kind.RESPONSE:
@@ -53,7 +57,13 @@ class Modern:
             req.send, accepts_sse=req.accepts_sse, extra_headers=[], buffer_bytes=self._buffer
         )
         ctx.sink = channel
-        response = await _run_cancellable(req.receive, req.hub.handle(ctx, msg))
+        holder = self.relay.holder(ctx.token_id, msg) if self.relay is not None else None
+        work = (
+            req.hub.handle(ctx, msg)
+            if holder is None or self.relay is None
+            else self.relay.forward(holder, ctx, msg)
+        )
+        response = await _run_cancellable(req.receive, work)
         if response is None:
             await channel.close_without_answer()
             return

@@ -15,10 +15,6 @@ minted for another token.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
-import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -27,6 +23,7 @@ from gigmcp.core.instances import InstanceKey
 from gigmcp.core.jsontypes import JSON
 from gigmcp.mcp.jsonrpc import INVALID_PARAMS, RpcError
 from gigmcp.router.context import RequestContext
+from gigmcp.router.handles import Handles
 from gigmcp.upstream.types import PendingRequest
 
 # Which client capability a server→client request needs.
@@ -102,22 +99,19 @@ class Parked:
 
 
 class ParkingLot:
-    """Calls waiting for a modern client's retry, keyed by an authenticated request state."""
+    """Calls waiting for a modern client's retry, keyed by an authenticated request state
+    (``gw.`` and a handle naming this replica, see router/handles.py)."""
 
     PREFIX = "gw."
 
-    def __init__(self, key: bytes, ttl: float) -> None:
-        self._key = key
+    def __init__(self, handles: Handles, ttl: float) -> None:
+        self.handles = handles
         self._ttl = ttl
         self._parked: dict[str, Parked] = {}
 
-    def _sign(self, ident: str, token_id: int) -> str:
-        mac = hmac.new(self._key, f"{ident}:{token_id}".encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(mac[:18]).decode()
-
     def park(self, call: Call, questions: dict[str, Question]) -> str:
-        ident = secrets.token_urlsafe(18)
-        self._parked[ident] = Parked(
+        handle = self.handles.mint("state", call.ctx.token_id)
+        self._parked[handle] = Parked(
             call,
             questions,
             call.ctx.token_id,
@@ -125,21 +119,28 @@ class ParkingLot:
             call.name,
             time.monotonic() + self._ttl,
         )
-        return f"{self.PREFIX}{ident}.{self._sign(ident, call.ctx.token_id)}"
+        return f"{self.PREFIX}{handle}"
+
+    def holder(self, state: object, token_id: int) -> str | None:
+        """The replica holding the call ``state`` resumes (None: not a state issued to
+        this token)."""
+        if not isinstance(state, str) or not state.startswith(self.PREFIX):
+            return None
+        return self.handles.holder("state", state[len(self.PREFIX) :], token_id)
 
     def take(self, state: str, ctx: RequestContext, method: str, name: str | None) -> Parked:
         """Return the parked call a retry resumes; anything off is invalid params."""
-        ident, _, mac = state[len(self.PREFIX) :].partition(".")
-        if not hmac.compare_digest(mac.encode(), self._sign(ident, ctx.token_id).encode()):
+        handle = state[len(self.PREFIX) :]
+        if self.handles.holder("state", handle, ctx.token_id) is None:
             raise RpcError(INVALID_PARAMS, "Invalid params: requestState was not issued to you")
-        parked = self._parked.get(ident)
+        parked = self._parked.get(handle)
         if parked is None or parked.deadline < time.monotonic():
             raise RpcError(INVALID_PARAMS, "Invalid params: requestState expired or already used")
         if parked.method != method or parked.name != name or parked.token_id != ctx.token_id:
             raise RpcError(
                 INVALID_PARAMS, "Invalid params: requestState belongs to another request"
             )
-        del self._parked[ident]
+        del self._parked[handle]
         return parked
 
     def expire(self) -> list[Parked]:

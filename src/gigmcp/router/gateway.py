@@ -22,13 +22,17 @@ from gigmcp.core.jsontypes import JSON
 from gigmcp.core.views import Catalog, ProfileView, ServerDef
 from gigmcp.router.calls import ParkingLot
 from gigmcp.router.cursor import CursorCodec
+from gigmcp.router.handles import Handles, derive, new_replica_id
 from gigmcp.router.hub import ProfileHub
-from gigmcp.router.tasks import TASK_AFTER_S, TASK_RESULT_BYTES
+from gigmcp.router.tasks import TASK_AFTER_S, TASK_METHODS, TASK_RESULT_BYTES
 from gigmcp.router.toolcalls import CallGate
 from gigmcp.router.upstreams import InstanceSource
 
 log = logging.getLogger(__name__)
 StaleCheck = Callable[[InstanceKey, ServerDef], str | None]
+# How often the store is polled while its changes are announced (a missed announcement
+# costs at most this long).
+PUSHED_POLL_S = 5.0
 
 
 @runtime_checkable
@@ -47,16 +51,24 @@ class Router:
         *,
         request_timeout: float = 120.0,
         watch_interval: float = 0.25,
+        root_key: bytes | None = None,
+        replica: str | None = None,
     ) -> None:
         self.catalog = catalog
         self._source: InstanceSource | None = None
         self._timeout = request_timeout
         self._watch_interval = watch_interval
-        self._cursors = CursorCodec(secrets.token_bytes(32))
-        self._state_key = secrets.token_bytes(32)
+        # Replicas of one deployment share ``root_key`` (sealed in the vault), so a
+        # cursor or handle minted by one is read by all; alone, a random key does.
+        root = root_key if root_key is not None else secrets.token_bytes(32)
+        self._cursors = CursorCodec(derive(root, "cursor"))
+        self.handles = Handles(derive(root, "handle"), replica or new_replica_id())
         self._hubs: dict[int, ProfileHub] = {}
         self._revision = -1
         self._watcher: asyncio.Task[None] | None = None
+        self._poked = asyncio.Event()
+        # Whether changes are announced (the bus listens): then polling slows down.
+        self.pushed: Callable[[], bool] = lambda: False
         # Called after every refresh that saw a new revision (the endpoint ends the
         # sessions and streams of tokens revoked by it).
         self.on_change: list[Callable[[], None]] = []
@@ -81,7 +93,7 @@ class Router:
         hub = self._hubs.get(view.id)
         if hub is None:
             assert self._source is not None, "Router.attach() was not called"
-            parking = ParkingLot(self._state_key, ttl=self._timeout)
+            parking = ParkingLot(self.handles, ttl=self._timeout)
             hub = ProfileHub(
                 view,
                 self._source,
@@ -101,6 +113,26 @@ class Router:
 
     def existing_hub(self, profile_id: int) -> ProfileHub | None:
         return self._hubs.get(profile_id)
+
+    @property
+    def replica(self) -> str:
+        return self.handles.replica
+
+    def holder(self, token_id: int, msg: JSON) -> str | None:
+        """The other replica that holds what this modern request continues (a parked
+        call's ``requestState``, a task's id), or None: this replica answers it, and an
+        unknown or forged handle gets its usual error here."""
+        params = msg.get("params")
+        if not isinstance(params, dict):
+            return None
+        if msg.get("method") in TASK_METHODS:
+            found = self.handles.holder("task", params.get("taskId"), token_id)
+        else:
+            state = params.get("requestState")
+            found = None
+            if isinstance(state, str) and state.startswith(ParkingLot.PREFIX):
+                found = self.handles.holder("state", state[len(ParkingLot.PREFIX) :], token_id)
+        return found if found != self.handles.replica else None
 
     # ----------------------------------------------------------- UpstreamPeer
 
@@ -126,12 +158,14 @@ class Router:
         """Give every hub its profile's current view and retire the instances it no
         longer allows (cheap when nothing changed).
 
-        This is where a change is *noticed*: on the watcher's tick (every
-        ``watch_interval``, 250 ms) or on the first request after the commit, whichever
-        comes first. Retiring is synchronous (see ``Supervisor.retire``), so from the
-        moment the new snapshot is in memory the old grant is gone: an old key can be
-        injected for at most one watch interval (plus one loop turn) after the commit,
-        and never after it was noticed."""
+        This is where a change is *noticed*: when the store announces it (PostgreSQL),
+        on the watcher's tick (every ``watch_interval``, 250 ms, when changes are not
+        announced) or on the first request after the commit, whichever comes first.
+        Retiring is synchronous (see ``Supervisor.retire``), so from the moment the new
+        snapshot is in memory the old grant is gone: an old key can be injected for at
+        most one watch interval (plus one loop turn) after the commit, or until the
+        announcement arrives (milliseconds; 5 s if one is lost), and never after it was
+        noticed."""
         revision = self.catalog.refresh()
         if revision == self._revision:
             return
@@ -179,11 +213,25 @@ class Router:
             return
         self._source.retire_matching(self._stale)
 
+    def poke(self) -> None:
+        """The store announced a change (PostgreSQL's NOTIFY, store/bus.py): read it
+        now, not at the next poll."""
+        self._poked.set()
+
     async def _watch(self) -> None:
+        last_poll = 0.0
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(self._watch_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), self._watch_interval)
             try:
-                self.refresh()
+                # Announced changes are read when announced; the poll stays as the
+                # fallback, every 250 ms without announcements, every 5 s with them.
+                poll = PUSHED_POLL_S if self.pushed() else 0.0
+                if self._poked.is_set() or loop.time() - last_poll >= poll:
+                    self._poked.clear()
+                    last_poll = loop.time()
+                    self.refresh()
                 for hub in self._hubs.values():
                     hub.expire_parked(hub.parking.expire())
             except Exception:

@@ -41,7 +41,7 @@ from gigmcp.router.fanout import FanOut
 from gigmcp.router.forwarding import Forwarder
 from gigmcp.router.listing import LIST_TTL_MS, Listing, cacheable
 from gigmcp.router.tasks import EXTENSION as TASKS_EXTENSION
-from gigmcp.router.tasks import TaskTable, declares_tasks
+from gigmcp.router.tasks import TASK_METHODS, TaskTable, declares_tasks
 from gigmcp.router.toolcalls import CallGate, ToolCalls
 from gigmcp.router.upstreams import InstanceSource, Upstreams
 
@@ -67,7 +67,7 @@ class ProfileHub:
         self._forwarder = Forwarder(self._upstreams, parking)
         self._tools = ToolCalls(self._current, self._listing, self._forwarder, record, pins, gate)
         self.parking = parking
-        self.tasks = TaskTable()
+        self.tasks = TaskTable(parking.handles)
         # Upstream unsubscribes for URIs whose last holder went away.
         self._releasing: set[asyncio.Task[None]] = set()
 
@@ -153,7 +153,7 @@ class ProfileHub:
             if declares_tasks(ctx):
                 return await self.tasks.call(ctx, params, self._tools.call)
             return await self._tools.call(ctx, params)
-        if method in ("tasks/get", "tasks/update", "tasks/cancel") and ctx.era == "modern":
+        if method in TASK_METHODS and ctx.era == "modern":
             op = {"tasks/get": self.tasks.get, "tasks/update": self.tasks.update}.get(
                 method, self.tasks.cancel
             )

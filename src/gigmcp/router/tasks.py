@@ -8,10 +8,11 @@ gateway; it then polls ``tasks/get``, answers questions with ``tasks/update`` an
 call itself: a question the server asks mid-call (sampling, elicitation, roots) becomes
 the task's ``inputRequests``.
 
-Task ids are 128 random bits and belong to the token that created them: any other token
-gets the same "unknown task" error as for an id that never existed, so ids leak nothing.
-Tasks live in this process, like parked MRTR calls (the spec's ``Mcp-Name: <taskId>``
-header lets a load balancer route them to it). It must never return a task to a client
+Task ids are handles (router/handles.py: 144 random bits, the replica that runs the task,
+a tag binding them to the token that created it): any other token gets the same
+"unknown task" error as for an id that never existed, so ids leak nothing. Tasks live
+in this process, like parked MRTR calls; a request naming one that reaches another
+replica is relayed here (endpoint/relay.py). It must never return a task to a client
 that did not declare the extension on that request, and never keep a task past its TTL.
 What it keeps is bounded: at most MAX_TASKS_PER_HUB tasks, and finished results and
 errors of at most ``result_bytes`` in all (GIG_TASK_RESULT_BYTES): the oldest finished
@@ -34,8 +35,11 @@ from gigmcp.core.jsontypes import JSON
 from gigmcp.mcp import jsonrpc as rpc
 from gigmcp.mcp.jsonrpc import RpcError
 from gigmcp.router.context import RequestContext
+from gigmcp.router.handles import Handles
 
 EXTENSION = "io.modelcontextprotocol/tasks"
+# The methods that name a task by its id (a handle: router/handles.py).
+TASK_METHODS = ("tasks/get", "tasks/update", "tasks/cancel")
 # A call still running after this long becomes a task; quicker ones answer directly
 # (the default of GIG_TASK_AFTER).
 TASK_AFTER_S = 1.0
@@ -109,7 +113,10 @@ CallRound = Callable[[RequestContext, JSON], Awaitable[JSON]]
 
 
 class TaskTable:
-    def __init__(self, result_bytes: int = TASK_RESULT_BYTES) -> None:
+    def __init__(self, handles: Handles, result_bytes: int = TASK_RESULT_BYTES) -> None:
+        # Ids are handles naming this replica (router/handles.py): any replica can tell
+        # which one runs a task, and for which token it was made.
+        self.handles = handles
         self._tasks: dict[str, Task] = {}
         self.result_bytes = result_bytes
         # Seconds a call may run before it becomes a task (GIG_TASK_AFTER).
@@ -181,7 +188,7 @@ class TaskTable:
         self.expire()
         if len(self._tasks) >= MAX_TASKS_PER_HUB:
             return await run(ctx, params)  # no room for a task: answer the slow way
-        task = Task(secrets.token_urlsafe(16), ctx.token_id)
+        task = Task(self.handles.mint("task", ctx.token_id), ctx.token_id)
         task.expires = time.monotonic() + TASK_TTL_MS / 1000
         detached = _detached(ctx)
         first: asyncio.Future[JSON | None] = asyncio.get_running_loop().create_future()
