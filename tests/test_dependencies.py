@@ -23,6 +23,9 @@ IMPORT_NAME = {
     "dnspython": "dns",
     "pyyaml": "yaml",
     "httpx2": "httpx2",
+    "opentelemetry-api": "opentelemetry",
+    "opentelemetry-sdk": "opentelemetry",
+    "opentelemetry-exporter-otlp-proto-http": "opentelemetry",
 }
 # Used without an import statement: SQLAlchemy loads psycopg when store/db.py turns a
 # postgresql:// URL into postgresql+psycopg://.

@@ -12,6 +12,7 @@ act for anyone but its profile's owner.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import secrets
@@ -36,9 +37,9 @@ from gigmcp.credentials.oauth_broker import TokenBroker
 from gigmcp.credentials.provider import CredentialProvider, NoCredentials, launch_environment
 from gigmcp.credentials.vault_provider import VaultCredentials
 from gigmcp.egress import authority
-from gigmcp.egress.audit import EgressAudit
 from gigmcp.egress.certs import CertificateAuthority, LeafCache, upstream_context
 from gigmcp.egress.listeners import ProxyPorts
+from gigmcp.egress.observed import ObservedAudit
 from gigmcp.egress.proxy import EgressProxy
 from gigmcp.egress.remote import RemoteLauncher
 from gigmcp.endpoint.asgi import McpEndpoint
@@ -62,6 +63,8 @@ from gigmcp.store.catalog import StoreCatalog
 from gigmcp.store.db import make_engine, migrate
 from gigmcp.supervisor.launcher import PlainLauncher
 from gigmcp.supervisor.supervisor import Supervisor
+from gigmcp.telemetry import metrics, tracing
+from gigmcp.telemetry.metrics import MetricsListener
 from gigmcp.upstream.connection import WireLimits
 from gigmcp.vault.keys import Keyring, MasterKey
 from gigmcp.web.app import build_control_plane, disabled_control_plane
@@ -188,16 +191,6 @@ class Gateway:
     ) -> None:
         self.settings = settings
         self.catalog = StoreCatalog(settings.database_url)
-        # The signed index refreshed on a timer, once across replicas; only with a registry.
-        self.index_refresher = (
-            IndexRefresher(
-                self.catalog.engine, installs.registry_source(settings), settings.registry_refresh
-            )
-            if settings.registry_refresh
-            and settings.registry_index_url
-            and settings.registry_pubkey
-            else None
-        )
         keyring = _keyring_or_none(settings)
         # One key for every replica's cursors, handles and relay (router/handles.py).
         root = (
@@ -209,6 +202,16 @@ class Gateway:
         )
         self.router = Router(self.catalog, request_timeout=settings.request_timeout, root_key=root)
         self.sealer = AuditSealer(self.catalog.engine, keyring, settings.audit_days)
+        # The signed index refreshed on a timer, once across replicas; only with a registry.
+        self.index_refresher = (
+            IndexRefresher(
+                self.catalog.engine, installs.registry_source(settings), settings.registry_refresh
+            )
+            if settings.registry_refresh
+            and settings.registry_index_url
+            and settings.registry_pubkey
+            else None
+        )
         self.router.task_result_bytes = settings.task_result_bytes
         self.router.task_after = settings.task_after
         self.credentials: CredentialProvider = credentials or NoCredentials()
@@ -243,8 +246,21 @@ class Gateway:
                 settings, self.catalog.engine, self.supervisor.status, host_checks
             ),
         )
+        self.metrics: MetricsListener | None = None  # GIG_METRICS_LISTEN's listener
+        self._observe(settings)
         self.bus: Bus | None = None
         self._replicate(root)
+
+    def _observe(self, settings: Settings) -> None:
+        """Metrics and traces, when the operator switched them on (both off by default)."""
+        if settings.metrics_listen is not None:
+            families = metrics.enable()
+            families.watch_instances(self.supervisor.state_counts)
+            families.watch_pool("catalog", self.catalog.engine)
+            host, _, port = settings.metrics_listen.rpartition(":")
+            self.metrics = MetricsListener(families, host.strip("[]"), int(port))
+        if settings.otlp_endpoint is not None:
+            tracing.configure(settings.otlp_endpoint, sample_ratio=settings.otlp_sample_ratio)
 
     def _replicate(self, root: bytes | None) -> None:
         """On PostgreSQL, the replicas' bus: changes announced to every replica, and
@@ -293,6 +309,14 @@ class Gateway:
                 self.router.replica,
                 "listening" if self.bus.connected else "not reachable yet; polling",
             )
+        if self.metrics is not None:
+            try:
+                await self.metrics.start()
+            except OSError as exc:
+                raise errors.ConfigurationError(
+                    f"GIG_METRICS_LISTEN: cannot listen on {self.settings.metrics_listen}: "
+                    f"{exc.strerror}"
+                ) from None
         await self.sealer.start()
         if self.index_refresher is not None:
             await self.index_refresher.start()
@@ -323,6 +347,10 @@ class Gateway:
         await self.catalog.aclose()
         # Last: every writer has flushed; what they wrote is sealed and signed.
         await self.sealer.aclose()
+        if self.metrics is not None:
+            await self.metrics.aclose()
+        # The spans of the shutdown itself included; blocking HTTP, so in a thread.
+        await asyncio.to_thread(tracing.shutdown)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -390,6 +418,8 @@ def attach_egress(gateway: Gateway, settings: Settings, parts: EgressParts) -> N
     p = settings.egress_port
     gateway.credentials = provider
     gateway.tokens = broker
+    if metrics.active is not None:
+        metrics.active.watch_pool("vault", parts.engine)
     gateway.router.gate = provider.check_accounts
     proxy = gateway.egress = EgressProxy(
         identities=gateway.launcher.identities,
@@ -397,7 +427,7 @@ def attach_egress(gateway: Gateway, settings: Settings, parts: EgressParts) -> N
         resolver=resolver(settings),
         leaves=LeafCache(parts.ca),
         upstream_tls=upstream_context(extra),
-        audit=EgressAudit(parts.engine, settings.egress_audit_days),
+        audit=ObservedAudit(parts.engine, settings.egress_audit_days),  # counted, traced
         ports=ProxyPorts.from_base(p),
         port_rules=PortRules(settings.egress_extra_ports),
     )

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import TypedDict
 from urllib.parse import urlparse
 
 from gigmcp import filemodes
@@ -114,6 +115,13 @@ class Settings:
     max_sessions: int = 10_000
     session_idle_timeout: float = 3600.0
     log_level: str = "info"
+    log_format: str = "text"  # text | json (telemetry/logjson.py)
+    # Observability (docs/operations.md, "Metrics, traces and JSON logs"): both off by
+    # default. Metrics on a listener of their own (never the MCP port); traces to an
+    # OTLP/HTTP collector's base URL, a trace the gateway starts kept with this ratio.
+    metrics_listen: str | None = None
+    otlp_endpoint: str | None = None
+    otlp_sample_ratio: float = 1.0
 
     @property
     def oidc_enabled(self) -> bool:
@@ -428,6 +436,9 @@ def _load(env: Mapping[str, str]) -> Settings:
     level = env.get("GIG_LOG_LEVEL", "info").lower()
     if level not in ("debug", "info", "warning", "error"):
         raise ConfigError("GIG_LOG_LEVEL: expected debug, info, warning or error")
+    log_format = env.get("GIG_LOG_FORMAT", "text").strip().lower()
+    if log_format not in ("text", "json"):
+        raise ConfigError(f"GIG_LOG_FORMAT: expected text or json, not {log_format[:20]!r}")
     emails = tuple(
         e.strip().lower() for e in env.get("GIG_ADMIN_EMAILS", "").split(",") if e.strip()
     )
@@ -554,7 +565,30 @@ def _load(env: Mapping[str, str]) -> Settings:
         ),
         session_idle_timeout=_number(env, "GIG_SESSION_IDLE_TIMEOUT", 3600.0, 1.0),
         log_level=level,
+        log_format=log_format,
+        **_observability(env),  # metrics_listen, otlp_endpoint, otlp_sample_ratio
     )
+
+
+class _Observability(TypedDict):
+    metrics_listen: str | None
+    otlp_endpoint: str | None
+    otlp_sample_ratio: float
+
+
+def _observability(env: Mapping[str, str]) -> _Observability:
+    """GIG_METRICS_LISTEN, GIG_OTLP_ENDPOINT and GIG_OTLP_SAMPLE_RATIO; ``off`` (or
+    unset) leaves each off."""
+    raw = env.get("GIG_METRICS_LISTEN", "").strip()
+    metrics = None if raw.lower() in ("", "off") else _listen("GIG_METRICS_LISTEN", raw)
+    if metrics is not None and metrics == env.get("GIG_LISTEN", "127.0.0.1:8080").strip():
+        raise ConfigError("GIG_METRICS_LISTEN: must differ from GIG_LISTEN (a port of its own)")
+    raw = env.get("GIG_OTLP_ENDPOINT", "").strip()
+    otlp = None if raw.lower() in ("", "off") else _url("GIG_OTLP_ENDPOINT", raw, ("http", "https"))
+    ratio = _number(env, "GIG_OTLP_SAMPLE_RATIO", 1.0, 0.0)
+    if ratio > 1.0:
+        raise ConfigError(f"GIG_OTLP_SAMPLE_RATIO: expected a number from 0 to 1, got {ratio}")
+    return _Observability(metrics_listen=metrics, otlp_endpoint=otlp, otlp_sample_ratio=ratio)
 
 
 def _data_dir_mode(settings: Settings) -> int:

@@ -8,6 +8,7 @@ refuses to run untrusted servers unjailed unless the operator asks for it loudly
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -21,6 +22,7 @@ from gigmcp.control import loginlinks
 from gigmcp.core.launch import Launcher
 from gigmcp.errors import GigError
 from gigmcp.supervisor.launcher import PlainLauncher
+from gigmcp.telemetry import logjson
 
 if TYPE_CHECKING:
     from gigmcp.sandbox.doctor import Check
@@ -58,15 +60,17 @@ def serve(
         raise typer.Exit(2) from err
     if notice:
         typer.echo(notice, err=True)
+    logjson.install(settings.log_format, settings.log_level)
     launcher: Launcher
     parts: EgressParts | None = None
     # What the administrators' overview shows of this host (checked again now and then).
     host_checks: Callable[[], list[Check]] | None = None
     if insecure_no_sandbox:
-        typer.echo(
+        say(
+            settings,
             "gigmcp: WARNING: --insecure-no-sandbox: MCP servers run WITHOUT the jail, with "
             "this host's files and network. Development only; never untrusted servers.",
-            err=True,
+            logging.WARNING,
         )
         launcher = PlainLauncher()
     else:
@@ -85,11 +89,11 @@ def serve(
             raise typer.Exit(2)
         from gigmcp.sandbox.mode import resolve
 
-        typer.echo(
+        say(
+            settings,
             f"gigmcp: every MCP server runs jailed (bubblewrap, own network namespace on "
             f"{settings.sandbox_subnet}, {resolve(settings.sandbox_mode)} mode, "
             f"{settings.sandbox_pool} jails kept ready)",
-            err=True,
         )
         try:
             parts = egress_parts(settings)
@@ -119,15 +123,30 @@ def serve(
         lifespan="on",
         access_log=False,
         log_level="warning",
+        # JSON logs: uvicorn's own loggers go through the root handler too.
+        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
         # SIGTERM: stop accepting, let in-flight requests finish for up to this long,
         # then the lifespan's shutdown stops the instances and flushes and seals the
         # audit (Gateway.stop).
         timeout_graceful_shutdown=settings.drain_seconds,
     )
-    typer.echo(f"gigmcp: listening on http://{settings.listen}/mcp/p/<profile>", err=True)
+    say(settings, f"gigmcp: listening on http://{settings.listen}/mcp/p/<profile>")
+    if settings.metrics_listen is not None:
+        say(settings, f"gigmcp: metrics on http://{settings.metrics_listen}/metrics")
+    if settings.otlp_endpoint is not None:
+        say(settings, f"gigmcp: traces to {settings.otlp_endpoint} (OTLP/HTTP)")
     announce_control_plane(settings, gateway.catalog.engine)
     uvicorn.Server(config).run()
     sys.exit(0)
+
+
+def say(settings: Settings, line: str, level: int = logging.INFO) -> None:
+    """A start-up line on stderr, as it always was; with ``GIG_LOG_FORMAT=json`` a log
+    line like every other (whatever reads the stream expects one JSON object a line)."""
+    if settings.log_format == "json":
+        logging.getLogger("gigmcp.serve").log(level, "%s", line.removeprefix("gigmcp: "))
+    else:
+        typer.echo(line, err=True)
 
 
 def announce_control_plane(settings: Settings, engine: Engine) -> None:
@@ -136,20 +155,21 @@ def announce_control_plane(settings: Settings, engine: Engine) -> None:
     logged: the link signs in whoever opens it first, within minutes."""
     mode = settings.sign_in
     if mode == "oidc":
-        typer.echo(f"gigmcp: control plane: sign in with {settings.oidc_issuer}", err=True)
+        say(settings, f"gigmcp: control plane: sign in with {settings.oidc_issuer}")
     elif mode == "off":
-        typer.echo(
+        say(
+            settings,
             "gigmcp: control plane OFF: no identity provider, and listening beyond loopback "
             "(set GIG_OIDC_ISSUER, GIG_OIDC_CLIENT_ID and GIG_OIDC_REDIRECT_URL to enable it)",
-            err=True,
+            logging.WARNING,
         )
     elif not sys.stderr.isatty():
         # Not a terminal (a service's journal, a container's log): a live link there
         # would sign in whoever reads the log first.
-        typer.echo(
+        say(
+            settings,
             "gigmcp: NO IDENTITY PROVIDER: sign in to the control plane with a one-time link "
             "from 'gigmcp login-link' (loopback only)",
-            err=True,
         )
     else:
         link = login_link_url(settings, loginlinks.mint(engine))

@@ -42,6 +42,7 @@ from gigmcp.errors import ConnectionNeeded, TokenUnavailable
 from gigmcp.oauthclient.client import GrantRefused, ServerUnavailable, VendorClient
 from gigmcp.oauthclient.outbound import Outbound, OutboundRefused
 from gigmcp.store import oauth as store
+from gigmcp.telemetry import probes
 from gigmcp.vault.keys import Keyring
 
 log = logging.getLogger(__name__)
@@ -193,6 +194,7 @@ class TokenBroker:
             self.refreshes += 1
             tokens = await client.refresh(st.refresh)
         except GrantRefused as exc:
+            probes.token_refresh(vendor, "refused")
             await asyncio.to_thread(
                 store.record_failure, self._engine, st.id, self.holder,
                 permanent=True, problem=f"refresh refused: {exc.error}", retry_in=0,
@@ -204,6 +206,7 @@ class TokenBroker:
                 f"{self._reconnect_at}",
             ) from None
         except (ServerUnavailable, OutboundRefused) as exc:
+            probes.token_refresh(vendor, "unavailable")
             backoff = min(2.0**st.failures, MAX_BACKOFF_S)
             await asyncio.to_thread(
                 store.record_failure, self._engine, st.id, self.holder,
@@ -217,6 +220,7 @@ class TokenBroker:
             store.save_tokens, self._engine, self._keyring, st.id, self.holder,
             st.generation, tokens,
         )  # fmt: skip
+        probes.token_refresh(vendor, "disconnected" if saved == "gone" else "ok")
         if saved == "gone":
             # Disconnected while the refresh ran: the grant the vendor just rotated is
             # nobody's now. Tell the vendor (best effort) and give nothing out.

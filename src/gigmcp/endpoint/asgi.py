@@ -37,6 +37,7 @@ from gigmcp.endpoint.sessions import SessionStore
 from gigmcp.mcp import jsonrpc as rpc
 from gigmcp.mcp.jsonrpc import Kind, RpcError
 from gigmcp.router.gateway import Router
+from gigmcp.telemetry import probes
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class McpEndpoint:
         try:
             await self._serve(scope, receive, send, slug)
         except HttpError as exc:
+            probes.http_rejected(exc.status)
             await respond(send, exc.status, exc.body, exc.headers)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, slug: str) -> None:

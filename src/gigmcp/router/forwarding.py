@@ -30,6 +30,7 @@ from gigmcp.router.calls import CAPABILITY_FOR, Call, ParkingLot, Question, attr
 from gigmcp.router.context import RequestContext
 from gigmcp.router.tasks import EXTENSION as TASKS_EXTENSION
 from gigmcp.router.upstreams import Upstreams
+from gigmcp.telemetry import probes, tracing
 from gigmcp.upstream.types import MessageTooLarge, Upstream, UpstreamClosed
 
 MAX_MRTR_ROUNDS = 16
@@ -73,6 +74,9 @@ class Forwarder:
         else:
             for k in (*_MODERN_META, v.META_LOG_LEVEL):
                 meta.pop(k, None)
+        # With tracing on, the upstream's parent is the gateway's span for this call,
+        # not the client's (whose context that span joined); off, the client's passes.
+        tracing.inject(meta)
         if meta:
             out["_meta"] = meta
         else:
@@ -87,6 +91,32 @@ class Forwarder:
         params: JSON,
         inner: str | None,
         field: str = "name",
+    ) -> JSON:
+        scope = probes.forward(method, assignment.server.name, inner, ctx.profile_id)
+        if scope is None:
+            return await self._forward(ctx, assignment, method, params, inner, field)
+        # The span is current while the upstream works: its trace context goes into the
+        # forwarded _meta, and the instance's egress requests are attributed to it.
+        error: str | None = None
+        try:
+            response = await self._forward(ctx, assignment, method, params, inner, field)
+            if "error" in response:
+                error = "json-rpc error"
+            return response
+        except BaseException as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            scope.end(error)
+
+    async def _forward(
+        self,
+        ctx: RequestContext,
+        assignment: Assignment,
+        method: str,
+        params: JSON,
+        inner: str | None,
+        field: str,
     ) -> JSON:
         state = params.get("requestState")
         if isinstance(state, str) and state.startswith(ParkingLot.PREFIX):

@@ -44,6 +44,7 @@ from gigmcp.router.tasks import EXTENSION as TASKS_EXTENSION
 from gigmcp.router.tasks import TASK_METHODS, TaskTable, declares_tasks
 from gigmcp.router.toolcalls import CallGate, ToolCalls
 from gigmcp.router.upstreams import InstanceSource, Upstreams
+from gigmcp.telemetry import probes
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +137,11 @@ class ProfileHub:
         rid = msg["id"]
         method: str = msg["method"]
         params: JSON = msg.get("params") or {}
-        try:
-            outcome = await self._dispatch(ctx, method, params)
-        except RpcError as err:
-            return err.response(rid)
+        probe = probes.request(method, ctx.era, params.get("_meta"))
+        if probe is None:
+            outcome = await self._answer(ctx, method, params)
+        else:
+            outcome = await self._observed(probe, ctx, method, params)
         if "error" in outcome:
             return {"jsonrpc": "2.0", "id": rid, "error": outcome["error"]}
         result = outcome["result"]
@@ -147,6 +149,33 @@ class ProfileHub:
             # 2026-07-28: every result says whether it is final.
             result.setdefault("resultType", "complete")
         return {"jsonrpc": "2.0", "id": rid, "result": result}
+
+    async def _answer(self, ctx: RequestContext, method: str, params: JSON) -> JSON:
+        try:
+            return await self._dispatch(ctx, method, params)
+        except RpcError as err:
+            return {"error": err.to_error()}
+
+    async def _observed(
+        self, probe: probes.Request, ctx: RequestContext, method: str, params: JSON
+    ) -> JSON:
+        """:meth:`_answer` inside the request's span, counted by its outcome."""
+        outcome, code = "failed", None
+        try:
+            answer = await self._answer(ctx, method, params)
+            error, result = answer.get("error"), answer.get("result")
+            if isinstance(error, dict):
+                outcome, code = "error", error.get("code")
+            elif isinstance(result, dict) and result.get("resultType") == "input_required":
+                outcome = "input_required"
+            else:
+                outcome = "ok"
+            return answer
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            probe.end(outcome, code if isinstance(code, int) else None)
 
     async def _dispatch(self, ctx: RequestContext, method: str, params: JSON) -> JSON:
         if method == "tools/call":

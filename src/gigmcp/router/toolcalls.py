@@ -30,6 +30,7 @@ from gigmcp.router import naming
 from gigmcp.router.context import RequestContext
 from gigmcp.router.forwarding import Forwarder
 from gigmcp.router.listing import Listing
+from gigmcp.telemetry import probes
 
 # Asked before a call is forwarded: raises an AccountError when the instance's connected
 # accounts cannot give a token now (app.py wires the credential provider's check).
@@ -100,6 +101,8 @@ class ToolCalls:
             raise
         finally:
             args = params.get("arguments")
+            elapsed = time.perf_counter() - started
+            probes.tool_call(assignment.server.name, tool, outcome, elapsed)
             self._record(
                 AuditEvent(
                     action="tools/call",
@@ -108,7 +111,7 @@ class ToolCalls:
                     profile_id=self._view().id,
                     server=assignment.server.name,
                     tool=tool,
-                    duration_ms=(time.perf_counter() - started) * 1000,
+                    duration_ms=elapsed * 1000,
                     arg_bytes=len(rpc.dumps(args)) if args is not None else 0,
                 )
             )

@@ -34,6 +34,7 @@ from gigmcp.errors import LaunchError
 from gigmcp.sandbox.cgroups import NAME as CGROUP_NAME
 from gigmcp.sandbox.cgroups import PARENT as CGROUP_PARENT
 from gigmcp.supervisor.logs import InstanceLog
+from gigmcp.telemetry import probes
 from gigmcp.upstream.connection import StdioUpstream, WireLimits
 from gigmcp.upstream.handshake import StartError, connect
 from gigmcp.upstream.transport import ProcessTransport
@@ -204,6 +205,7 @@ class Supervisor:
             inst.crashed = False
             inst.log.write(f"ready: {conn.era} protocol {conn.protocol_version}")
             self._track(inst, self._watch(inst, process, conn))
+            probes.instance_started(inst.key.server_name, ok=True)
             done.set_result(conn)
         except BaseException as exc:
             # The cause is the operator's (host paths, bubblewrap's words, subnets): it
@@ -223,6 +225,7 @@ class Supervisor:
                 # The status says where to look, not the cause: that is the log's (the
                 # operator's words), on the line with this reference.
                 inst.crashed, inst.last_error = True, f"start failed (ref {ref})"
+                probes.instance_started(inst.key.server_name, ok=False)
             err = InstanceUnavailable(inst.key.server_name, ref)
             if not done.done():
                 done.set_exception(err)
@@ -267,6 +270,7 @@ class Supervisor:
         if inst.stopping or self._instances.get(inst.key) is not inst:
             return
         inst.crashed, inst.last_error = True, inst.last_exit
+        probes.instance_crashed(inst.key.server_name)
         # Crashed: restart in the background while it is in use, with growing backoff.
         if time.monotonic() - inst.last_used < self._idle:
             inst.restarts += 1
@@ -409,17 +413,21 @@ class Supervisor:
         rested = [v for k, v in list(self._rested.items()) if k not in seen]
         return sorted(live + rested, key=lambda v: (v.key.server_name, v.key.profile_id))
 
+    def state_counts(self) -> dict[str, int]:
+        """How many instances are in each state (the instances the status reports,
+        without reading their memory): for the metrics, at each scrape."""
+        counts: dict[str, int] = {}
+        for inst in list(self._instances.values()):
+            state = _state(inst)
+            counts[state] = counts.get(state, 0) + 1
+        for key, view in list(self._rested.items()):
+            if key not in self._instances:
+                counts[view.state] = counts.get(view.state, 0) + 1
+        return counts
+
     def _view(self, inst: _Instance) -> InstanceView:
-        conn, process = inst.conn, inst.process
-        state: InstanceState
-        if conn is not None and not conn.closed:
-            state = "running"
-        elif inst.crashed:
-            state = "crashed"
-        elif inst.starting is not None:
-            state = "starting"
-        else:
-            state = "idle"
+        process = inst.process
+        state = _state(inst)
         # A failed start leaves its (ended) process behind until the next one: a pid
         # is reported only while it can be the instance's.
         live = process if state in ("running", "starting") else None
@@ -453,6 +461,17 @@ class Supervisor:
         )
         while len(self._rested) > RESTED_KEPT:
             del self._rested[next(iter(self._rested))]
+
+
+def _state(inst: _Instance) -> InstanceState:
+    conn = inst.conn
+    if conn is not None and not conn.closed:
+        return "running"
+    if inst.crashed:
+        return "crashed"
+    if inst.starting is not None:
+        return "starting"
+    return "idle"
 
 
 def _retrieve(future: asyncio.Future[StdioUpstream]) -> None:
