@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from gigmcp.sandbox import doctor
+from gigmcp.sandbox import cgroups, doctor
 
 pytestmark = pytest.mark.root
 
@@ -66,3 +68,23 @@ def test_auto_picks_root_mode_with_sys_admin_and_userns_without() -> None:
     assert mode.missing("root", everything & ~(1 << 21)) == ["SYS_ADMIN"]
     with pytest.raises(ValueError, match="auto, root, userns"):
         mode.resolve("rootless")
+
+
+def test_a_read_only_cgroup_hierarchy_is_named_before_any_launch() -> None:
+    """What a container engine gives an unprivileged container: the doctor says so,
+    instead of every launch failing on it later."""
+    problem = cgroups.available()
+    if problem is not None:
+        pytest.skip(f"cgroups are not usable here: {problem}")
+    chosen, _ = cgroups._plan()
+    mount = chosen["memory"].mount
+    probe = (
+        "from gigmcp.sandbox import doctor; c = doctor.check_cgroups(); print(c.problem or 'NONE')"
+    )
+    out = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+         f'mount -o remount,bind,ro "{mount}" && exec "{sys.executable}" -c "{probe}"'],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert f"the cgroup hierarchy is mounted read-only at {mount}" in out
+    assert "docs/containers.md" in out

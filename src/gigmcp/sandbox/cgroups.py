@@ -47,6 +47,8 @@ class _Hierarchy:
     mount: str
     own: str  # our own cgroup's directory in this hierarchy
     controllers: frozenset[str]
+    # Mounted read-only: what an unprivileged container is given by its engine.
+    read_only: bool = False
 
     @property
     def parent(self) -> str:
@@ -74,14 +76,18 @@ def _discover() -> list[_Hierarchy]:
         if fstype == "cgroup2":
             v2_ctrls = frozenset(_read(os.path.join(mount, "cgroup.controllers")).split())
             rel = own.get("", "/").lstrip("/")
-            found.append(_Hierarchy(2, mount, os.path.join(mount, rel), v2_ctrls))
+            found.append(_Hierarchy(2, mount, os.path.join(mount, rel), v2_ctrls, _ro(opts)))
         elif fstype == "cgroup":
             names = frozenset(o for o in opts.split(",") if o in _V1_CONTROLLERS)
             key = next((k for k in own if k and frozenset(k.split(",")) == names), None)
             if names and key is not None:
                 rel = own[key].lstrip("/")
-                found.append(_Hierarchy(1, mount, os.path.join(mount, rel), names))
+                found.append(_Hierarchy(1, mount, os.path.join(mount, rel), names, _ro(opts)))
     return found
+
+
+def _ro(opts: str) -> bool:
+    return "ro" in opts.split(",")
 
 
 _V1_CONTROLLERS = {"memory", "pids", "cpu", "cpuacct", "freezer", "cpuset", "devices", "blkio"}
@@ -112,6 +118,14 @@ def available() -> str | None:
         return (
             f"no usable cgroup controller for {', '.join(missing)} (mount cgroup2 with "
             "them enabled, or the v1 hierarchies)"
+        )
+    read_only = sorted({h.mount for h in chosen.values() if h.read_only})
+    if read_only:
+        # Said here, before the first launch fails on it: a container's engine mounts
+        # cgroups read-only unless given a writable (delegated) one.
+        return (
+            f"the cgroup hierarchy is mounted read-only at {', '.join(read_only)}: the jails "
+            "cannot get cgroups of their own (in a container: docs/containers.md, cgroups)"
         )
     if os.geteuid() != 0:
         return "creating cgroups needs root"
