@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -88,3 +89,44 @@ def test_a_read_only_cgroup_hierarchy_is_named_before_any_launch() -> None:
     ).stdout  # fmt: skip
     assert f"the cgroup hierarchy is mounted read-only at {mount}" in out
     assert "docs/containers.md" in out
+
+
+def test_a_writable_folder_bound_over_a_read_only_hierarchy_is_what_counts() -> None:
+    """The container recipe of docs/containers.md: a delegated folder bound over the
+    engine's read-only hierarchy. The visible (last) mount is the one judged."""
+    problem = cgroups.available()
+    if problem is not None:
+        pytest.skip(f"cgroups are not usable here: {problem}")
+    chosen, _ = cgroups._plan()
+    mounts = sorted({h.mount for h in chosen.values()})
+    name = f"gigmcp-doctor-test-{os.getpid()}"
+    folders = [os.path.join(m, name) for m in mounts]
+    # A writable view of each hierarchy taken first (a bind keeps its source's flags),
+    # as the host's own hierarchy is to the engine; then the engine's read-only mount,
+    # then the delegated folder bound over it.
+    steps = []
+    for i, m in enumerate(mounts):
+        rw = f"/tmp/{name}-{i}"
+        steps += [
+            f'mkdir -p "{rw}"',
+            f'mount --bind "{m}" "{rw}"',
+            f'mount -o remount,bind,ro "{m}"',
+            f'mount --bind "{rw}/{name}" "{m}"',
+        ]
+    script = " && ".join(
+        [*steps, f'exec "{sys.executable}" -c "from gigmcp.sandbox import doctor; '
+                 "print(doctor.check_cgroups().problem or 'NONE')\""]
+    )  # fmt: skip
+    for f in folders:
+        os.mkdir(f)
+    try:
+        out = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+    finally:
+        for i, f in enumerate(folders):
+            os.rmdir(f)
+            with contextlib.suppress(OSError):
+                os.rmdir(f"/tmp/{name}-{i}")
+    assert "read-only" not in out, out

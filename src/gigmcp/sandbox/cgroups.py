@@ -70,20 +70,22 @@ def _discover() -> list[_Hierarchy]:
     for line in _read("/proc/self/cgroup").splitlines():
         _id, ctrls, path = line.split(":", 2)
         own[ctrls] = path
-    found: list[_Hierarchy] = []
+    # By mount point, the last mount wins: it is the one visible there (a container's
+    # delegated, writable cgroup folder bound over the engine's read-only hierarchy).
+    found: dict[str, _Hierarchy] = {}
     for line in _read("/proc/self/mounts").splitlines():
         _dev, mount, fstype, opts, *_ = line.split()
         if fstype == "cgroup2":
             v2_ctrls = frozenset(_read(os.path.join(mount, "cgroup.controllers")).split())
             rel = own.get("", "/").lstrip("/")
-            found.append(_Hierarchy(2, mount, os.path.join(mount, rel), v2_ctrls, _ro(opts)))
+            found[mount] = _Hierarchy(2, mount, os.path.join(mount, rel), v2_ctrls, _ro(opts))
         elif fstype == "cgroup":
             names = frozenset(o for o in opts.split(",") if o in _V1_CONTROLLERS)
             key = next((k for k in own if k and frozenset(k.split(",")) == names), None)
             if names and key is not None:
                 rel = own[key].lstrip("/")
-                found.append(_Hierarchy(1, mount, os.path.join(mount, rel), names, _ro(opts)))
-    return found
+                found[mount] = _Hierarchy(1, mount, os.path.join(mount, rel), names, _ro(opts))
+    return list(found.values())
 
 
 def _ro(opts: str) -> bool:
