@@ -274,7 +274,9 @@ class Gateway:
         router.pushed = lambda: bus.connected
         bus.on(CONFIG_CHANNEL, lambda _payload: router.poke())
         bus.on_connect.append(router.poke)
-        self.endpoint.relay = Relay(bus, router, derive(root, "relay"))
+        self.endpoint.relay = Relay(
+            bus, router, derive(root, "relay"), self.settings.client_buffer_bytes
+        )
 
     def owner_of(self, key: InstanceKey) -> int | None:
         """Whom an instance acts for — their credentials, their audit rows: its

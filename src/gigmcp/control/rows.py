@@ -3,7 +3,7 @@ every change runs in.
 
 Owns :func:`change` (one transaction that also bumps ``config_revision`` and writes the
 change's audit row, so a running gateway sees it on its very next request and the audit
-log never misses one; on PostgreSQL the commit also announces it to every replica) and
+log never misses one; on PostgreSQL it is then announced to every replica) and
 the lookups of a profile, a server and an assignment by name, each refusing a row the
 actor may not touch. A refused row is reported as not found, in the same words as a
 missing one, so that asking never tells whether another user's row exists. It must never
@@ -34,8 +34,8 @@ def change(engine: Engine, actor: Actor, action: str, **audit: object) -> Iterat
         s.execute(
             update(ConfigRevision).where(ConfigRevision.id == 1).values(rev=ConfigRevision.rev + 1)
         )
-        announce_change(s)
         s.add(audit_row(actor, action, **audit))
+    announce_change(engine)
 
 
 @contextmanager

@@ -26,9 +26,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
+import hmac
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,9 +55,14 @@ BEAT_S = 2.0
 SILENCE_S = 10.0
 # Sealed messages older than this are refused (a replay from the database's log).
 MAX_AGE_S = 30.0
-_CHUNK = PAYLOAD_CHARS - 64
-# Pieces of a message being put back together, at most this long.
+# A piece: ident, numbers and a tag (about 60 characters), then a slice of the message.
+_CHUNK = PAYLOAD_CHARS - 128
+# Pieces of a message being put back together, at most this long, at most this many
+# messages at once, each at most MAX_PIECES pieces (about 110 MB: a task's result of
+# GIG_TASK_RESULT_BYTES' default 64 MiB, base64, fits).
 _ASSEMBLY_S = 30.0
+MAX_ASSEMBLIES = 64
+MAX_PIECES = 16384
 
 
 def channel(replica: str) -> str:
@@ -62,12 +70,16 @@ def channel(replica: str) -> str:
 
 
 def _gone(msg: JSON) -> JSON:
-    """The holder is gone, and what it held with it: the client's answer is the one
-    it gets for a handle that expired."""
+    """The holder did not answer (stopped, or too slow: it was told to cancel, and
+    drops a request that reaches it too late): what it held is lost to the client,
+    whose answer is the one for a handle that expired."""
     if msg.get("method") in TASK_METHODS:
         text = "Unknown task"
     else:
-        text = "Invalid params: requestState expired or already used (its replica stopped)"
+        text = (
+            "Invalid params: requestState expired or already used (the replica holding it "
+            "did not answer)"
+        )
     return {"jsonrpc": "2.0", "id": msg.get("id"), "error": {"code": rpc.INVALID_PARAMS,
                                                              "message": text}}  # fmt: skip
 
@@ -106,16 +118,31 @@ def _context_in(data: JSON, sink: RequestSink) -> RequestContext:
 
 
 class _ForwardSink:
-    """The holder's side of the request's channel: notifications go back in order."""
+    """The holder's side of the request's channel: notifications go back in order,
+    bounded in bytes as a direct client's stream is (endpoint/buffers.py): beyond
+    ``limit`` waiting to be sent, progress and log notifications are dropped, so an
+    upstream flooding them costs neither memory nor the database's queue."""
 
     can_ask = False
 
-    def __init__(self, exchange: str) -> None:
+    def __init__(self, exchange: str, limit: int) -> None:
         self.exchange = exchange
-        self.queue: asyncio.Queue[JSON] = asyncio.Queue()
+        self.limit = limit
+        self.waiting = 0  # bytes of notifications queued, not yet sent
+        self.dropped = 0
+        self.queue: asyncio.Queue[tuple[JSON, int]] = asyncio.Queue()
 
     def notify(self, message: JSON) -> None:
-        self.queue.put_nowait({"t": "note", "x": self.exchange, "msg": message})
+        size = len(rpc.dumps(message))
+        if self.waiting + size > self.limit:
+            self.dropped += 1
+            return
+        self.waiting += size
+        self.queue.put_nowait(({"t": "note", "x": self.exchange, "msg": message}, size))
+
+    def finish(self, response: JSON) -> None:
+        """The answer: never dropped."""
+        self.queue.put_nowait(({"t": "done", "x": self.exchange, "msg": response}, 0))
 
     async def ask(self, method: str, params: JSON | None) -> Any:
         raise rpc.RpcError(rpc.INTERNAL_ERROR, "a relayed request cannot ask its client")
@@ -124,18 +151,27 @@ class _ForwardSink:
 @dataclass(slots=True)
 class _Assembly:
     pieces: list[str | None]
+    received: int = 0
     started: float = field(default_factory=time.monotonic)
 
 
 class Relay:
-    def __init__(self, bus: Bus, router: Router, key: bytes) -> None:
+    def __init__(self, bus: Bus, router: Router, key: bytes, buffer_bytes: int) -> None:
         self._bus = bus
         self._router = router
-        self._aead = AESGCM(key)
+        # One key each for sealing and for tagging pieces, both from the relay's key.
+        self._aead = AESGCM(hmac.new(key, b"gigmcp-relay-seal", hashlib.sha256).digest())
+        self._piece_key = hmac.new(key, b"gigmcp-relay-pieces", hashlib.sha256).digest()
+        self._drops: dict[str, int] = {}
+        self._drops_said = -10.0
         self.me = router.replica
         self._waiting: dict[str, asyncio.Queue[JSON]] = {}
         self._serving: dict[str, asyncio.Task[None]] = {}
-        self._assembling: dict[str, _Assembly] = {}
+        self._cancelling: set[asyncio.Task[None]] = set()
+        # Bytes of notifications a relayed call may have waiting (GIG_CLIENT_BUFFER_BYTES).
+        self._buffer = buffer_bytes
+        # Oldest first: the oldest incomplete message goes first when the bound is hit.
+        self._assembling: OrderedDict[str, _Assembly] = OrderedDict()
         # Requests taken in the last 2 * MAX_AGE_S: a replay of one is dropped.
         self._seen: dict[str, float] = {}
         self._pruned = 0.0
@@ -159,6 +195,7 @@ class Relay:
                 first = await asyncio.wait_for(inbox.get(), ACK_TIMEOUT_S)
             except TimeoutError:
                 log.warning("relay: replica %s did not take a request", holder)
+                self._cancel(holder, exchange)
                 return _gone(msg)
             except BusError as err:
                 log.warning("relay: cannot reach replica %s: %s", holder, err)
@@ -177,28 +214,38 @@ class Relay:
                     item = await asyncio.wait_for(inbox.get(), SILENCE_S)
                 except TimeoutError:
                     log.warning("relay: replica %s stopped answering mid-request", holder)
+                    self._cancel(holder, exchange)
                     return _gone(msg)
         except asyncio.CancelledError:
-            # The client went away: the holder stops the call too (best effort).
-            cancel = self._send(holder, {"t": "cancel", "x": exchange, "from": self.me})
-            asyncio.get_running_loop().create_task(_quietly(cancel))
+            self._cancel(holder, exchange)  # the client went away
             raise
         finally:
             self._waiting.pop(exchange, None)
 
+    def _cancel(self, holder: str, exchange: str) -> None:
+        """Whatever the holder runs (or is about to run) for ``exchange`` stops: the
+        client got its answer here, so it must not also happen there (best effort;
+        a holder hearing of a cancel before the call drops the call when it comes)."""
+        cancel = self._send(holder, {"t": "cancel", "x": exchange, "from": self.me})
+        task = asyncio.get_running_loop().create_task(_quietly(cancel))
+        self._cancelling.add(task)
+        task.add_done_callback(self._cancelling.discard)
+
     # ------------------------------------------------------------ the holder's side
 
-    async def _serve(self, envelope: JSON) -> None:
-        exchange, back = str(envelope["x"]), str(envelope["from"])
-        msg = envelope["msg"]
-        sink = _ForwardSink(exchange)
-        ctx = _context_in(envelope["ctx"], sink)
+    async def _serve(self, exchange: str, envelope: JSON) -> None:
         pump: asyncio.Task[None] | None = None
+        back = "?"
         try:
+            back, msg = str(envelope["from"]), envelope["msg"]
+            if not back.isalnum() or not isinstance(msg, dict):
+                raise ValueError("a relayed request without its sender or message")
+            sink = _ForwardSink(exchange, self._buffer)
+            ctx = _context_in(envelope["ctx"], sink)
             await self._send(back, {"t": "ack", "x": exchange})
             pump = asyncio.get_running_loop().create_task(self._pump(back, sink))
             response = await self._answer(ctx, msg)
-            sink.queue.put_nowait({"t": "done", "x": exchange, "msg": response})
+            sink.finish(response)
             await pump
         except asyncio.CancelledError:
             pass  # the client left (at the receiver), or this replica is stopping
@@ -226,7 +273,8 @@ class Relay:
         notifications as they come, a beat when there are none, the answer last."""
         while True:
             try:
-                item = await asyncio.wait_for(sink.queue.get(), BEAT_S)
+                item, size = await asyncio.wait_for(sink.queue.get(), BEAT_S)
+                sink.waiting -= size
             except TimeoutError:
                 item = {"t": "beat", "x": sink.exchange}
             await self._send(back, item)
@@ -235,40 +283,72 @@ class Relay:
 
     # ------------------------------------------------------------ the wire
 
+    def _tag(self, name: str, ident: str, i: int, n: int, piece: str) -> str:
+        mac = hmac.new(self._piece_key, f"{name}\0{ident}\0{i}\0{n}\0{piece}".encode(),
+                       hashlib.sha256).digest()  # fmt: skip
+        return base64.urlsafe_b64encode(mac[:16]).decode().rstrip("=")
+
     async def _send(self, replica: str, message: JSON) -> None:
         name = channel(replica)
         message["at"] = time.time()
         nonce = secrets.token_bytes(12)
-        sealed = nonce + self._aead.encrypt(nonce, orjson.dumps(message), name.encode())
+        sealed = nonce + self._aead.encrypt(nonce, rpc.dumps(message), name.encode())
         text = base64.b64encode(sealed).decode()
         ident = secrets.token_hex(6)
         pieces = [text[i : i + _CHUNK] for i in range(0, len(text), _CHUNK)] or [""]
-        total = len(pieces)
-        await self._bus.send(name, [f"{ident}:{i}:{total}:{p}" for i, p in enumerate(pieces)])
+        n = len(pieces)
+        if n > MAX_PIECES:
+            raise BusError(f"a relayed message of {len(text)} bytes is too large for the bus")
+        await self._bus.send(
+            name, [f"{ident}:{i}:{n}:{self._tag(name, ident, i, n, p)}:{p}"
+                   for i, p in enumerate(pieces)],
+        )  # fmt: skip
 
     def _received(self, payload: str) -> None:
+        """One piece of a message. Each piece carries a tag under the deployment's key,
+        checked before anything is kept: whoever can NOTIFY on the database (any role
+        that can log in) but does not hold the vault costs the replica one HMAC."""
         try:
-            ident, index, total, piece = payload.split(":", 3)
+            ident, index, total, tag, piece = payload.split(":", 4)
             i, n = int(index), int(total)
-            if not 0 <= i < n <= 100_000:
+            if len(ident) != 12 or not 0 <= i < n <= MAX_PIECES:
                 raise ValueError("piece numbers")
         except ValueError:
-            log.warning("relay: a malformed notification was dropped")
+            self._dropped("malformed")
+            return
+        if not hmac.compare_digest(tag, self._tag(channel(self.me), ident, i, n, piece)):
+            self._dropped("not a replica's")
+            return
+        if n == 1:
+            self._open(piece)
             return
         now = time.monotonic()
-        for stale in [k for k, a in self._assembling.items() if now - a.started > _ASSEMBLY_S]:
-            del self._assembling[stale]
-        if n == 1:
-            self._open("".join(piece))
-            return
-        assembly = self._assembling.setdefault(ident, _Assembly([None] * n))
+        while self._assembling:
+            oldest = next(iter(self._assembling.values()))
+            if now - oldest.started <= _ASSEMBLY_S and len(self._assembling) < MAX_ASSEMBLIES:
+                break
+            self._assembling.popitem(last=False)  # lost pieces of a message: it times out
+        assembly = self._assembling.get(ident)
+        if assembly is None:
+            assembly = self._assembling[ident] = _Assembly([None] * n)
         if len(assembly.pieces) != n:
-            del self._assembling[ident]
             return
-        assembly.pieces[i] = piece
-        if all(p is not None for p in assembly.pieces):
+        if assembly.pieces[i] is None:
+            assembly.pieces[i] = piece
+            assembly.received += 1
+        if assembly.received == n:
             del self._assembling[ident]
             self._open("".join(p for p in assembly.pieces if p is not None))
+
+    def _dropped(self, why: str) -> None:
+        """Counted, and said at most every 10 s: a flood must not flood the log too."""
+        self._drops[why] = self._drops.get(why, 0) + 1
+        now = time.monotonic()
+        if now - self._drops_said >= 10.0:
+            self._drops_said = now
+            counts = ", ".join(f"{k}: {v}" for k, v in sorted(self._drops.items()))
+            log.warning("relay: notifications dropped since the last report (%s)", counts)
+            self._drops.clear()
 
     def _open(self, text: str) -> None:
         try:
@@ -276,9 +356,14 @@ class Relay:
             plain = self._aead.decrypt(sealed[:12], sealed[12:], channel(self.me).encode())
             message = orjson.loads(plain)
         except (ValueError, InvalidTag, orjson.JSONDecodeError):
-            # Not sealed with the deployment's key: not from a replica of ours.
-            log.warning("relay: a message that is not a replica's was dropped")
+            # Tagged but not sealed with the deployment's key: not from a replica.
+            self._dropped("not a replica's")
             return
+        self._open_message(message)
+
+    def _open_message(self, message: Any) -> None:
+        """A message a replica sealed: stale, replayed or late ones dropped, the rest
+        acted on."""
         now = time.time()
         if not isinstance(message, dict) or abs(now - float(message.get("at", 0))) > MAX_AGE_S:
             log.warning("relay: a stale message was dropped")
@@ -290,15 +375,22 @@ class Relay:
         kind = message.get("t")
         if kind == "call":
             if exchange in self._seen:
-                log.warning("relay: a replayed request was dropped")
+                log.warning("relay: a replayed or cancelled request was dropped")
                 return
             self._seen[exchange] = now
-            task = asyncio.get_running_loop().create_task(self._serve(message))
+            if now - float(message["at"]) > ACK_TIMEOUT_S:
+                # Its receiver has given up waiting for the acknowledgement and told its
+                # client so: running it now would do what the client was told failed.
+                log.warning("relay: a request that came too late was dropped")
+                return
+            task = asyncio.get_running_loop().create_task(self._serve(exchange, message))
             self._serving[exchange] = task
         elif kind == "cancel":
             serving = self._serving.get(exchange)
             if serving is not None:
                 serving.cancel()
+            else:
+                self._seen[exchange] = now  # the call may still be on its way
         else:
             inbox = self._waiting.get(exchange)
             if inbox is not None:

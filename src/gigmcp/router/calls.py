@@ -34,6 +34,10 @@ CAPABILITY_FOR = {
 }
 
 
+# The requests the forwarder may park for the client's answer (hub.py forwards these).
+PARKABLE_METHODS = ("tools/call", "prompts/get", "resources/read", "completion/complete")
+
+
 @dataclass(eq=False, slots=True)
 class Question:
     method: str

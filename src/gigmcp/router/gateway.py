@@ -20,7 +20,7 @@ from typing import Protocol, runtime_checkable
 from gigmcp.core.instances import InstanceKey
 from gigmcp.core.jsontypes import JSON
 from gigmcp.core.views import Catalog, ProfileView, ServerDef
-from gigmcp.router.calls import ParkingLot
+from gigmcp.router.calls import PARKABLE_METHODS, ParkingLot
 from gigmcp.router.cursor import CursorCodec
 from gigmcp.router.handles import Handles, derive, new_replica_id
 from gigmcp.router.hub import ProfileHub
@@ -33,6 +33,7 @@ StaleCheck = Callable[[InstanceKey, ServerDef], str | None]
 # How often the store is polled while its changes are announced (a missed announcement
 # costs at most this long).
 PUSHED_POLL_S = 5.0
+MIN_POKE_GAP_S = 0.05
 
 
 @runtime_checkable
@@ -127,11 +128,15 @@ class Router:
             return None
         if msg.get("method") in TASK_METHODS:
             found = self.handles.holder("task", params.get("taskId"), token_id)
-        else:
+        elif msg.get("method") in PARKABLE_METHODS:
             state = params.get("requestState")
             found = None
             if isinstance(state, str) and state.startswith(ParkingLot.PREFIX):
                 found = self.handles.holder("state", state[len(ParkingLot.PREFIX) :], token_id)
+        else:
+            # Nothing else continues what a replica holds: answered here, whatever
+            # requestState it carries (a client cannot steer its load to one replica).
+            return None
         return found if found != self.handles.replica else None
 
     # ----------------------------------------------------------- UpstreamPeer
@@ -228,6 +233,11 @@ class Router:
                 # Announced changes are read when announced; the poll stays as the
                 # fallback, every 250 ms without announcements, every 5 s with them.
                 poll = PUSHED_POLL_S if self.pushed() else 0.0
+                since = loop.time() - last_poll
+                if self._poked.is_set() and since < MIN_POKE_GAP_S:
+                    # Announcements anyone on the database can make: at most 20 reads
+                    # of the store a second, however many arrive.
+                    await asyncio.sleep(MIN_POKE_GAP_S - since)
                 if self._poked.is_set() or loop.time() - last_poll >= poll:
                     self._poked.clear()
                     last_poll = loop.time()

@@ -1,9 +1,9 @@
 """The replicas' message bus: PostgreSQL's LISTEN/NOTIFY, nothing else to run.
 
 Replicas of one deployment share a PostgreSQL database and nothing else, so that is
-where they talk: a configuration change is announced on ``gigmcp_config`` in the
-transaction that makes it (control/rows.py; delivered at commit, so a replica never
-hears of a change it cannot read yet), and requests one replica hands another
+where they talk: a configuration change is announced on ``gigmcp_config`` once it has
+committed (control/rows.py; so a replica never hears of a change it cannot read yet,
+and a change never fails for want of an announcement), and requests one replica hands another
 (endpoint/relay.py) travel on each replica's own channel. A payload is at most 7,000
 characters here (PostgreSQL's limit is 8,000 bytes); callers split longer messages and
 send the pieces in one transaction, which PostgreSQL delivers together and in order.
@@ -23,9 +23,10 @@ from collections.abc import Callable, Sequence
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import text
+from psycopg.conninfo import make_conninfo
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import SQLAlchemyError
 
 from gigmcp.errors import GigError
 
@@ -35,6 +36,12 @@ CONFIG_CHANNEL = "gigmcp_config"
 # What fits one NOTIFY payload with room to spare (PostgreSQL's limit: 8,000 bytes).
 PAYLOAD_CHARS = 7000
 _BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+# No wait on the database is unbounded: a connection that does not answer within these
+# is taken to be dead (a half-open TCP connection would otherwise hold every relay).
+SEND_TIMEOUT_S = 5.0
+HEALTH_EVERY_S = 10.0
+_CONNECT = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10,
+            "keepalives_interval": 5, "keepalives_count": 3}  # fmt: skip
 
 
 class BusError(GigError):
@@ -50,23 +57,34 @@ def conninfo(database_url: str) -> str | None:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def announce_change(session: Session) -> None:
-    """Tell the other replicas, at this transaction's commit, that the configuration
-    moved (nothing on SQLite: one replica, which polls its own revision)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CONFIG_CHANNEL})
+def announce_change(engine: Engine) -> None:
+    """Tell the other replicas that the configuration moved, after the change committed
+    (nothing on SQLite: one replica, which reads its own revision). A courtesy, never a
+    condition: any role that can log in can jam PostgreSQL's notification queue, and a
+    revocation must commit all the same; the replicas' polling then finds it (5 s)."""
+    if engine.dialect.name != "postgresql":
+        return
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CONFIG_CHANNEL})
+    except SQLAlchemyError as err:
+        log.warning("could not announce a change to the replicas (%s): they will poll for it",
+                    type(err).__name__)  # fmt: skip
 
 
 class Bus:
     def __init__(self, dsn: str) -> None:
-        self._dsn = dsn
+        self._dsn = make_conninfo(dsn, **_CONNECT)
         self._callbacks: dict[str, Callable[[str], None]] = {}
         # Called after every (re)connection: whatever was announced while no one
         # listened is lost, so listeners catch up by reading the store.
         self.on_connect: list[Callable[[], None]] = []
         self._listener: asyncio.Task[None] | None = None
-        self._sender: psycopg.AsyncConnection[tuple[object, ...]] | None = None
-        self._send_lock = asyncio.Lock()
+        # Two senders: one message in one piece (acknowledgements, beats, most answers)
+        # never waits behind a large one being sent in many.
+        self._senders: dict[str, psycopg.AsyncConnection[tuple[object, ...]] | None] = {
+            "small": None, "large": None}  # fmt: skip
+        self._locks = {"small": asyncio.Lock(), "large": asyncio.Lock()}
         self._connected = asyncio.Event()
         self._closing = False
 
@@ -100,13 +118,18 @@ class Bus:
                     attempt = 0
                     self._connected.set()
                     self._caught_up()
-                    async for note in conn.notifies():
-                        callback = self._callbacks.get(note.channel)
-                        if callback is not None:
-                            try:
-                                callback(note.payload)
-                            except Exception:
-                                log.exception("bus: handling a notification failed")
+                    while True:
+                        async for note in conn.notifies(timeout=HEALTH_EVERY_S):
+                            callback = self._callbacks.get(note.channel)
+                            if callback is not None:
+                                try:
+                                    callback(note.payload)
+                                except Exception:
+                                    log.exception("bus: handling a notification failed")
+                        # Quiet for a while: is the connection still there? A dead one
+                        # would look connected and hear nothing, forever.
+                        async with asyncio.timeout(SEND_TIMEOUT_S):
+                            await conn.execute("SELECT 1")
             except asyncio.CancelledError:
                 raise
             except Exception as err:
@@ -128,24 +151,28 @@ class Bus:
         order, or none. Raises :class:`BusError` when the database cannot be reached."""
         if any(len(p) > PAYLOAD_CHARS for p in payloads):
             raise ValueError(f"a bus payload is at most {PAYLOAD_CHARS} characters")
-        async with self._send_lock:
+        lane = "small" if len(payloads) == 1 else "large"
+        async with self._locks[lane]:
             for attempt in range(2):
                 try:
-                    conn = self._sender
-                    if conn is None or conn.closed:
-                        conn = self._sender = await psycopg.AsyncConnection.connect(self._dsn)
-                    async with conn.transaction(), conn.cursor() as cur:
-                        await cur.executemany(
-                            "SELECT pg_notify(%s, %s)", [(channel, p) for p in payloads]
-                        )
+                    async with asyncio.timeout(SEND_TIMEOUT_S):
+                        conn = self._senders[lane]
+                        if conn is None or conn.closed:
+                            conn = await psycopg.AsyncConnection.connect(self._dsn)
+                            self._senders[lane] = conn
+                        async with conn.transaction(), conn.cursor() as cur:
+                            await cur.executemany(
+                                "SELECT pg_notify(%s, %s)", [(channel, p) for p in payloads]
+                            )
                     return
-                except psycopg.Error as err:
-                    # A connection the server dropped: one fresh try, then the error
-                    # (its type only: psycopg's messages may name the server).
-                    if self._sender is not None:
+                except (psycopg.Error, TimeoutError) as err:
+                    # A connection the server dropped, or one that stopped answering:
+                    # one fresh try, then the error (its type only: psycopg's messages
+                    # may name the server).
+                    dead, self._senders[lane] = self._senders[lane], None
+                    if dead is not None:
                         with contextlib.suppress(Exception):
-                            await self._sender.close()
-                    self._sender = None
+                            await dead.close()
                     if attempt:
                         raise BusError(
                             f"the database bus is unreachable ({type(err).__name__})"
@@ -158,8 +185,9 @@ class Bus:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
             self._listener = None
-        if self._sender is not None:
-            with contextlib.suppress(Exception):
-                await self._sender.close()
-            self._sender = None
+        for lane, conn in list(self._senders.items()):
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+            self._senders[lane] = None
         self._connected.clear()
