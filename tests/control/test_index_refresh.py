@@ -156,7 +156,10 @@ async def test_two_replicas_refreshers_fetch_once_per_interval(
             e.dispose()
     times = registry.fetches()
     assert len(times) in (2, 3), times  # at 0, 1 (and 2) s
-    assert all(b - a >= 0.95 for a, b in itertools.pairwise(times)), times
+    # The job is due a second after each claim; a fetch arrives at the server some
+    # time after its claim (a first TLS handshake is slower), so arrivals may be a little
+    # closer than a second, never together (two replicas fetching the same interval).
+    assert all(b - a >= 0.5 for a, b in itertools.pairwise(times)), times
     assert sum(r.refreshed for r in refreshers) == len(times)
 
 
