@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import multiprocessing
 import os
 import platform
@@ -35,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import wire
+from bench import report, wire
 from bench.http_client import Connection, Endpoint, McpClient
 from bench.report import percentile
 
@@ -236,12 +235,7 @@ def main() -> None:
         "summary": _summary(results),
         "rounds": results,
     }
-    folder = ROOT / "bench" / "results"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"observability-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out["summary"], indent=2))
-    print(f"results: {path}", file=sys.stderr)
+    print(f"results: {report.save('observability', out)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

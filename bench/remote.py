@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import platform
 import ssl
@@ -36,6 +35,7 @@ from typing import Any
 
 import httpx2 as httpx
 
+from bench import report
 from bench.report import percentile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,11 +185,7 @@ def main() -> None:
         "summary": summary,
         "rounds": results,
     }
-    folder = ROOT / "bench" / "results"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"remote-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
+    path = report.save("remote", out)
     print(f"refreshes during the run: {refreshes}; results: {path}", file=sys.stderr)
 
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import platform
 import re
@@ -54,7 +53,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import procs, procstat, wire
+from bench import procs, procstat, report, wire
 from bench.http_client import Connection, Endpoint, McpClient
 from bench.report import percentile
 
@@ -493,14 +492,7 @@ def main(argv: list[str] | None = None) -> None:
         "summary": summarise(results),
         "rounds": results,
     }
-    path = args.out
-    if path is None:
-        folder = ROOT / "bench" / "results"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"replicas-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out["summary"], indent=2))
-    print(f"results: {path}", file=sys.stderr)
+    print(f"results: {report.save('replicas', out, args.out)}", file=sys.stderr)
     if any(arm.error_count for arm in arms.values()):
         sys.exit(1)
 

@@ -7,10 +7,15 @@ never compare across runs: every ratio is between arms measured interleaved in t
 
 from __future__ import annotations
 
+import json
 import math
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from bench.runner import Tally
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def percentile(sorted_values: list[int], q: float) -> float:
@@ -146,3 +151,14 @@ def table(results: dict[str, dict[str, Any]], arms: list[str]) -> str:
 
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def save(kind: str, out: dict[str, Any], path: Path | None = None) -> Path:
+    """Write a run's JSON to ``path`` or ``bench/results/<kind>-<UTC time>.json``, print
+    its summary on stdout; the file's path is returned (the caller says where it went)."""
+    if path is None:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path = RESULTS / f"{kind}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out["summary"], indent=2))
+    return path
