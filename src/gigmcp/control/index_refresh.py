@@ -21,7 +21,6 @@ fetcher's own message, which shows the registry's URL without credentials or que
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from datetime import timedelta
 from sqlalchemy import Engine
 
 from gigmcp.control import installs
+from gigmcp.core import aio
 from gigmcp.errors import GigError
 from gigmcp.installer.index_fetch import Fetched, RegistrySource
 from gigmcp.store import jobs
@@ -127,8 +127,5 @@ class IndexRefresher:
         return "refreshed"
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await aio.stop(self._task)
+        self._task = None

@@ -15,7 +15,6 @@ credential value: the path is cut at '?', the credential is named by its id.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
+from gigmcp.core import aio
 from gigmcp.store import audit_chain, jobs
 from gigmcp.store import egress_audit as audit_rows
 
@@ -146,8 +146,5 @@ class EgressAudit:
         return jobs.run_once(self._engine, PRUNE_JOB, self.holder, every, prune)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await aio.stop(self._task)
         await self.flush()

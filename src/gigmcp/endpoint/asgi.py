@@ -20,9 +20,9 @@ as the router's watcher sees the store change; idle sessions are swept periodica
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
+from gigmcp.core import aio
 from gigmcp.core.asgi import ASGIApp, Receive, Scope, Send
 from gigmcp.core.views import TokenGrant
 from gigmcp.endpoint.buffers import BUFFER_BYTES
@@ -194,11 +194,8 @@ class McpEndpoint:
                 log.exception("session sweep failed")
 
     async def aclose(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await aio.stop(self._sweeper)
+        self._sweeper = None
         self._listening.close_all()
         self.sessions.close_all()
 

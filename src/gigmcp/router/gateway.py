@@ -17,6 +17,7 @@ import secrets
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+from gigmcp.core import aio
 from gigmcp.core.instances import InstanceKey
 from gigmcp.core.jsontypes import JSON
 from gigmcp.core.views import Catalog, ProfileView, ServerDef
@@ -252,11 +253,8 @@ class Router:
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     async def aclose(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
-            self._watcher = None
+        await aio.stop(self._watcher)
+        self._watcher = None
         for hub in self._hubs.values():
             hub.expire_parked(hub.parking.drain())
             await hub.tasks.aclose()

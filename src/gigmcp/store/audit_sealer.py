@@ -13,13 +13,13 @@ runs it once an hour; it deletes only what a checkpoint vouches for.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
+from gigmcp.core import aio
 from gigmcp.store import audit_chain, jobs
 from gigmcp.vault.keys import Keyring
 
@@ -75,9 +75,6 @@ class AuditSealer:
 
     async def aclose(self) -> None:
         """Stop, then seal and sign what is left (called after every writer flushed)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await aio.stop(self._task)
+        self._task = None
         await self.tick(checkpoint=True)

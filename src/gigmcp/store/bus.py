@@ -28,6 +28,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from gigmcp.core import aio
 from gigmcp.errors import GigError
 
 log = logging.getLogger(__name__)
@@ -180,11 +181,8 @@ class Bus:
 
     async def aclose(self) -> None:
         self._closing = True
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+        await aio.stop(self._listener)
+        self._listener = None
         for lane, conn in list(self._senders.items()):
             if conn is not None:
                 with contextlib.suppress(Exception):

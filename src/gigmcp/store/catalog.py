@@ -11,7 +11,6 @@ event loop never waits on the database. It must never hold a token in clear.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import logging
 import sqlite3
@@ -22,6 +21,7 @@ from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session
 
 from gigmcp.auth import tokens
+from gigmcp.core import aio
 from gigmcp.core.definitions import DefinitionError, parse_credentials, parse_egress
 from gigmcp.core.pins import PinBook, PinChange
 from gigmcp.core.views import Assignment, AuditEvent, ProfileView, ServerDef, TokenGrant
@@ -263,11 +263,8 @@ class StoreCatalog:
                 )
 
     async def aclose(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-            self._flusher = None
+        await aio.stop(self._flusher)
+        self._flusher = None
         await self.flush()
         if self._raw is not None:
             self._raw.close()

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gigmcp.core import aio
 from gigmcp.core.instances import InstanceKey, InstanceState, InstanceView, new_ref
 from gigmcp.core.jsontypes import JSON
 from gigmcp.core.launch import LaunchedProcess, Launcher, LaunchSpec
@@ -372,11 +373,8 @@ class Supervisor:
         await asyncio.gather(*(self.stop(k) for k in list(self._instances) if predicate(k)))
 
     async def shutdown(self) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
-            self._reaper = None
+        await aio.stop(self._reaper)
+        self._reaper = None
         await self.stop_matching(lambda _k: True)
         if self._ending:
             await asyncio.wait(list(self._ending.values()))

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from gigmcp.core import aio
 from gigmcp.core.instances import InstanceKey
 from gigmcp.core.jsontypes import JSON
 from gigmcp.mcp import jsonrpc as rpc
@@ -171,9 +172,7 @@ class StdioUpstream:
         self._fail_all("connection closed by the gateway")
         with contextlib.suppress(OSError, RuntimeError):
             self.transport.close()
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
+        await aio.stop(self._reader)
 
     # ------------------------------------------------------------ wire
 
