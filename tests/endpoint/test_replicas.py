@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
-import mcp_types as types
 import psycopg
 import pytest
 from mcp.client.client import Client
@@ -33,7 +32,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from tests.support.gateway import EVERYTHING, GatewayProc
-from tests.support.mcp_client import text_of
+from tests.support.mcp_client import sampler, text_of
 from tests.support.mcp_http import MODERN, modern_headers
 from tests.support.replicas import database_name, replica_id, replica_set
 from tests.support.round_robin import RoundRobin, round_robin
@@ -86,20 +85,6 @@ def rpc(
     r = httpx.post(url, json=body, headers=modern_headers(token, method, name), timeout=30)
     out: dict[str, Any] = r.json()
     return out
-
-
-def sampler(marker: str) -> Any:
-    async def sample(
-        context: Any, params: types.CreateMessageRequestParams
-    ) -> types.CreateMessageResult:
-        return types.CreateMessageResult(
-            role="assistant",
-            content=types.TextContent(type="text", text=f"answer-from-{marker}"),
-            model="test-model",
-            stop_reason="endTurn",
-        )
-
-    return sample
 
 
 # ----------------------------------------------------------------------- any replica

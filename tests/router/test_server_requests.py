@@ -10,22 +10,7 @@ import mcp_types as types
 import pytest
 
 from tests.support.gateway import GatewayProc
-from tests.support.mcp_client import connect, text_of
-
-
-def sampler(marker: str) -> Any:
-    async def sample(
-        context: Any, params: types.CreateMessageRequestParams
-    ) -> types.CreateMessageResult:
-        await asyncio.sleep(0.05)  # keep both calls in flight at once
-        return types.CreateMessageResult(
-            role="assistant",
-            content=types.TextContent(type="text", text=f"answer-from-{marker}"),
-            model="test-model",
-            stop_reason="endTurn",
-        )
-
-    return sample
+from tests.support.mcp_client import connect, sampler, text_of
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
@@ -42,7 +27,7 @@ async def test_two_concurrent_clients_each_get_their_own_sampling(
     gw: GatewayProc, modes: tuple[str, str]
 ) -> None:
     async def one(mode: str, marker: str) -> str:
-        async with connect(gw, "alpha", mode, sampling_callback=sampler(marker)) as c:
+        async with connect(gw, "alpha", mode, sampling_callback=sampler(marker, 0.05)) as c:
             outs = []
             for i in range(3):
                 echo = await c.call_tool("everything_echo", {"message": f"{marker}-{i}"})
